@@ -1,0 +1,69 @@
+"""Device choice and mixed-precision support, detected rather than assumed."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+from pathlib import Path
+
+import torch
+
+from yolov3.errors import UserError
+
+
+@functools.cache
+def cpu_supports_bf16() -> bool:
+    """True when this CPU runs bf16 matmuls natively (AMX-BF16 or AVX512-BF16), so CPU autocast
+    to bf16 is a speed-up rather than a slow emulation."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    flags = set()
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            flags.update(line.split(":", 1)[1].split())
+            break
+    return bool({"amx_bf16", "avx512_bf16"} & flags)
+
+
+def select_device(spec: str = "auto") -> torch.device:
+    """``auto`` (CUDA if present, else CPU), ``cpu``, ``cuda`` or ``cuda:N``."""
+    if spec == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(spec)
+    except RuntimeError as exc:
+        raise UserError(f"--device {spec!r}: expected auto, cpu, cuda or cuda:N") from exc
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise UserError(f"--device {spec}: CUDA is not available on this machine (try --device cpu)")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise UserError(f"--device {spec}: only {torch.cuda.device_count()} CUDA device(s) present")
+    return device
+
+
+def autocast_dtype(device: torch.device, amp: str = "auto") -> torch.dtype | None:
+    """The mixed-precision dtype to use: ``amp`` is auto | bf16 | fp16 | off.
+
+    auto: bf16 on GPUs that have it (fp16 otherwise), bf16 on CPUs with AMX / AVX512-BF16,
+    none elsewhere.
+    """
+    if amp == "off":
+        return None
+    if amp == "bf16":
+        return torch.bfloat16
+    if amp == "fp16":
+        return torch.float16
+    if amp != "auto":
+        raise UserError(f"amp={amp!r}: expected auto, bf16, fp16 or off")
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.bfloat16 if cpu_supports_bf16() else None
+
+
+def autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
+    """``torch.autocast`` for ``dtype``, or a no-op when ``dtype`` is None."""
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=dtype)
