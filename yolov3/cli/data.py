@@ -1,0 +1,16 @@
+"""``yolov3 data <verb>``: data-set tools. Each sub-verb is a module ``yolov3.cli.data_<name>`` with
+``register(subparsers)``, listed in ``DATA_VERBS``."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+
+DATA_VERBS: list[str] = []
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("data", help="data-set tools: convert, check, synth")
+    group = p.add_subparsers(dest="data_verb", metavar="DATA_VERB", required=True)
+    for name in DATA_VERBS:
+        importlib.import_module(f"yolov3.cli.data_{name}").register(group)

@@ -1,0 +1,1 @@
+"""Data: annotation formats, augmentation, the seed's target encoder, datasets and loaders."""
