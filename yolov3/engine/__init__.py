@@ -1,0 +1,1 @@
+"""Training engine: schedule, EMA, checkpoints, distributed set-up, logging and the trainer."""
