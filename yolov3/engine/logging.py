@@ -1,0 +1,118 @@
+"""What a run shows and records: the run folder, TensorBoard scalars, CSV files, a text log.
+
+Scalar names follow the seed (``lr``, ``loss/total_loss``, ``loss/giou_loss``, ``loss/conf_loss``,
+``loss/prob_loss``) plus ``val/...`` metrics. Only rank 0 writes; on other ranks every call is a
+no-op.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from yolov3.errors import UserError
+
+SEED_LOSS_NAMES = {"total": "loss/total_loss", "giou": "loss/giou_loss", "conf": "loss/conf_loss",
+                   "prob": "loss/prob_loss"}  # fmt: skip
+
+
+def make_run_dir(project: str | Path, name: str, exist_ok: bool = False) -> Path:
+    """``project/name``, or ``project/name2``, ``name3``... when it exists and ``exist_ok`` is False."""
+    base = Path(project)
+    path = base / name
+    if path.exists() and not exist_ok:
+        stem = re.sub(r"\d+$", "", name) or name
+        n = 2
+        while (base / f"{stem}{n}").exists():
+            n += 1
+        path = base / f"{stem}{n}"
+    try:
+        (path / "weights").mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"cannot create run folder {path}: {exc.strerror or exc}") from exc
+    return path
+
+
+def seed_scalars(terms: dict[str, float], lr: float | None = None) -> dict[str, float]:
+    """Loss terms keyed giou / conf / prob / total -> the seed's TensorBoard names (+ ``lr``)."""
+    out = {SEED_LOSS_NAMES[k]: float(v) for k, v in terms.items() if k in SEED_LOSS_NAMES}
+    if lr is not None:
+        out = {"lr": lr, **out}
+    return out
+
+
+class RunLogger:
+    """TensorBoard (``tb/``), ``steps.csv`` (every optimiser step), ``results.csv`` (every epoch),
+    ``train.log`` and the console, for one run folder. ``enabled=False`` (ranks > 0) does nothing."""
+
+    def __init__(self, run_dir: Path, enabled: bool = True) -> None:
+        self.run_dir, self.enabled = Path(run_dir), enabled
+        self._tb = None
+        self._headers: dict[str, list[str]] = {}
+        if enabled:
+            from torch.utils.tensorboard import SummaryWriter  # heavy; only rank 0 pays for it
+
+            self._tb = SummaryWriter(str(self.run_dir / "tb"))
+
+    def save_config(self, config: dict[str, Any]) -> None:
+        if self.enabled:
+            (self.run_dir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+
+    def step(self, step: int, scalars: dict[str, float]) -> None:
+        """Per optimiser step: TensorBoard and ``steps.csv``."""
+        if not self.enabled:
+            return
+        for k, v in scalars.items():
+            self._tb.add_scalar(k, v, step)
+        self._append_csv("steps.csv", {"step": step, **scalars})
+
+    def epoch(self, epoch: int, step: int, scalars: dict[str, float]) -> None:
+        """Per epoch: epoch means and validation metrics to TensorBoard and ``results.csv``."""
+        if not self.enabled:
+            return
+        for k, v in scalars.items():
+            self._tb.add_scalar(f"epoch/{k}" if not k.startswith("val/") else k, v, step)
+        self._tb.flush()
+        self._append_csv("results.csv", {"epoch": epoch, "step": step, **scalars})
+
+    def message(self, text: str) -> None:
+        """A line for the console (stderr, beside the progress bar) and ``train.log``."""
+        if not self.enabled:
+            return
+        print(text, file=sys.stderr, flush=True)
+        with open(self.run_dir / "train.log", "a") as f:
+            f.write(text + "\n")
+
+    def close(self) -> None:
+        if self._tb is not None:
+            self._tb.close()
+            self._tb = None
+
+    def _append_csv(self, name: str, row: dict[str, Any]) -> None:
+        """Append ``row``; a column not seen before (validation appearing later) rewrites the header."""
+        path = self.run_dir / name
+        header = self._headers.get(name)
+        if header is None and path.exists():
+            with open(path, newline="") as f:
+                header = next(csv.reader(f), None)
+        if header and any(k not in header for k in row):
+            with open(path, newline="") as f:
+                rows = list(csv.DictReader(f))
+            header = header + [k for k in row if k not in header]
+            with open(path, "w", newline="") as f:
+                w = csv.DictWriter(f, header)
+                w.writeheader()
+                w.writerows(rows)
+        new = not header
+        header = header or list(row)
+        self._headers[name] = header
+        with open(path, "a", newline="") as f:
+            w = csv.DictWriter(f, header, extrasaction="ignore")
+            if new:
+                w.writeheader()
+            w.writerow(row)
