@@ -1,0 +1,255 @@
+"""Raw head maps -> final detections per image: score, threshold, NMS, undo the letterbox.
+
+The seed's detection path (SEED_NOTES "Detection path"), batched and on the maps' device:
+
+1. decode (the seed's ``decode``, ``yolov3.decode``); score = conf * prob[argmax prob] (or, with
+   ``multi_label``, one candidate per class whose conf * prob passes);
+2. keep score > ``conf_threshold`` (strict, as the seed);
+3. (cx, cy, w, h) -> (x1, y1, x2, y2), undo the letterbox, clip to the image, drop boxes with no area;
+4. class-aware NMS: greedy at IoU > ``iou_threshold`` (``torchvision.ops.batched_nms``; the seed's
+   ``nms(method="nms")``), Gaussian soft-NMS (the seed's ``method="soft-nms"``, sigma 0.3) or
+   DIoU-NMS; then at most ``max_det`` boxes per image, highest score first.
+
+Deliberate differences from the seed's ``postprocess_boxes`` (documented, tested for their size):
+
+* Undoing the letterbox uses the exact inverse of the forward transform (``Letterbox``: integer
+  padding ``(in - int(scale * w)) // 2``), where the seed subtracts the float padding
+  ``(in - scale * w) / 2``. The seed's boxes are therefore shifted by
+  ``(float_pad - int_pad) / scale``: less than 1 input pixel, i.e. under ``1 / scale`` original
+  pixels (0 when ``scale * w`` is a whole number of even parity difference with the input).
+* Boxes are clipped to ``[0, w] x [0, h]`` (continuous pixel coordinates, as torchvision and COCO),
+  not to ``[0, w - 1] x [0, h - 1]`` (pixel indices, as the seed).
+* Soft-NMS drops boxes whose decayed score falls to ``conf_threshold`` or below; the seed keeps every
+  box with a score above 0. Above the threshold both return the same boxes and scores.
+
+Only the candidates whose objectness passes the threshold are decoded: ``score <= conf`` because
+class probabilities are sigmoids (<= 1), so this changes no result and skips most of the work.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torchvision
+from torch import Tensor
+
+from yolov3.boxes import Letterbox
+
+NMS_METHODS = ("greedy", "soft", "diou")
+
+
+@dataclass
+class Detections:
+    """One image's detections, highest score first.
+
+    ``boxes``: ``(N, 4)`` float32 ``(x1, y1, x2, y2)`` in original-image pixels (or network-input
+    pixels when no letterbox was given); ``scores``: ``(N,)`` float32 in (0, 1]; ``classes``: ``(N,)``
+    int64 class indices.
+    """
+
+    boxes: Tensor
+    scores: Tensor
+    classes: Tensor
+
+    def __len__(self) -> int:
+        return int(self.scores.shape[0])
+
+    def to(self, device: torch.device | str) -> Detections:
+        return Detections(self.boxes.to(device), self.scores.to(device), self.classes.to(device))
+
+
+def select_candidates(
+    raws: Sequence[Tensor],
+    anchors: Sequence[Sequence[Sequence[float]]],
+    strides: Sequence[int],
+    conf_threshold: float,
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Decode the anchors whose objectness > ``conf_threshold`` only.
+
+    Returns ``image_index (K,)`` int64, ``boxes (K, 4)`` float32 ``(x1, y1, x2, y2)`` network-input px,
+    ``conf (K,)`` and ``probs (K, C)`` — the rows of ``yolov3.decode.decode_all`` whose conf passes
+    (same formulas: ``xy = (sigmoid(t_xy) + grid) * stride``, ``wh = exp(t_wh) * anchor``).
+    """
+    rows, meta = [], []  # per scale: selected raw rows (K_s, 5 + C); (K_s, 6) image, x, y, aw, ah, stride
+    for raw, scale_anchors, stride in zip(raws, anchors, strides, strict=True):
+        b, ch, h, w = raw.shape
+        na = len(scale_anchors)
+        p = raw.view(b, na, ch // na, h, w)  # (B, A, 5 + C, H, W), a view: no copy
+        bi, ai, yi, xi = torch.nonzero(torch.sigmoid(p[:, :, 4].float()) > conf_threshold, as_tuple=True)
+        rows.append(p[bi, ai, :, yi, xi].float())  # (K_s, 5 + C)
+        anchor_wh = _anchor_table(scale_anchors, stride, raw.device)[ai]  # (K_s, 3): aw, ah, stride
+        meta.append(torch.cat([torch.stack([bi, xi, yi], dim=1).float(), anchor_wh], dim=1))
+    sel, meta = torch.cat(rows), torch.cat(meta)
+    stride = meta[:, 5:6]
+    xy = (torch.sigmoid(sel[:, 0:2]) + meta[:, 1:3]) * stride
+    half_wh = torch.exp(sel[:, 2:4]) * meta[:, 3:5] * 0.5
+    boxes = torch.cat([xy - half_wh, xy + half_wh], dim=1)
+    return meta[:, 0].long(), boxes, torch.sigmoid(sel[:, 4]), torch.sigmoid(sel[:, 5:])
+
+
+@functools.lru_cache(maxsize=64)
+def _anchor_table_cached(anchors: tuple, stride: int, device: torch.device) -> Tensor:
+    return torch.tensor([[w, h, stride] for w, h in anchors], dtype=torch.float32, device=device)
+
+
+def _anchor_table(anchors: Sequence[Sequence[float]], stride: int, device: torch.device) -> Tensor:
+    """``(A, 3)`` anchor w, h (input px) and the stride, built once per (anchors, device)."""
+    return _anchor_table_cached(tuple((float(w), float(h)) for w, h in anchors), int(stride), device)
+
+
+def _scores(
+    conf: Tensor, probs: Tensor, conf_threshold: float, multi_label: bool
+) -> tuple[Tensor, Tensor, Tensor]:
+    """``(rows, scores, classes)`` of the candidate/class pairs whose score > ``conf_threshold``."""
+    if multi_label:
+        all_scores = conf[:, None] * probs  # (K, C)
+        rows, classes = torch.nonzero(all_scores > conf_threshold, as_tuple=True)
+        return rows, all_scores[rows, classes], classes
+    best, classes = probs.max(dim=1)  # the seed: class = argmax prob, score = conf * prob[class]
+    scores = conf * best
+    rows = torch.nonzero(scores > conf_threshold, as_tuple=True)[0]
+    return rows, scores[rows], classes[rows]
+
+
+def _to_original(
+    boxes: Tensor,
+    image_index: Tensor,
+    letterboxes: Sequence[Letterbox] | None,
+    image_sizes: Sequence[tuple[int, int]] | None,
+    input_size: tuple[int, int],
+) -> Tensor:
+    """Undo each image's letterbox (``Letterbox.boxes_to_original``) and clip to its ``(w, h)``."""
+    if letterboxes is not None:
+        geo = boxes.new_tensor([[lb.pad_x, lb.pad_y, lb.scale] for lb in letterboxes])[image_index]
+        offset = geo[:, [0, 1, 0, 1]]
+        boxes = (boxes - offset) / geo[:, 2:3]
+    if image_sizes is None:
+        image_sizes = [input_size]
+        image_index = torch.zeros_like(image_index)
+    limit = boxes.new_tensor([[w, h, w, h] for w, h in image_sizes])[image_index]  # (K, 4)
+    return torch.minimum(boxes.clamp(min=0.0), limit)
+
+
+def soft_nms(
+    boxes: Tensor, scores: Tensor, sigma: float = 0.3, score_threshold: float = 0.0
+) -> tuple[Tensor, Tensor]:
+    """Gaussian soft-NMS (Bodla et al. 2017; the seed's ``nms(method="soft-nms")``) over one group.
+
+    Repeatedly keeps the highest-scoring box and multiplies every remaining score by
+    ``exp(-IoU^2 / sigma)``; boxes whose score falls to ``score_threshold`` or below are dropped.
+    Returns ``(kept indices, their decayed scores)`` in the order kept (scores non-increasing).
+    Callers separate classes by offsetting boxes (IoU 0 across classes leaves scores unchanged).
+    """
+    # A sequential loop over few boxes: NumPy's per-call cost is a fraction of torch's.
+    b = boxes.detach().double().cpu().numpy()
+    s = scores.detach().double().cpu().numpy().copy()
+    area = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    alive = np.flatnonzero(s > score_threshold)
+    keep, kept_scores = [], []
+    while alive.size:
+        i = int(np.argmax(s[alive]))
+        best = alive[i]
+        keep.append(best)
+        kept_scores.append(s[best])
+        alive = np.delete(alive, i)
+        lt = np.maximum(b[best, :2], b[alive, :2])
+        rb = np.minimum(b[best, 2:], b[alive, 2:])
+        inter = np.prod(np.clip(rb - lt, 0.0, None), axis=1)
+        iou = inter / (area[best] + area[alive] - inter)
+        s[alive] *= np.exp(-(iou * iou) / sigma)
+        alive = alive[s[alive] > score_threshold]
+    keep_t = torch.as_tensor(np.array(keep, dtype=np.int64), device=scores.device)
+    return keep_t, torch.as_tensor(np.array(kept_scores, dtype=np.float32), device=scores.device)
+
+
+def diou_nms(boxes: Tensor, scores: Tensor, iou_threshold: float) -> Tensor:
+    """Greedy NMS that suppresses by Distance-IoU (Zheng et al. 2020): a box goes when
+    ``IoU - d^2 / c^2 > iou_threshold`` with the kept one (d: centre distance, c: enclosing diagonal).
+    Returns kept indices, highest score first."""
+    order = torch.argsort(scores, descending=True)
+    diou = torchvision.ops.distance_box_iou(boxes[order], boxes[order]).cpu()  # (K, K)
+    over = (diou > iou_threshold).numpy()
+    suppressed = [False] * len(order)
+    keep = []
+    for i in range(len(order)):
+        if suppressed[i]:
+            continue
+        keep.append(i)
+        for j in over[i, i + 1 :].nonzero()[0]:
+            suppressed[i + 1 + j] = True
+    return order[torch.as_tensor(keep, dtype=torch.int64, device=order.device)]
+
+
+def _offset_by_group(boxes: Tensor, groups: Tensor) -> Tensor:
+    """Shift each group's boxes far apart so IoU across groups is 0 (torchvision's batched trick)."""
+    boxes = boxes.double()  # float64: offsets up to B * C * span must not blur the IoU
+    if not boxes.numel():
+        return boxes
+    span = boxes.max() + 1.0
+    return boxes + (groups.to(boxes.dtype) * span)[:, None]
+
+
+def postprocess(
+    raws: Sequence[Tensor],
+    anchors: Sequence[Sequence[Sequence[float]]],
+    strides: Sequence[int],
+    letterboxes: Sequence[Letterbox] | None = None,
+    image_sizes: Sequence[tuple[int, int]] | None = None,
+    conf_threshold: float = 0.3,
+    iou_threshold: float = 0.45,
+    nms: str = "greedy",
+    multi_label: bool = False,
+    classes: Sequence[int] | None = None,
+    max_det: int = 300,
+    sigma: float = 0.3,
+) -> list[Detections]:
+    """Raw maps of a batch -> one ``Detections`` per image (see the module docstring).
+
+    ``raws``: the model's output, ``(B, A * (5 + C), H_s, W_s)`` per scale; ``anchors`` per scale in
+    input pixels; ``letterboxes`` / ``image_sizes`` (``(w, h)``): one per image, to return boxes in
+    original pixels; without them boxes stay in input pixels, clipped to the input.
+    ``classes``: keep only these class indices. ``nms``: greedy | soft | diou. Defaults: the seed's
+    test settings (score 0.3, IoU 0.45).
+    """
+    if nms not in NMS_METHODS:
+        raise ValueError(f"nms={nms!r}: expected one of {NMS_METHODS}")
+    batch = raws[0].shape[0]
+    if letterboxes is not None and len(letterboxes) != batch:
+        raise ValueError(f"{len(letterboxes)} letterboxes for a batch of {batch} images")
+    if letterboxes is not None and image_sizes is None:
+        raise ValueError("image_sizes (w, h) are needed with letterboxes, to clip boxes to each image")
+    input_size = (raws[0].shape[3] * strides[0], raws[0].shape[2] * strides[0])
+    image_index, boxes, conf, probs = select_candidates(raws, anchors, strides, conf_threshold)
+    rows, scores, labels = _scores(conf, probs, conf_threshold, multi_label)
+    image_index, boxes = image_index[rows], boxes[rows]
+    if classes is not None:
+        wanted = torch.isin(labels, torch.as_tensor(list(classes), device=labels.device))
+        image_index, boxes, scores, labels = (
+            image_index[wanted],
+            boxes[wanted],
+            scores[wanted],
+            labels[wanted],
+        )
+    boxes = _to_original(boxes, image_index, letterboxes, image_sizes, input_size)
+    valid = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
+    image_index, boxes, scores, labels = image_index[valid], boxes[valid], scores[valid], labels[valid]
+    num_classes = probs.shape[1]
+    groups = image_index * num_classes + labels  # class-aware, and images never suppress each other
+    if nms == "greedy":
+        keep = torchvision.ops.batched_nms(boxes, scores, groups, iou_threshold)  # sorted by score
+    elif nms == "diou":
+        keep = diou_nms(_offset_by_group(boxes, groups), scores, iou_threshold)
+    else:
+        keep, scores_kept = soft_nms(_offset_by_group(boxes, groups), scores, sigma, conf_threshold)
+        scores = scores.clone()
+        scores[keep] = scores_kept.to(scores.dtype)
+    image_index, boxes, scores, labels = image_index[keep], boxes[keep], scores[keep], labels[keep]
+    out = []
+    for b in range(batch):
+        mine = torch.nonzero(image_index == b, as_tuple=True)[0][:max_det]  # already score-ordered
+        out.append(Detections(boxes[mine], scores[mine], labels[mine]))
+    return out
