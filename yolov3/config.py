@@ -61,6 +61,26 @@ class TrainConfig:
     weight_decay: float = 0.0005  # SGD only; never on BN and biases
     ignore_iou: float = 0.5  # IOU_LOSS_THRESH
     seed: int = 0
+    # how the trainer runs (yolov3 train); none of these change the seed's recipe
+    weights: str = ""  # initial weights: Darknet .weights (full or a backbone prefix) or a .pt checkpoint
+    transfer: bool = False  # load --weights except the tensors whose shapes differ (output convs)
+    freeze: bool = False  # freeze the backbone (Darknet-53)
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    amp: str = "auto"  # auto | bf16 | fp16 | off
+    ema: bool = False  # keep an exponential moving average of the weights (evaluated, saved in best)
+    ema_decay: float = 0.9999
+    accumulate: int = 1  # batches per optimiser step
+    clip_grad: float = 0.0  # max gradient norm; 0 = no clipping
+    channels_last: bool = False
+    compile: bool = False  # torch.compile the model
+    sync_bn: bool = False  # SyncBatchNorm under torchrun
+    deterministic: bool = False  # torch.use_deterministic_algorithms (bit-exact resume on CPU)
+    val_interval: int = 1  # validate every N epochs (and after the last)
+    save_period: int = 0  # also write last.pt every N optimiser steps; 0 = at epoch ends only
+    max_bad_steps: int = 10  # consecutive non-finite steps before the run stops (with a checkpoint)
+    project: str = "runs"
+    name: str = "exp"
+    exist_ok: bool = False
 
 
 @dataclass
