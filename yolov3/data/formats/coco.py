@@ -54,8 +54,9 @@ def categories_of(data: dict, where: str) -> tuple[list[str], list[int]]:
         try:
             cats.append((int(cat["id"]), str(cat["name"])))
         except (KeyError, TypeError, ValueError) as exc:
-            raise LabelError(f"{where}: categories[{k}]", f"expected {{'id': int, 'name': str}}, got {cat!r}",
-                             "names") from exc  # fmt: skip
+            raise LabelError(
+                f"{where}: categories[{k}]", f"expected {{'id': int, 'name': str}}, got {cat!r}", "names"
+            ) from exc
     cats.sort()
     ids = [i for i, _ in cats]
     if len(set(ids)) != len(ids):
@@ -99,8 +100,12 @@ def read_coco(
     images: dict[object, dict] = {}
     for k, im in enumerate(data["images"]):
         try:
-            images[im["id"]] = {"file": str(im["file_name"]), "w": int(im.get("width") or 0),
-                                "h": int(im.get("height") or 0), "anns": []}  # fmt: skip
+            images[im["id"]] = {
+                "file": str(im["file_name"]),
+                "w": int(im.get("width") or 0),
+                "h": int(im.get("height") or 0),
+                "anns": [],
+            }
         except (KeyError, TypeError, ValueError):
             report.error(f"{path}: images[{k}]", f"expected id, file_name, width, height; got {im!r}")
     for k, ann in enumerate(data.get("annotations", [])):
@@ -123,8 +128,15 @@ def read_coco(
             )
             continue
         anns = im["anns"]
-        sample = make_sample(file, [a[0] for a in anns], [a[1] for a in anns], im["w"], im["h"],
-                             iscrowd=[a[2] for a in anns], image_id=image_id)  # fmt: skip
+        sample = make_sample(
+            file,
+            [a[0] for a in anns],
+            [a[1] for a in anns],
+            im["w"],
+            im["h"],
+            iscrowd=[a[2] for a in anns],
+            image_id=image_id,
+        )
         samples.append(sanitize(sample, report, lambda i, anns=anns: anns[i][3]))
     return samples, names, ids
 
@@ -156,14 +168,27 @@ def write_coco(
         for box, cls, crowd in zip(sample.boxes.astype(np.float64), sample.classes, sample.iscrowd):
             x, y, w, h = box[0], box[1], box[2] - box[0], box[3] - box[1]
             bbox = [float(fmt_num(v)) for v in (x, y, w, h)]
-            out_anns.append({"id": len(out_anns) + 1, "image_id": image_id, "category_id": ids[int(cls)],
-                             "bbox": bbox, "area": round(bbox[2] * bbox[3], 3), "iscrowd": int(crowd),
-                             "segmentation": []})  # fmt: skip
+            out_anns.append(
+                {
+                    "id": len(out_anns) + 1,
+                    "image_id": image_id,
+                    "category_id": ids[int(cls)],
+                    "bbox": bbox,
+                    "area": round(bbox[2] * bbox[3], 3),
+                    "iscrowd": int(crowd),
+                    "segmentation": [],
+                }
+            )
     categories = [{"id": i, "name": n, "supercategory": ""} for i, n in zip(ids, names)]
     json_path.parent.mkdir(parents=True, exist_ok=True)
     images_dir.mkdir(parents=True, exist_ok=True)
-    doc = {"info": {"description": "written by yolov3"}, "licenses": [], "images": out_images,
-           "annotations": out_anns, "categories": categories}  # fmt: skip
+    doc = {
+        "info": {"description": "written by yolov3"},
+        "licenses": [],
+        "images": out_images,
+        "annotations": out_anns,
+        "categories": categories,
+    }
     json_path.write_text(json.dumps(doc))
 
 

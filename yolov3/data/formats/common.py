@@ -206,8 +206,9 @@ def sanitize(sample: Sample, report: LoadReport, where: Callable[[int], str]) ->
         report.warn(where(i), f"box {_fmt_box(boxes[i])} outside the {w}x{h} image, clipped", "clipped")
     for i in np.flatnonzero(empty):
         report.dropped += 1
-        report.warn(where(i), f"box {_fmt_box(boxes[i])} has no area inside the {w}x{h} image, dropped",
-                    "dropped")  # fmt: skip
+        report.warn(
+            where(i), f"box {_fmt_box(boxes[i])} has no area inside the {w}x{h} image, dropped", "dropped"
+        )
     keep = ~empty
     sample.boxes = np.ascontiguousarray(clipped[keep], np.float32)
     sample.classes = sample.classes[keep]

@@ -157,8 +157,15 @@ def to_samples(
                 report.error(obj[3], f"class name {obj[0]!r} is not among the names {names}", "class")
                 continue
             objects.append(obj)
-        sample = make_sample(r.image, [o[1] for o in objects], [index[o[0]] for o in objects], w, h,
-                             difficult=[o[2] for o in objects], image_id=r.xml.stem)  # fmt: skip
+        sample = make_sample(
+            r.image,
+            [o[1] for o in objects],
+            [index[o[0]] for o in objects],
+            w,
+            h,
+            difficult=[o[2] for o in objects],
+            image_id=r.xml.stem,
+        )
         samples.append(sanitize(sample, report, lambda i, objects=objects: objects[i][3]))
     return samples
 
@@ -181,8 +188,14 @@ def format_xml(sample: Sample, filename: str, names: list[str]) -> str:
     )
 
 
-def write_voc_split(samples: list[Sample], names: list[str], out: Path, split: str,
-                    link: str = "hard", taken: set[str] | None = None) -> str:  # fmt: skip
+def write_voc_split(
+    samples: list[Sample],
+    names: list[str],
+    out: Path,
+    split: str,
+    link: str = "hard",
+    taken: set[str] | None = None,
+) -> str:
     """Write one split under VOC root ``out``; returns its image-set path relative to ``out``.
 
     ``taken``: ids already used by other splits (VOC ids share one Annotations folder).

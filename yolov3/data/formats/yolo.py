@@ -107,8 +107,12 @@ def read_yolo_images(
             continue
         norm, classes, lines = found
         if len(norm) and np.abs(norm).max() > 1.5:
-            report.warn(str(label), f"coordinate {np.abs(norm).max():g} > 1: YOLO labels are normalised "
-                        "to 0..1 (pixel coordinates written by mistake?)", "not-normalised")  # fmt: skip
+            report.warn(
+                str(label),
+                f"coordinate {np.abs(norm).max():g} > 1: YOLO labels are normalised "
+                "to 0..1 (pixel coordinates written by mistake?)",
+                "not-normalised",
+            )
         cx, cy, bw, bh = norm.T
         boxes = np.stack([(cx - bw / 2) * w, (cy - bh / 2) * h, (cx + bw / 2) * w, (cy + bh / 2) * h], 1)
         sample = make_sample(image, boxes, classes, w, h)
@@ -128,8 +132,11 @@ def list_source(entry: str | os.PathLike, base: Path) -> list[tuple[Path, str]]:
             lines = path.read_text().splitlines()
         except OSError as exc:
             raise LabelError(str(path), f"cannot read image list ({exc.strerror})") from exc
-        return [(resolve_listed(t.strip(), path.parent), f"{path}:{ln}")
-                for ln, t in enumerate(lines, 1) if t.strip()]  # fmt: skip
+        return [
+            (resolve_listed(t.strip(), path.parent), f"{path}:{ln}")
+            for ln, t in enumerate(lines, 1)
+            if t.strip()
+        ]
     if is_image_file(path):
         return [(path, str(path))]
     raise LabelError(str(path), "expected a folder of images, a .txt list of image paths or an image")

@@ -1,0 +1,291 @@
+"""``data check``: read every label and image header of a data set and say what is wrong with it.
+
+``check_dataset(config) -> CheckReport``: the problems (file and line), then a summary per split:
+images, boxes per class, a box-size histogram, images without boxes, duplicate images (same path or
+same bytes) and duplicate boxes, plus advice for the usual causes of a model that trains to mAP 0
+(labels not found, classes without boxes, boxes tiny at the input size, many boxes clipped).
+``CheckReport.ok`` is False when there are errors; ``format()`` renders it for the terminal.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from yolov3.data.dataset_config import load_dataset
+from yolov3.data.formats.common import LoadReport, Problem
+from yolov3.data.images import ImageError, image_size
+from yolov3.data.types import Sample
+
+# Box-size buckets by sqrt(w * h) in pixels: <8, 8-16, ..., >256.
+SIZE_EDGES = (8, 16, 32, 64, 128, 256)
+SIZE_LABELS = ("<8", "8-16", "16-32", "32-64", "64-128", "128-256", ">256")
+SHOW_PER_KIND = 10  # problems printed per kind; the report keeps them all
+
+
+@dataclass
+class SplitStats:
+    """Counts of one split. ``size_hist`` buckets sqrt(box area) in original pixels (``SIZE_LABELS``);
+    ``input_hist`` the same after letterboxing to the check's input size."""
+
+    images: int = 0
+    boxes: int = 0
+    per_class: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    size_hist: np.ndarray = field(default_factory=lambda: np.zeros(len(SIZE_LABELS), np.int64))
+    input_hist: np.ndarray = field(default_factory=lambda: np.zeros(len(SIZE_LABELS), np.int64))
+    no_boxes: int = 0
+    crowd_or_difficult: int = 0
+
+
+@dataclass
+class CheckReport:
+    """What ``data check`` found. ``problems`` (from loading and checking) carry file and line."""
+
+    config: str
+    data_format: str
+    names: list[str]
+    load: LoadReport
+    splits: dict[str, SplitStats] = field(default_factory=dict)
+    duplicate_images: list[list[str]] = field(default_factory=list)  # groups of identical files
+    cross_split: list[str] = field(default_factory=list)  # images in more than one split
+    duplicate_boxes: int = 0
+    advice: list[str] = field(default_factory=list)  # warnings about the data set as a whole
+    input_size: int = 416
+
+    @property
+    def problems(self) -> list[Problem]:
+        return self.load.problems
+
+    @property
+    def errors(self) -> list[Problem]:
+        return self.load.errors
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+    def format(self) -> str:
+        """The report as text for the terminal (``yolov3 data check`` prints it)."""
+        return "\n".join(_render(self))
+
+
+def _size_hist(sizes: np.ndarray) -> np.ndarray:
+    return np.bincount(np.searchsorted(SIZE_EDGES, sizes, side="right"), minlength=len(SIZE_LABELS))
+
+
+def _split_stats(samples: list[Sample], num_classes: int, input_size: int) -> SplitStats:
+    st = SplitStats(images=len(samples), per_class=np.zeros(num_classes, np.int64))
+    sizes, input_sizes = [], []
+    for s in samples:
+        n = len(s.boxes)
+        st.boxes += n
+        st.no_boxes += n == 0
+        if not n:
+            continue
+        st.per_class += np.bincount(s.classes, minlength=num_classes)[:num_classes]
+        st.crowd_or_difficult += int((s.iscrowd | s.difficult).sum())
+        side = np.sqrt((s.boxes[:, 2] - s.boxes[:, 0]) * (s.boxes[:, 3] - s.boxes[:, 1]))
+        sizes.append(side)
+        if s.width and s.height:
+            input_sizes.append(side * input_size / max(s.width, s.height))
+    if sizes:
+        st.size_hist = _size_hist(np.concatenate(sizes))
+    if input_sizes:
+        st.input_hist = _size_hist(np.concatenate(input_sizes))
+    return st
+
+
+def _check_headers(spec_splits: dict[str, list[Sample]], report: LoadReport) -> dict[str, list[Sample]]:
+    """Read every image header (COCO / VOC only stat the files); compare with the declared sizes."""
+    out = {}
+    for split, samples in spec_splits.items():
+        kept = []
+        for s in samples:
+            try:
+                w, h = image_size(s.image)
+            except ImageError as exc:
+                report.bad_image(s.image, exc.reason)
+                continue
+            if (s.width, s.height) != (w, h):
+                report.warn(
+                    s.image, f"annotations give size {s.width}x{s.height}, the image is {w}x{h}", "size"
+                )
+            kept.append(s)
+        out[split] = kept
+    return out
+
+
+def _file_hash(path: str) -> str:
+    h = hashlib.sha1()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def find_duplicates(splits: dict[str, list[Sample]]) -> tuple[list[list[str]], list[str]]:
+    """``(groups of identical images, images in more than one split)``.
+
+    Identical means the same resolved path or the same bytes; only files sharing a byte size are
+    hashed, so a set without duplicates costs one ``stat`` per image.
+    """
+    by_size: dict[int, set[str]] = defaultdict(set)
+    split_of_path: dict[str, set[str]] = defaultdict(set)
+    path_count: Counter = Counter()
+    for split, samples in splits.items():
+        for s in samples:
+            p = os.path.realpath(s.image)
+            path_count[p] += 1
+            split_of_path[p].add(split)
+            try:
+                by_size[os.stat(p).st_size].add(p)
+            except OSError:
+                continue
+    groups = [[p] * n for p, n in path_count.items() if n > 1]  # listed twice
+    for paths in by_size.values():
+        if len(paths) < 2:
+            continue
+        by_hash: dict[str, list[str]] = defaultdict(list)
+        for p in sorted(paths):
+            by_hash[_file_hash(p)].append(p)
+        groups += [g for g in by_hash.values() if len(g) > 1]
+    content_split: dict[str, set[str]] = {}
+    for g in groups:
+        splits_of_group = set().union(*(split_of_path[p] for p in g))
+        content_split[g[0]] = splits_of_group
+    cross = sorted(p for p, s in content_split.items() if len(s) > 1)
+    return sorted(groups), cross
+
+
+def _duplicate_boxes(splits: dict[str, list[Sample]], report: LoadReport) -> int:
+    total = 0
+    for samples in splits.values():
+        for s in samples:
+            if len(s.boxes) < 2:
+                continue
+            rows = np.concatenate([s.boxes, s.classes[:, None].astype(np.float32)], 1)
+            n = len(rows) - len(np.unique(rows, axis=0))
+            if n:
+                total += n
+                report.warn(s.image, f"{n} duplicate box(es) (same class and coordinates)", "duplicate-box")
+    return total
+
+
+def check_dataset(config: str | os.PathLike, strict: bool = False, input_size: int = 416) -> CheckReport:
+    """Check the data set ``config`` (a data.yaml or Darknet .data) describes; never stops at a bad line.
+
+    ``strict``: missing / unreadable images are errors. ``input_size``: the training input the
+    box sizes are also measured at (after letterboxing). A config that cannot be read at all (no
+    file, no splits, names that differ between splits) raises ``UserError``.
+    """
+    report = LoadReport(collect=True, strict=strict)
+    spec = load_dataset(config, report=report)
+    splits = {k: v for k, v in (("train", spec.train), ("val", spec.val), ("test", spec.test))}
+    if spec.format in ("coco", "voc"):
+        splits = _check_headers(splits, report)
+    out = CheckReport(str(config), spec.format, spec.names, report, input_size=input_size)
+    out.splits = {k: _split_stats(v, len(spec.names), input_size) for k, v in splits.items() if v}
+    out.duplicate_images, out.cross_split = find_duplicates(splits)
+    out.duplicate_boxes = _duplicate_boxes(splits, report)
+    out.advice = _advice(out, report)
+    return out
+
+
+def _advice(r: CheckReport, report: LoadReport) -> list[str]:
+    """Whole-data-set warnings, aimed at the usual reasons training gives mAP 0."""
+    tips = []
+    train, val = r.splits.get("train"), r.splits.get("val")
+    if train is None:
+        report.error(r.config, "the train split has no usable images", "empty")
+    if val is None:
+        tips.append("no val split: training cannot report mAP")
+    total = sum(st.boxes for st in r.splits.values())
+    images = sum(st.images for st in r.splits.values())
+    if images and total == 0:
+        tips.append("no boxes at all: every image is a negative sample; the model can only learn 'nothing'")
+    if report.no_label_file:
+        tips.append(
+            f"{report.no_label_file} images have no label file (read as negatives); "
+            f"expected e.g. {report.no_label_example} - labels go in a 'labels' folder beside 'images'"
+        )
+    if train is not None and train.boxes:
+        empty = [n for n, c in zip(r.names, train.per_class) if c == 0]
+        if empty:
+            tips.append(
+                f"{len(empty)} of {len(r.names)} classes have no training boxes: {empty[:10]}"
+                + (" ..." if len(empty) > 10 else "")
+                + " (is nc / names right?)"
+            )
+        tiny = train.input_hist[0] / max(1, train.input_hist.sum())
+        if tiny > 0.5:
+            tips.append(
+                f"{tiny:.0%} of training boxes are under 8 px at the {r.input_size} input "
+                "(less than one stride-8 cell): raise the input size or tile the images"
+            )
+    if total and report.clipped + report.dropped > 0.1 * (total + report.dropped):
+        tips.append(
+            f"{report.clipped} boxes clipped and {report.dropped} dropped out of {total + report.dropped}: "
+            "are the coordinates in the format's convention (YOLO: normalised cx cy w h)?"
+        )
+    if r.cross_split:
+        tips.append(f"{len(r.cross_split)} images are in more than one split (train/val leakage)")
+    for tip in tips:
+        report.warn(r.config, tip, "advice")
+    return tips
+
+
+def _table(header: list[str], rows: list[list[object]], first: int = 10) -> list[str]:
+    cols = [header, *[[str(c) for c in row] for row in rows]]
+    widths = [max(len(row[i]) for row in cols) for i in range(len(header))]
+    widths[0] = max(widths[0], first)
+    return [
+        "  " + "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths)))
+        for row in cols
+    ]
+
+
+def _render(r: CheckReport) -> list[str]:
+    lines = [f"data check: {r.config} ({r.data_format}, {len(r.names)} classes)"]
+    by_kind: dict[str, list[Problem]] = defaultdict(list)
+    for p in r.problems:
+        if p.kind != "advice":
+            by_kind[p.kind].append(p)
+    if by_kind:
+        lines.append("problems:")
+        for kind, items in sorted(by_kind.items(), key=lambda kv: (kv[1][0].severity != "error", kv[0])):
+            lines += [f"  {p}" for p in items[:SHOW_PER_KIND]]
+            if len(items) > SHOW_PER_KIND:
+                lines.append(f"  ... and {len(items) - SHOW_PER_KIND} more '{kind}' problems")
+    names = list(r.splits)
+    lines.append("")
+    rows = [[k, st.images, st.no_boxes, st.boxes, st.crowd_or_difficult] for k, st in r.splits.items()]
+    lines += _table(["split", "images", "no boxes", "boxes", "crowd/difficult"], rows)
+    lines.append("")
+    rows = [[n, *(int(r.splits[k].per_class[i]) for k in names)] for i, n in enumerate(r.names)]
+    lines += _table(["boxes per class", *names], rows)
+    for title, attr in (("original px", "size_hist"), (f"at the {r.input_size} input", "input_hist")):
+        lines.append("")
+        rows = [[k, *getattr(st, attr).tolist()] for k, st in r.splits.items()]
+        lines += _table([f"box size sqrt(w*h), {title}", *SIZE_LABELS], rows)
+    lines.append("")
+    dup = sum(len(g) for g in r.duplicate_images) - len(r.duplicate_images)
+    lines.append(
+        f"duplicates: {dup} duplicate images in {len(r.duplicate_images)} groups, "
+        f"{len(r.cross_split)} in more than one split, {r.duplicate_boxes} duplicate boxes"
+    )
+    for g in r.duplicate_images[:5]:
+        lines.append("  same image: " + " = ".join(Path(p).name if len(set(g)) > 1 else p for p in g[:4]))
+    lines.append(
+        f"boxes clipped {r.load.clipped}, dropped {r.load.dropped}; images skipped {r.load.skipped_images}"
+    )
+    if r.advice:
+        lines.append("warnings:")
+        lines += [f"  - {tip}" for tip in r.advice]
+    n_err, n_warn = len(r.errors), len(r.load.warnings)
+    lines.append(f"{'OK' if r.ok else 'FAILED'}: {n_err} errors, {n_warn} warnings")
+    return lines
