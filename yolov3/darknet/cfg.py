@@ -237,11 +237,17 @@ def _absolute(refs: tuple[int, ...], index: int, key: str, section: Section, sou
     return tuple(out)
 
 
+_LIMITS = {"filters": 1 << 16, "size": 64, "stride": 64, "width": 1 << 14, "height": 1 << 14, "channels": 64}
+
+
 def _positive(values: dict[str, object], keys: tuple[str, ...], section: Section, source: str) -> None:
+    """Each of ``keys`` must be at least 1 (and within a sane limit, so a typo cannot ask for
+    terabytes)."""
     for key in keys:
-        if int(values[key]) < 1:
+        value, limit = int(values[key]), _LIMITS.get(key, 1 << 16)
+        if not 1 <= value <= limit:
             line = section.lines.get(key, section.line)
-            raise _fail(source, line, f"[{section.type}] {key}={values[key]}: must be at least 1")
+            raise _fail(source, line, f"[{section.type}] {key}={value}: expected 1..{limit}")
 
 
 def _typed_layer(index: int, section: Section, o: dict[str, object], source: str) -> Layer:
@@ -279,8 +285,7 @@ def _typed_layer(index: int, section: Section, o: dict[str, object], source: str
         if not 0 <= m < len(pairs):
             raise _fail(source, section.lines["mask"], f"[yolo] mask index {m} is outside the "
                         f"{len(pairs)} anchors")  # fmt: skip
-    if int(o["classes"]) < 1:
-        raise _fail(source, section.lines["classes"], f"[yolo] classes={o['classes']}: must be at least 1")
+    _positive(o, ("classes",), section, source)
     return Yolo(tuple(pairs[m] for m in mask), mask, int(o["classes"]))
 
 
