@@ -74,6 +74,7 @@ class TrainConfig:
     channels_last: bool = False
     compile: bool = False  # torch.compile the model
     sync_bn: bool = False  # SyncBatchNorm under torchrun
+    freeze_bn: bool = False  # every BN layer in eval mode (fixed statistics): tiny per-process batches
     deterministic: bool = False  # torch.use_deterministic_algorithms (bit-exact resume on CPU)
     val_interval: int = 1  # validate every N epochs (and after the last)
     save_period: int = 0  # also write last.pt every N optimiser steps; 0 = at epoch ends only

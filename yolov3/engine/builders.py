@@ -1,0 +1,139 @@
+"""Objects a training run is made of, built from the typed settings: data, model, weights, freezing.
+
+These are the only readers of ``ModelConfig`` / ``DataConfig`` / ``TrainConfig`` in the engine.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from yolov3.config import DataConfig, ModelConfig, TrainConfig
+from yolov3.darknet.weights import load_darknet_weights
+from yolov3.data.dataset import DetectionDataset
+from yolov3.data.dataset_config import DatasetSpec, load_dataset
+from yolov3.data.loader import build_loader
+from yolov3.data.types import Sample
+from yolov3.engine.checkpoint import CheckpointError, load_checkpoint
+from yolov3.engine.distributed import DistInfo
+from yolov3.errors import UserError
+from yolov3.model.factory import build_model
+
+
+@dataclass
+class RunData:
+    """The data side of a run. ``train_loader`` yields the batch dicts of ``yolov3.data.loader``."""
+
+    names: list[str]
+    train_loader: DataLoader
+    val_loader: DataLoader | None
+    val_samples: list[Sample]
+
+
+def load_spec(path: str) -> DatasetSpec:
+    """The data set, refusing one with no usable training image before anything is built."""
+    if not path:
+        raise UserError("no data set given: pass --data path/to/data.yaml (or a Darknet .data)")
+    spec = load_dataset(path)
+    if not spec.train:
+        skipped = spec.report.skipped_images
+        why = f" ({skipped} listed image(s) missing or unreadable)" if skipped else ""
+        raise UserError(f"{path}: no usable training image{why}; nothing to train on")
+    return spec
+
+
+def build_run_data(
+    spec: DatasetSpec, data_cfg: DataConfig, train_cfg: TrainConfig, model: nn.Module, dist: DistInfo
+) -> RunData:
+    """Train / val datasets and loaders. ``train_cfg.batch`` is the global batch, split over processes."""
+    if train_cfg.batch % dist.world_size:
+        raise UserError(f"--batch {train_cfg.batch} is not divisible by the {dist.world_size} processes")
+    per_rank = train_cfg.batch // dist.world_size
+    common = dict(num_classes=len(spec.names), img_size=data_cfg.img_size, anchors_px=model.anchors,
+                  strides=model.strides, cache=data_cfg.cache, seed=train_cfg.seed)  # fmt: skip
+    train_ds = DetectionDataset(
+        spec.train, augment=data_cfg.augment, hsv=data_cfg.hsv, mosaic=data_cfg.mosaic, **common
+    )
+    train_loader = build_loader(
+        train_ds, batch_size=per_rank, shuffle=True, workers=data_cfg.workers, seed=train_cfg.seed,
+        distributed=dist.enabled, multi_scale=data_cfg.multi_scale, drop_last=False,
+    )  # fmt: skip
+    val_loader = None
+    if spec.val and dist.is_main:
+        val_ds = DetectionDataset(spec.val, augment=False, hsv=False, mosaic=False, **common)
+        val_loader = build_loader(
+            val_ds, batch_size=per_rank, shuffle=False, workers=data_cfg.workers, seed=train_cfg.seed,
+            distributed=False, multi_scale=False, drop_last=False,
+        )  # fmt: skip
+    return RunData(list(spec.names), train_loader, val_loader, list(spec.val))
+
+
+def build_train_model(model_cfg: ModelConfig, train_cfg: TrainConfig) -> nn.Module:
+    """The network, with ``--weights`` loaded and the backbone frozen when asked."""
+    model = build_model(model_cfg)
+    if train_cfg.weights:
+        load_initial_weights(model, train_cfg.weights, train_cfg.transfer)
+    if train_cfg.freeze:
+        freeze_backbone(model)
+    return model
+
+
+def load_initial_weights(model: nn.Module, path: str, transfer: bool) -> None:
+    """Darknet ``.weights`` (full, or a truncated backbone such as ``darknet53.conv.74``) or a
+    checkpoint (``.pt``). ``transfer``: tensors whose shapes differ (the output convolutions, for
+    another class count) keep their initial values instead of being an error."""
+    if Path(path).suffix.lower() in (".pt", ".pth"):
+        _load_checkpoint_weights(model, path, transfer)
+    else:
+        load_darknet_weights(model, path, mode="transfer" if transfer else "prefix")
+
+
+def _load_checkpoint_weights(model: nn.Module, path: str, transfer: bool) -> None:
+    state = load_checkpoint(path)["model"]
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    if missing:
+        raise CheckpointError(
+            f"{path}: not this network ({len(missing)} tensors missing, first {missing[0]!r})"
+        )
+    differ = [k for k in own if state[k].shape != own[k].shape]
+    if differ and not transfer:
+        k = differ[0]
+        raise CheckpointError(
+            f"{path}: {k} has shape {tuple(state[k].shape)}, this model {tuple(own[k].shape)} "
+            f"({len(differ)} tensors differ; another class count? use --transfer)"
+        )
+    model.load_state_dict({k: (own[k] if k in differ else state[k]) for k in own})
+
+
+def freeze_backbone(model: nn.Module) -> None:
+    """Stop gradients into ``model.backbone`` (its BN statistics are kept fixed by ``set_train_mode``)."""
+    backbone = getattr(model, "backbone", None)
+    if backbone is None:
+        raise UserError(f"--freeze: {type(model).__name__} has no backbone to freeze")
+    for p in backbone.parameters():
+        p.requires_grad_(False)
+
+
+def set_train_mode(model: nn.Module, freeze_bn: bool = False) -> None:
+    """``model.train()``, but BN layers stay in eval mode (running statistics, not the batch's) when
+    frozen (all their parameters frozen) or when ``freeze_bn``."""
+    model.train()
+    for m in model.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            if freeze_bn or not any(p.requires_grad for p in m.parameters()):
+                m.eval()
+
+
+def to_device_batch(batch: dict, device: torch.device, channels_last: bool) -> tuple:
+    """``(images, labels, bboxes)`` of a loader batch on ``device``."""
+    images = batch["images"].to(device, non_blocking=True)
+    if channels_last:
+        images = images.contiguous(memory_format=torch.channels_last)
+    labels = [x.to(device, non_blocking=True) for x in batch["labels"]]
+    bboxes = [x.to(device, non_blocking=True) for x in batch["bboxes"]]
+    return images, labels, bboxes

@@ -1,0 +1,370 @@
+"""The training loop: the seed's recipe (loss, Adam, warmup + cosine) in a resumable, observable run.
+
+``train(model_cfg, data_cfg, train_cfg, resume=None) -> dict`` is the API; ``yolov3 train`` calls
+it, and so does each process under ``torchrun``. The run folder (``project/name``) holds
+``config.yaml``, ``weights/last.pt`` / ``best.pt``, ``tb/`` (TensorBoard), ``steps.csv``,
+``results.csv`` and ``train.log``; only rank 0 writes there.
+
+Resume is exact in deterministic CPU mode: a checkpoint stores the RNG states at the start of the
+epoch and at the step, so a resumed run rebuilds the epoch's loader order, replays (and discards)
+the batches already trained on, restores the step's RNG state and continues bit for bit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from yolov3.checkpoint import model_meta
+from yolov3.config import DataConfig, EvalConfig, ModelConfig, TrainConfig, to_dict
+from yolov3.device import autocast, autocast_dtype, select_device
+from yolov3.engine import builders
+from yolov3.engine import distributed as ddp
+from yolov3.engine.checkpoint import atomic_save, check_resumable, load_checkpoint, rng_state, set_rng_state
+from yolov3.engine.ema import ModelEMA
+from yolov3.engine.logging import RunLogger, make_run_dir, seed_scalars
+from yolov3.engine.schedule import build_optimizer, lr_at, schedule_steps, set_lr
+from yolov3.engine.validate import fitness, validate
+from yolov3.errors import UserError
+from yolov3.loss import LOSS_TERMS, YoloLoss
+
+
+class TrainingStopped(UserError):
+    """The run stopped itself (too many non-finite steps); a checkpoint was saved first."""
+
+
+@dataclass
+class TrainState:
+    """Where the run is: ``step`` optimiser steps done; ``epoch_step`` batches done in ``epoch``."""
+
+    step: int = 0
+    epoch: int = 0
+    epoch_step: int = 0
+    best_fitness: float = -math.inf
+    bad_steps: int = 0
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+def train(
+    model_cfg: ModelConfig | None = None,
+    data_cfg: DataConfig | None = None,
+    train_cfg: TrainConfig | None = None,
+    resume: str | Path | None = None,
+    eval_cfg: EvalConfig | None = None,
+) -> dict[str, Any]:
+    """Train and return the run's metrics (last epoch's losses and validation, ``best_fitness``,
+    ``run_dir``). With ``resume`` (a run folder or a ``.pt``), configs left as None come from the
+    checkpoint; given ones must describe the same model and classes."""
+    trainer = Trainer(model_cfg, data_cfg, train_cfg, resume=resume, eval_cfg=eval_cfg)
+    return trainer.fit()
+
+
+def resolve_resume(resume: str | Path) -> Path:
+    """``runs/NAME`` -> ``runs/NAME/weights/last.pt``; a ``.pt`` path as it is."""
+    path = Path(resume)
+    return path / "weights" / "last.pt" if path.is_dir() else path
+
+
+class Trainer:
+    """One run. ``fit()`` trains; the methods below are its steps, each short."""
+
+    def __init__(self, model_cfg, data_cfg, train_cfg, resume=None, eval_cfg=None) -> None:
+        ckpt = load_checkpoint(resolve_resume(resume)) if resume else None
+        saved = ckpt.get("config", {}) if ckpt else {}
+        from_saved = {"model": ModelConfig, "data": DataConfig, "train": TrainConfig}
+        given = {"model": model_cfg, "data": data_cfg, "train": train_cfg}
+        cfgs = {k: given[k] or (cls(**saved[k]) if k in saved else cls()) for k, cls in from_saved.items()}
+        self.model_cfg, self.data_cfg, self.cfg = cfgs["model"], cfgs["data"], cfgs["train"]
+        self.eval_cfg = eval_cfg or EvalConfig()
+        self.dist = ddp.env_dist_info()
+        self.device = ddp.init_distributed(self.dist, select_device(self.cfg.device))
+        self._seed_everything()
+        spec = builders.load_spec(self.data_cfg.path)
+        self.model_cfg.num_classes = len(spec.names)
+        if ckpt:
+            check_resumable(ckpt, to_dict(self.model_cfg), list(spec.names), str(resume))
+        self.run_dir = self._run_dir(resume)
+        self.log = RunLogger(self.run_dir, enabled=self.dist.is_main)
+        self._build_model()
+        self.data = builders.build_run_data(spec, self.data_cfg, self.cfg, self.raw_model, self.dist)
+        self.state = TrainState()
+        self.rng_epoch = self.rng_step = None
+        self._resuming = ckpt is not None
+        self._last_terms: dict[str, float] = {}
+        if ckpt:
+            self._restore(ckpt)
+        self.log.save_config(self.config_dict())
+        self.total_images = 0
+
+    # ------------------------------------------------------------------ set-up
+    def _seed_everything(self) -> None:
+        seed = self.cfg.seed + self.dist.rank
+        torch.manual_seed(seed)
+        np.random.seed(seed)  # noqa: NPY002 (seeds what libraries draw from)
+        random.seed(seed)
+        if self.cfg.deterministic:
+            torch.use_deterministic_algorithms(True)
+            torch.backends.cudnn.benchmark = False
+
+    def _run_dir(self, resume) -> Path:
+        if resume:
+            path = resolve_resume(resume).parent.parent
+        elif self.dist.is_main:
+            path = make_run_dir(self.cfg.project, self.cfg.name, self.cfg.exist_ok)
+        else:
+            path = None
+        return Path(ddp.broadcast_object(str(path) if path else None, self.dist))
+
+    def _build_model(self) -> None:
+        model = builders.build_train_model(self.model_cfg, self.cfg)
+        model.to(self.device)
+        if self.cfg.channels_last:
+            model.to(memory_format=torch.channels_last)
+        self.raw_model = model
+        self.ema = ModelEMA(model, self.cfg.ema_decay) if self.cfg.ema and self.dist.is_main else None
+        self.optimizer = build_optimizer(model, self.cfg)
+        self.amp_dtype = autocast_dtype(self.device, self.cfg.amp)
+        use_scaler = self.amp_dtype == torch.float16
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=use_scaler)
+        self.model = ddp.wrap_model(model, self.dist, self.device, self.cfg.sync_bn)
+        if self.cfg.compile:
+            self.model = torch.compile(self.model)
+        self.criterion = YoloLoss(model.anchors, model.strides, model.num_classes, self.cfg.ignore_iou)
+        self.steps_per_epoch = None  # set once the loader exists
+
+    def config_dict(self) -> dict[str, Any]:
+        return {"model": to_dict(self.model_cfg), "data": to_dict(self.data_cfg), "train": to_dict(self.cfg)}
+
+    # ------------------------------------------------------------------ checkpoints
+    def checkpoint(self, model_state: dict | None = None) -> dict[str, Any]:
+        raw = self.raw_model
+        return {
+            "model": model_state if model_state is not None else raw.state_dict(),
+            "meta": model_meta(raw, self.data.names, self.data_cfg.img_size, self.model_cfg),
+            "optimizer": self.optimizer.state_dict(),
+            "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else None,
+            "ema": self.ema.state_dict() if self.ema else None,
+            "step": self.state.step,
+            "epoch": self.state.epoch,
+            "epoch_step": self.state.epoch_step,
+            "best_fitness": self.state.best_fitness,
+            "metrics": dict(self.state.metrics),
+            "rng": self.rng_step or rng_state(),
+            "rng_epoch": self.rng_epoch,
+            "config": self.config_dict(),
+            "names": list(self.data.names),
+        }
+
+    def save(self, name: str = "last", model_state: dict | None = None) -> Path | None:
+        if not self.dist.is_main:
+            return None
+        return atomic_save(self.checkpoint(model_state), self.run_dir / "weights" / f"{name}.pt")
+
+    def _restore(self, ckpt: dict[str, Any]) -> None:
+        self.raw_model.load_state_dict(ckpt["model"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        if ckpt.get("scaler") and self.scaler.is_enabled():
+            self.scaler.load_state_dict(ckpt["scaler"])
+        if self.ema and ckpt.get("ema"):
+            self.ema.load_state_dict(ckpt["ema"])
+        s = self.state
+        s.step, s.epoch, s.epoch_step = int(ckpt["step"]), int(ckpt["epoch"]), int(ckpt["epoch_step"])
+        s.best_fitness, s.metrics = float(ckpt["best_fitness"]), dict(ckpt.get("metrics") or {})
+        self.rng_epoch, self.rng_step = ckpt.get("rng_epoch"), ckpt.get("rng")
+        if self.dist.enabled:  # each process saved only rank 0's RNG: offset as at start-up
+            self.rng_epoch = self.rng_step = None
+        self.log.message(
+            f"resumed {self.run_dir} at epoch {s.epoch + 1}, batch {s.epoch_step}, step {s.step}"
+        )
+
+    # ------------------------------------------------------------------ the loop
+    def fit(self) -> dict[str, Any]:
+        loader = self.data.train_loader
+        self.steps_per_epoch = math.ceil(len(loader) / self.cfg.accumulate)
+        self.warmup_steps, self.total_steps = schedule_steps(self.cfg, self.steps_per_epoch)
+        self.log.message(self._banner())
+        try:
+            for epoch in range(self.state.epoch, self.cfg.epochs):
+                epoch_means = self.train_epoch(epoch)
+                self.end_epoch(epoch, epoch_means)
+        except KeyboardInterrupt:
+            path = self.save("last")
+            self.log.message(
+                f"interrupted; saved {path}; continue with: yolov3 train --resume {self.run_dir}"
+            )
+            raise
+        finally:
+            self.log.close()
+        ddp.barrier(self.dist)
+        ddp.cleanup(self.dist)
+        return {**self.state.metrics, "best_fitness": self.state.best_fitness, "run_dir": str(self.run_dir)}
+
+    def _banner(self) -> str:
+        amp = {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[self.amp_dtype]
+        n = sum(p.numel() for p in self.raw_model.parameters())
+        return (
+            f"training {self.model_cfg.name} ({n:,} params, {self.model_cfg.num_classes} classes) on "
+            f"{self.device} x{self.dist.world_size}, {amp}, batch {self.cfg.batch}, "
+            f"{self.steps_per_epoch} steps/epoch -> {self.run_dir}"
+        )
+
+    def _epoch_batches(self, epoch: int):
+        """The epoch's loader iterator; on a mid-epoch resume, replays the batches already done."""
+        loader = self.data.train_loader
+        for holder in (loader, getattr(loader, "batch_sampler", None), getattr(loader, "sampler", None)):
+            set_epoch = getattr(getattr(holder, "sampler", holder), "set_epoch", None)
+            if set_epoch:
+                set_epoch(epoch)
+        skip = self.state.epoch_step if epoch == self.state.epoch else 0
+        resumed_state = (self.rng_epoch if skip else self.rng_step) if self._resuming else None
+        if resumed_state is not None:  # continue the uninterrupted run's random streams
+            set_rng_state(resumed_state)
+        self._resuming = False
+        self.rng_epoch = rng_state()
+        batches = iter(loader)
+        for _ in range(skip):
+            next(batches)
+        if skip and self.rng_step is not None:
+            set_rng_state(self.rng_step)
+        return batches, skip
+
+    def train_epoch(self, epoch: int) -> dict[str, float]:
+        batches, start = self._epoch_batches(epoch)
+        self.state.epoch, n_batches = epoch, len(self.data.train_loader)
+        builders.set_train_mode(self.model, self.cfg.freeze_bn)
+        sums, count, t0, images = dict.fromkeys(LOSS_TERMS + ("total",), 0.0), 0, time.time(), 0
+        bar = tqdm(batches, total=n_batches, initial=start, desc=f"epoch {epoch + 1}/{self.cfg.epochs}",
+                   disable=not self.dist.is_main, leave=False, dynamic_ncols=True)  # fmt: skip
+        self._window_bad = False
+        for i, batch in enumerate(bar, start=start):
+            terms = self.train_batch(batch, i, n_batches)
+            images += len(batch["images"])
+            if terms is not None:
+                count += 1
+                for k in sums:
+                    sums[k] += terms[k]
+            bar.set_postfix(self._postfix(sums, count, images / max(time.time() - t0, 1e-9)), refresh=False)
+        bar.close()
+        means = {k: v / max(count, 1) for k, v in sums.items()}
+        means = ddp.mean_over_processes(means, self.dist, self.device)
+        means["img_per_s"] = images * self.dist.world_size / max(time.time() - t0, 1e-9)
+        return means
+
+    def _postfix(self, sums: dict, count: int, ips: float) -> dict[str, str]:
+        post = {k: f"{v / max(count, 1):.3g}" for k, v in sums.items()}
+        post["lr"] = f"{self.optimizer.param_groups[0]['lr']:.2e}"
+        post["img/s"] = f"{ips:.1f}"
+        if self.device.type == "cuda":
+            post["mem"] = f"{torch.cuda.max_memory_reserved(self.device) / 2**30:.1f}G"
+        return post
+
+    def train_batch(self, batch: dict, i: int, n_batches: int) -> dict[str, float] | None:
+        """Forward, loss, backward for one batch; an optimiser step at the end of each accumulation
+        window. Returns the loss terms, or None when the batch was skipped (non-finite loss)."""
+        images, labels, bboxes = builders.to_device_batch(batch, self.device, self.cfg.channels_last)
+        last = (i + 1) % self.cfg.accumulate == 0 or i + 1 == n_batches
+        sync = contextlib.nullcontext() if last or not self.dist.enabled else self.model.no_sync()
+        with sync:
+            with autocast(self.device, self.amp_dtype):
+                raws = self.model(images)
+            terms = self.criterion(raws, labels, bboxes)
+            finite = ddp.all_true(bool(torch.isfinite(terms["total"])), self.dist, self.device)
+            if finite:
+                self.scaler.scale(terms["total"] / self.cfg.accumulate).backward()
+                self._last_terms = {k: float(v.detach()) for k, v in terms.items()}
+        if not finite:
+            self._bad_batch(batch, terms)
+        if last:
+            self.optimizer_step(i)
+        return self._last_terms if finite else None
+
+    def optimizer_step(self, i: int) -> None:
+        bad, self._window_bad = self._window_bad, False
+        lr = self.optimizer.param_groups[0]["lr"]
+        if not bad:
+            lr = lr_at(
+                self.state.step + 1, self.cfg.lr_init, self.cfg.lr_end, self.warmup_steps, self.total_steps
+            )
+            set_lr(self.optimizer, lr)
+            self.scaler.unscale_(self.optimizer)
+            params = [p for p in self.raw_model.parameters() if p.grad is not None]
+            max_norm = self.cfg.clip_grad if self.cfg.clip_grad > 0 else math.inf
+            norm = torch.nn.utils.clip_grad_norm_(params, max_norm) if params else torch.zeros(())
+            bad = not self.scaler.is_enabled() and not bool(torch.isfinite(norm))
+            if bad:
+                self._bad_batch(None, {"grad_norm": norm})
+        if not bad:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            self.state.step += 1
+            self.state.bad_steps = 0
+            if self.ema:
+                self.ema.update(self.raw_model)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.state.epoch_step = i + 1
+        self.rng_step = rng_state()
+        if not bad:
+            self.log.step(self.state.step, seed_scalars(self._last_terms, lr))
+        if self.cfg.save_period and not bad and self.state.step % self.cfg.save_period == 0:
+            self.save("last")
+
+    def _bad_batch(self, batch: dict | None, terms: dict) -> None:
+        """A non-finite loss or gradient: the step is skipped; after ``max_bad_steps`` in a row the
+        run saves ``last`` and stops."""
+        self._window_bad = True
+        self.optimizer.zero_grad(set_to_none=True)
+        self.state.bad_steps += 1
+        values = ", ".join(f"{k}={float(v):.4g}" for k, v in terms.items())
+        paths = list(batch["paths"]) if batch is not None else []
+        self.log.message(f"step {self.state.step + 1}: non-finite {values}; skipped. images: {paths}")
+        if self.state.bad_steps >= self.cfg.max_bad_steps:
+            path = self.save("last")
+            raise TrainingStopped(
+                f"{self.state.bad_steps} consecutive non-finite steps; stopped and saved {path}. "
+                "Try a lower --lr-init, --amp off, or --clip-grad 10."
+            )
+
+    def end_epoch(self, epoch: int, means: dict[str, float]) -> None:
+        """Validate (every ``val_interval`` epochs and after the last), log, save last / best."""
+        s = self.state
+        s.epoch, s.epoch_step = epoch + 1, 0
+        final = epoch + 1 == self.cfg.epochs
+        val = {}
+        if self.dist.is_main and ((epoch + 1) % self.cfg.val_interval == 0 or final):
+            val = validate(self.eval_model(), self.data, self.criterion, self.device, self.amp_dtype,
+                           self.data_cfg.img_size, self.eval_cfg, self.cfg.channels_last)  # fmt: skip
+        lr = self.optimizer.param_groups[0]["lr"]
+        s.metrics = {**seed_scalars(means, lr), "img_per_s": means["img_per_s"], **val}
+        improved = bool(val) and fitness(s.metrics) > s.best_fitness
+        if improved:
+            s.best_fitness = fitness(s.metrics)
+        self.rng_step = rng_state()  # after validation, which draws from the RNGs too
+        self.log.epoch(epoch + 1, s.step, s.metrics)
+        self.log.message(self._summary(epoch, s.metrics))
+        self.save("last")
+        if improved or (final and not (self.run_dir / "weights" / "best.pt").exists()):
+            self.save("best", self.eval_model().state_dict())
+        ddp.barrier(self.dist)
+
+    def eval_model(self) -> torch.nn.Module:
+        """What validation and ``best.pt`` use: the EMA when kept, else the trained model."""
+        return self.ema.module if self.ema else self.raw_model
+
+    def _summary(self, epoch: int, m: dict[str, float]) -> str:
+        parts = [f"epoch {epoch + 1}/{self.cfg.epochs}", f"step {self.state.step}",
+                 f"loss {m['loss/total_loss']:.4g} (giou {m['loss/giou_loss']:.3g} conf "
+                 f"{m['loss/conf_loss']:.3g} prob {m['loss/prob_loss']:.3g})",
+                 f"lr {m['lr']:.2e}", f"{m['img_per_s']:.1f} img/s"]  # fmt: skip
+        parts += [f"{k} {v:.4g}" for k, v in m.items() if k.startswith("val/")]
+        if self.device.type == "cuda":
+            parts.append(f"{torch.cuda.max_memory_reserved(self.device) / 2**30:.1f} GB")
+        return "  ".join(parts)
