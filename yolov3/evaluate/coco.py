@@ -1,0 +1,132 @@
+"""COCO metrics through pycocotools: AP@[.5:.95], AP50, AP75, APs/m/l and the ARs.
+
+The numbers are pycocotools' own (``COCOeval``, ``iouType="bbox"``): this module only builds its
+inputs. Ground truth comes either from the official annotation file (``coco_ground_truth_file``:
+exact official numbers, with COCO's segment ``area`` deciding small / medium / large) or from
+``Sample`` objects (``coco_ground_truth``: ``area`` = box area; ``difficult`` boxes become
+``iscrowd`` regions, which COCO ignores). Detections become COCO results entries
+``{"image_id", "category_id", "bbox": [x, y, w, h], "score"}`` (absolute pixels, top-left corner).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
+
+from yolov3.data.types import Sample
+from yolov3.errors import UserError
+
+# COCOeval.stats, in order.
+STAT_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
+
+
+def _quiet():
+    """pycocotools prints progress to stdout; keep the caller's output clean."""
+    return contextlib.redirect_stdout(io.StringIO())
+
+
+def coco_image_ids(samples: Sequence[Sample]) -> list[int]:
+    """One integer id per sample: its own COCO id when every sample has a unique int one, else 1..N."""
+    own = [s.image_id for s in samples]
+    ints = all(isinstance(i, (int, np.integer)) and not isinstance(i, bool) for i in own)
+    if ints and len(set(own)) == len(own):
+        return [int(i) for i in own]
+    return list(range(1, len(samples) + 1))
+
+
+def coco_ground_truth(
+    samples: Sequence[Sample], names: Sequence[str], category_ids: Sequence[int] | None = None
+) -> COCO:
+    """An in-memory pycocotools ``COCO`` holding the samples' boxes (ids from ``coco_image_ids``)."""
+    cats = list(category_ids) if category_ids is not None else list(range(1, len(names) + 1))
+    images, anns = [], []
+    for sample, image_id in zip(samples, coco_image_ids(samples)):
+        images.append({"id": image_id, "width": int(sample.width), "height": int(sample.height)})
+        n = len(sample.classes)
+        crowd = np.zeros(n, bool)
+        if len(sample.iscrowd) == n:
+            crowd |= np.asarray(sample.iscrowd, bool)
+        if len(sample.difficult) == n:
+            crowd |= np.asarray(sample.difficult, bool)
+        for box, cls, is_crowd in zip(np.asarray(sample.boxes, np.float64), sample.classes, crowd):
+            w, h = float(box[2] - box[0]), float(box[3] - box[1])
+            anns.append(
+                {
+                    "id": len(anns) + 1,
+                    "image_id": image_id,
+                    "category_id": cats[int(cls)],
+                    "bbox": [float(box[0]), float(box[1]), w, h],
+                    "area": w * h,
+                    "iscrowd": int(is_crowd),
+                }
+            )
+    gt = COCO()
+    gt.dataset = {
+        "images": images,
+        "annotations": anns,
+        "categories": [{"id": c, "name": str(n)} for c, n in zip(cats, names)],
+    }
+    with _quiet():
+        gt.createIndex()
+    return gt
+
+
+def coco_ground_truth_file(path: str | Path) -> COCO:
+    """The official annotation file as pycocotools reads it."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: COCO annotation file not found")
+    with _quiet():
+        return COCO(str(path))
+
+
+def coco_results(
+    detections: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]],
+    image_ids: Sequence[int],
+    category_ids: Sequence[int],
+) -> list[dict]:
+    """COCO results entries. ``detections[i]`` = ``(boxes (D, 4) x1y1x2y2 px, scores, classes)``."""
+    out = []
+    for (boxes, scores, classes), image_id in zip(detections, image_ids):
+        boxes = np.asarray(boxes, np.float64)
+        xywh = np.concatenate([boxes[:, :2], boxes[:, 2:4] - boxes[:, :2]], axis=1) if len(boxes) else boxes
+        for b, s, c in zip(xywh.tolist(), np.asarray(scores).tolist(), np.asarray(classes).tolist()):
+            out.append(
+                {
+                    "image_id": int(image_id),
+                    "category_id": int(category_ids[int(c)]),
+                    "bbox": [round(v, 3) for v in b],
+                    "score": round(float(s), 5),
+                }
+            )
+    return out
+
+
+def coco_evaluate(gt: COCO, results: list[dict], image_ids: Sequence[int] | None = None) -> dict[str, float]:
+    """pycocotools' twelve bbox statistics by name (``STAT_NAMES``), on ``image_ids`` (default: all).
+
+    No detections at all gives 0 for every statistic (-1 where COCO itself reports "no ground truth").
+    """
+    known = set(gt.getImgIds())
+    stray = {r["image_id"] for r in results} - known
+    if stray:
+        raise UserError(f"detections name image ids absent from the ground truth: {sorted(stray)[:5]}")
+    if not results:
+        ids = list(image_ids) if image_ids is not None else gt.getImgIds()
+        has_gt = bool(gt.getAnnIds(imgIds=ids, iscrowd=False))
+        return {k: 0.0 if has_gt else -1.0 for k in STAT_NAMES}
+    with _quiet():
+        dt = gt.loadRes([dict(r) for r in results])  # loadRes adds keys: hand it copies
+        ev = COCOeval(gt, dt, iouType="bbox")
+        if image_ids is not None:
+            ev.params.imgIds = list(image_ids)
+        ev.evaluate()
+        ev.accumulate()
+        ev.summarize()
+    return {k: float(v) for k, v in zip(STAT_NAMES, ev.stats)}

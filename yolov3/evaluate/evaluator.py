@@ -1,0 +1,247 @@
+"""Run a model over labelled samples and score it: VOC mAP, COCO AP (pycocotools), curves, matrix.
+
+``evaluate(model, samples, names, ...)`` is what ``yolov3 val`` and the trainer's validation call;
+``evaluate_detections`` scores detections already made (benchmarks, tests, exported models). The
+summary (a plain dict, JSON-ready)::
+
+    map50          VOC all-point mAP at IoU 0.5 (difficult boxes ignored) - the seed's metric
+    map50_95       the same AP averaged over IoU 0.50, 0.55, ..., 0.95
+    precision, recall, f1, best_conf   class means at the confidence that maximises mean F1
+    coco           pycocotools' AP, AP50, AP75, APs, APm, APl, AR1, AR10, AR100, ARs, ARm, ARl
+                   (None with coco=False)
+    per_class      {name: {ap50, ap50_95, instances, detections}} (ap NaN -> None without boxes)
+    confusion_matrix  (C + 1) x (C + 1) counts at matrix_conf, IoU 0.5 (last = background)
+    images, instances, detections, speed_ms {read, preprocess, inference, nms} per image
+
+Note: COCO's AP50 is not ``map50``: COCO interpolates at 101 recall points, lets a detection fall
+back to its next-best box, and treats difficult / crowd boxes as regions to ignore.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from yolov3.data.images import ImageError, read_image
+from yolov3.data.types import Sample
+from yolov3.errors import UserError
+from yolov3.evaluate.coco import (
+    coco_evaluate,
+    coco_ground_truth,
+    coco_ground_truth_file,
+    coco_image_ids,
+    coco_results,
+)
+from yolov3.evaluate.curves import ConfidenceCurves, confidence_curves, confusion_matrix
+from yolov3.evaluate.voc import ClassCurve, class_curves, match_all
+from yolov3.predict import Detector
+
+IOU_THRESHOLDS = tuple(np.round(np.arange(0.5, 0.96, 0.05), 2))  # 0.50 .. 0.95
+Dets = tuple[np.ndarray, np.ndarray, np.ndarray]  # boxes (D, 4) xyxy px, scores (D,), classes (D,)
+
+
+@dataclass
+class Evaluation:
+    """Everything ``yolov3 val`` reports: the summary dict and what the plots are drawn from."""
+
+    summary: dict[str, Any]
+    curves: list[ClassCurve]
+    conf_curves: ConfidenceCurves
+    matrix: np.ndarray
+    names: list[str]
+
+
+def ground_truth_of(samples: Sequence[Sample]) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """``(boxes, classes, ignore)`` per sample; crowd boxes are ignored like difficult ones."""
+    out = []
+    for s in samples:
+        n = len(s.classes)
+        ignore = np.zeros(n, bool)
+        for flags in (s.difficult, s.iscrowd):
+            if len(flags) == n:
+                ignore |= np.asarray(flags, bool)
+        out.append((np.asarray(s.boxes, np.float64).reshape(-1, 4), np.asarray(s.classes, np.int64), ignore))
+    return out
+
+
+def check_labelled(samples: Sequence[Sample], where: str = "the validation set") -> None:
+    """``val`` needs labels: an empty set, or one without a single box, is an error saying so."""
+    if not samples:
+        raise UserError(f"{where} has no images to evaluate on")
+    if not any(len(s.classes) for s in samples):
+        raise UserError(
+            f"{where} has {len(samples)} image(s) but no labels (no boxes at all): mAP needs ground truth. "
+            "Check the label paths of the data config (e.g. images/ -> labels/), or use `yolov3 detect`."
+        )
+
+
+def _none_if_nan(x: float) -> float | None:
+    return None if x is None or (isinstance(x, float) and math.isnan(x)) else round(float(x), 6)
+
+
+def evaluate_detections(
+    detections: Sequence[Dets],
+    samples: Sequence[Sample],
+    names: Sequence[str],
+    coco: bool = True,
+    coco_gt: str | Path | None = None,
+    category_ids: Sequence[int] | None = None,
+    matrix_conf: float = 0.3,
+) -> Evaluation:
+    """Score ``detections[i]`` (original-image pixels) against ``samples[i]``; see the module docstring.
+
+    ``coco_gt``: the official COCO annotation file; detections are then keyed by the samples' own
+    ``image_id`` and ``category_ids`` (as the COCO reader keeps them) and the numbers are exactly
+    pycocotools' on that file. Without it, ground truth is built from the samples.
+    """
+    if len(detections) != len(samples):
+        raise ValueError(f"{len(detections)} detection sets for {len(samples)} samples")
+    nc = len(names)
+    gts = ground_truth_of(samples)
+    table = match_all(detections, gts, nc, IOU_THRESHOLDS)
+    curves = class_curves(table)
+    conf = confidence_curves(curves)
+    best_conf, p, r, f1 = conf.best()
+    has_gt = [c for c in curves if c.npos]
+    summary: dict[str, Any] = {
+        "map50": _none_if_nan(np.mean([c.ap[0] for c in has_gt]) if has_gt else float("nan")),
+        "map50_95": _none_if_nan(np.mean([np.mean(c.ap) for c in has_gt]) if has_gt else float("nan")),
+        "precision": _none_if_nan(p),
+        "recall": _none_if_nan(r),
+        "f1": _none_if_nan(f1),
+        "best_conf": _none_if_nan(best_conf),
+        "coco": None,
+        "images": len(samples),
+        "instances": int(table.npos.sum()),
+        "detections": int(len(table.scores)),
+    }
+    counts = np.bincount(table.classes, minlength=nc)[:nc] if len(table.classes) else np.zeros(nc, int)
+    summary["per_class"] = {
+        name: {
+            "ap50": _none_if_nan(c.ap[0]),
+            "ap50_95": _none_if_nan(np.mean(c.ap)) if c.npos else None,
+            "instances": c.npos,
+            "detections": int(n),
+        }  # fmt: skip
+        for name, c, n in zip(names, curves, counts)
+    }
+    if coco:
+        summary["coco"] = _coco_stats(detections, samples, names, coco_gt, category_ids)
+    matrix = confusion_matrix(detections, gts, nc, matrix_conf, 0.5)
+    summary["confusion_matrix"] = matrix.tolist()
+    summary["matrix_conf"] = matrix_conf
+    return Evaluation(summary, curves, conf, matrix, list(names))
+
+
+def _coco_stats(detections, samples, names, coco_gt, category_ids) -> dict[str, float]:  # noqa: ANN001
+    if coco_gt is not None:
+        gt = coco_ground_truth_file(coco_gt)
+        ids = [s.image_id for s in samples]
+        if any(i not in gt.imgs for i in ids):
+            bad = [i for i in ids if i not in gt.imgs][:3]
+            raise UserError(f"{coco_gt}: image ids {bad} of the data set are not in this annotation file")
+        cats = list(category_ids) if category_ids is not None else sorted(gt.getCatIds())
+        if len(cats) != len(names):
+            raise UserError(f"{coco_gt}: {len(cats)} categories for {len(names)} class names")
+    else:
+        gt, ids = coco_ground_truth(samples, names, category_ids), coco_image_ids(samples)
+        cats = list(category_ids) if category_ids is not None else list(range(1, len(names) + 1))
+    stats = coco_evaluate(gt, coco_results(detections, ids, cats), ids)
+    return {k: round(v, 6) for k, v in stats.items()}
+
+
+def _as_detector(model: Any, names: Sequence[str], img_size: int, device: Any, **options: Any) -> Any:
+    if isinstance(model, Detector):
+        return model
+    if isinstance(model, nn.Module):
+        dev = torch.device(device) if device is not None else next(model.parameters()).device
+        return Detector.from_model(model, names, img_size=img_size, device=dev, **options)
+    if callable(model) and hasattr(model, "anchors"):  # an export backend
+        dev = torch.device(device) if device is not None else getattr(model, "device", torch.device("cpu"))
+        return Detector(model, names, model.anchors, model.strides, img_size, dev, **options)
+    raise TypeError(f"cannot evaluate a {type(model).__name__}: expected a model, backend or Detector")
+
+
+def run_detector(
+    detector: Any, samples: Sequence[Sample], workers: int = 2, progress: bool = False
+) -> tuple[list[Dets], list[int], dict[str, float]]:
+    """Detections for every sample (images read on ``workers`` threads, batched by the detector).
+
+    Returns ``(detections, indices of the samples evaluated, mean ms per image by stage)``; images
+    that cannot be read are reported on stderr and left out."""
+
+    def read(sample: Sample) -> tuple[np.ndarray | None, float, str | None]:
+        t = time.perf_counter()
+        try:
+            return read_image(sample.image), (time.perf_counter() - t) * 1e3, None
+        except ImageError as exc:
+            return None, 0.0, str(exc)
+
+    dets: list[Dets] = []
+    kept: list[int] = []
+    totals = {"read": 0.0, "preprocess": 0.0, "inference": 0.0, "nms": 0.0}
+    bs = detector.batch_size
+    bar = tqdm(total=len(samples), desc="val", unit="img", disable=not progress, leave=False)
+    with ThreadPoolExecutor(max(1, workers)) as pool:
+        loaded = pool.map(read, samples)
+        for start in range(0, len(samples), bs):
+            batch = [(start + k, next(loaded)) for k in range(min(bs, len(samples) - start))]
+            good = [(i, im, ms) for i, (im, ms, err) in batch if im is not None]
+            for _, (_, _, err) in batch:
+                if err:
+                    tqdm.write(f"skipped (unreadable): {err}")
+            results = detector.predict_arrays([g[1] for g in good]) if good else []
+            for (i, _, ms), r in zip(good, results):
+                dets.append((r.boxes, r.scores, r.class_ids))
+                kept.append(i)
+                totals["read"] += ms
+                for k in ("preprocess", "inference", "nms"):
+                    totals[k] += r.speed[k]
+            bar.update(len(batch))
+    bar.close()
+    n = max(1, len(kept))
+    return dets, kept, {k: round(v / n, 3) for k, v in totals.items()}
+
+
+def evaluate(
+    model: nn.Module | Callable | Any,
+    samples: Sequence[Sample],
+    names: Sequence[str],
+    img_size: int = 416,
+    device: str | torch.device | None = None,
+    batch_size: int = 8,
+    conf_threshold: float = 0.001,
+    iou_threshold: float = 0.45,
+    max_det: int = 300,
+    nms: str = "greedy",
+    coco: bool = True,
+    coco_gt: str | Path | None = None,
+    category_ids: Sequence[int] | None = None,
+    workers: int = 2,
+    progress: bool = False,
+    full: bool = False,
+) -> dict[str, Any] | Evaluation:
+    """Detect on every sample and score (module docstring). ``model``: a ``nn.Module`` with
+    ``.anchors`` / ``.strides`` (left in its train / eval mode afterwards), an export backend, or a
+    ``yolov3.predict.Detector`` (whose own thresholds then apply). Returns the summary dict, or the
+    whole ``Evaluation`` with ``full``. ``conf_threshold`` 0.001: mAP needs the low-score tail."""
+    check_labelled(samples)
+    options = dict(conf_threshold=conf_threshold, iou_threshold=iou_threshold, max_det=max_det, nms=nms)
+    det = _as_detector(model, names, img_size, device, batch_size=batch_size, **options)
+    dets, kept, speed = run_detector(det, samples, workers, progress)
+    if not kept:
+        raise UserError("no image of the validation set could be read")
+    result = evaluate_detections(dets, [samples[i] for i in kept], names, coco, coco_gt, category_ids)
+    result.summary["speed_ms"] = speed
+    result.summary["img_size"] = det.img_size
+    return result if full else result.summary
