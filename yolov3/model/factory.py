@@ -2,17 +2,56 @@
 
 from __future__ import annotations
 
+from importlib import resources
+from pathlib import Path
+
 from torch import nn
 
 from yolov3.config import ModelConfig
+from yolov3.darknet.build import DarknetModel
+from yolov3.darknet.cfg import parse_cfg, set_anchors
 from yolov3.errors import UserError
 from yolov3.model.yolov3 import COCO_ANCHORS, YOLOv3
+
+# Darknet cfgs shipped in yolov3/cfg; "yolov3" itself builds the native network (same layers).
+SHIPPED_CFGS = ("yolov3", "yolov3-tiny", "yolov3-spp", "yolov3-voc")
+
+
+def cfg_path(name: str | Path) -> Path:
+    """A shipped cfg by name (``yolov3-tiny``; ``yolov3`` gives Darknet's yolov3.cfg) or a path."""
+    if str(name) in SHIPPED_CFGS:
+        return Path(str(resources.files("yolov3") / "cfg" / f"{name}.cfg"))
+    path = Path(name)
+    if not path.is_file():
+        raise UserError(f"model cfg {str(name)!r}: no such file; shipped cfgs: {', '.join(SHIPPED_CFGS)}")
+    return path
 
 
 def build_model(cfg: ModelConfig) -> nn.Module:
     """A network returning raw maps ordered by increasing stride, with ``.anchors`` (per scale, input
-    pixels), ``.strides`` and ``.num_classes``."""
+    pixels), ``.strides`` and ``.num_classes``.
+
+    ``cfg.name``: ``yolov3`` (the native network), ``yolov3-tiny``, ``yolov3-spp``, ``yolov3-voc``
+    (Darknet's cfgs, shipped) or a path to a ``.cfg``. ``num_classes`` overrides the cfg's class count
+    (the [yolo] layers and the convolution before each); ``anchors`` (one row per output, increasing
+    stride, input pixels) overrides the cfg's; ``width`` applies to the native network only.
+    """
     if cfg.name == "yolov3":
         anchors = tuple(tuple(tuple(a) for a in s) for s in cfg.anchors) if cfg.anchors else COCO_ANCHORS
         return YOLOv3(cfg.num_classes, anchors, cfg.width)
-    raise UserError(f"model {cfg.name!r}: expected yolov3, yolov3-tiny, yolov3-spp or a Darknet .cfg path")
+    if cfg.name not in SHIPPED_CFGS and not str(cfg.name).endswith(".cfg"):
+        raise UserError(f"model {cfg.name!r}: expected yolov3, yolov3-tiny, yolov3-spp, yolov3-voc or a "
+                        "Darknet .cfg path")  # fmt: skip
+    if cfg.width != 1.0:
+        raise UserError(f"model {cfg.name!r}: width={cfg.width} applies to the native yolov3 only")
+    darknet = parse_cfg(cfg_path(cfg.name))
+    model = DarknetModel(darknet, num_classes=cfg.num_classes)
+    if cfg.anchors:
+        # ModelConfig lists anchors by increasing stride; the cfg's [yolo] layers are in file order.
+        by_file_order = sorted(range(len(model.output_layers)), key=lambda k: model.output_layers[k])
+        if len(cfg.anchors) != len(by_file_order):
+            raise UserError(f"model.anchors has {len(cfg.anchors)} rows; {cfg.name} has {len(by_file_order)} "
+                            "outputs")  # fmt: skip
+        darknet = set_anchors(model.cfg, [cfg.anchors[k] for k in by_file_order])
+        model = DarknetModel(darknet)
+    return model
