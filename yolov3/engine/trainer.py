@@ -323,7 +323,7 @@ class Trainer:
         self._window_bad = True
         self.optimizer.zero_grad(set_to_none=True)
         self.state.bad_steps += 1
-        values = ", ".join(f"{k}={float(v):.4g}" for k, v in terms.items())
+        values = ", ".join(f"{k}={float(v.detach()):.4g}" for k, v in terms.items())
         paths = list(batch["paths"]) if batch is not None else []
         self.log.message(f"step {self.state.step + 1}: non-finite {values}; skipped. images: {paths}")
         if self.state.bad_steps >= self.cfg.max_bad_steps:

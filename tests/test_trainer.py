@@ -1,0 +1,205 @@
+"""The trainer end to end on a tiny generated data set, and its fault handling.
+
+Tiny model (width 0.125), 64 px inputs, a handful of steps. Independent references: TensorBoard's
+own event reader, ``csv``, ``torch.load(weights_only=True)``, H1's ``load_model``, hand formulas.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import errno
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from yolov3.checkpoint import load_model
+from yolov3.cli.train import build_configs, register
+from yolov3.config import DataConfig, ModelConfig, TrainConfig
+from yolov3.data.synth import SynthConfig, generate
+from yolov3.engine import trainer as trainer_mod
+from yolov3.engine.builders import load_initial_weights
+from yolov3.engine.checkpoint import CheckpointError, atomic_save, load_checkpoint
+from yolov3.engine.ema import ModelEMA
+from yolov3.errors import UserError
+from yolov3.model import YOLOv3
+
+SEED_TAGS = {"lr", "loss/total_loss", "loss/giou_loss", "loss/conf_loss", "loss/prob_loss"}
+
+
+def make_data(folder: Path, n: int = 10, size: int = 64, seed: int = 0) -> str:
+    data_yaml, _ = generate(folder, SynthConfig(n=n, size=size, seed=seed, max_objects=3), progress=False)
+    return str(data_yaml)
+
+
+def configs(data: str, project: Path, **train) -> tuple[ModelConfig, DataConfig, TrainConfig]:
+    t = dict(epochs=2, batch=4, warmup_epochs=0.5, device="cpu", amp="off", project=str(project), name="run")
+    t.update(train)
+    return ModelConfig(width=0.125), DataConfig(path=data, img_size=64, workers=0), TrainConfig(**t)
+
+
+@pytest.fixture(scope="module")
+def data_yaml(tmp_path_factory) -> str:
+    return make_data(tmp_path_factory.mktemp("synth"))
+
+
+@pytest.fixture(scope="module")
+def finished_run(data_yaml, tmp_path_factory):
+    project = tmp_path_factory.mktemp("runs")
+    metrics = trainer_mod.train(*configs(data_yaml, project, epochs=3, lr_init=2e-3, ema=True))
+    return Path(metrics["run_dir"]), metrics
+
+
+def test_run_folder_holds_everything(finished_run):
+    run, metrics = finished_run
+    for rel in ("config.yaml", "weights/last.pt", "weights/best.pt", "steps.csv", "results.csv", "train.log"):
+        assert (run / rel).is_file(), rel
+    events = EventAccumulator(str(run / "tb"))
+    events.Reload()
+    tags = set(events.Tags()["scalars"])
+    assert SEED_TAGS <= tags and "val/total_loss" in tags
+    steps = list(csv.DictReader(open(run / "steps.csv")))
+    epochs = list(csv.DictReader(open(run / "results.csv")))
+    assert len(epochs) == 3 and "val/total_loss" in epochs[0]
+    assert int(steps[-1]["step"]) == 6 and len(steps) == 6  # 8 train images / batch 4 x 3 epochs
+    # warmup 0.5 epoch = 1 step: lr(1) = lr_init * (1 + cos 0) / 2 + ..., then cosine to lr_end
+    assert float(steps[0]["lr"]) == pytest.approx(2e-3)
+    assert float(steps[-1]["lr"]) == pytest.approx(1e-4)
+    assert metrics["loss/total_loss"] == pytest.approx(float(epochs[-1]["loss/total_loss"]))
+
+
+def test_loss_falls(finished_run):
+    run, _ = finished_run
+    epochs = list(csv.DictReader(open(run / "results.csv")))
+    assert float(epochs[-1]["loss/total_loss"]) < float(epochs[0]["loss/total_loss"])
+
+
+def test_checkpoint_contents_and_readers(finished_run):
+    run, _ = finished_run
+    ckpt = torch.load(run / "weights" / "last.pt", map_location="cpu", weights_only=True)
+    for key in ("model", "meta", "optimizer", "ema", "step", "epoch", "rng", "config", "names"):
+        assert key in ckpt, key
+    assert ckpt["step"] == 6 and ckpt["epoch"] == 3 and ckpt["epoch_step"] == 0
+    assert ckpt["meta"]["num_classes"] == 5 and ckpt["config"]["model"]["num_classes"] == 5
+    model, meta = load_model(run / "weights" / "best.pt")  # H1's reader: detection can use it
+    assert meta["names"] == ckpt["names"]
+    assert model(torch.zeros(1, 3, 64, 64))[0].shape == (1, 30, 8, 8)
+    # no temporary files left behind by the atomic writes
+    assert not [p for p in (run / "weights").iterdir() if p.name.startswith(".")]
+
+
+def test_empty_dataset_stops_before_training(tmp_path):
+    (tmp_path / "images" / "train").mkdir(parents=True)
+    (tmp_path / "data.yaml").write_text("path: .\ntrain: images/train\nval: images/train\nnames: [a, b]\n")
+    with pytest.raises(UserError, match="no usable training image|no image"):
+        trainer_mod.train(*configs(str(tmp_path / "data.yaml"), tmp_path / "runs"))
+    assert not (tmp_path / "runs").exists()
+
+
+def test_non_finite_loss_skipped_then_stops_with_checkpoint(data_yaml, tmp_path, monkeypatch):
+    calls = {"n": 0}
+    real = trainer_mod.YoloLoss.forward
+
+    def sometimes_nan(self, raws, labels, bboxes):
+        out = real(self, raws, labels, bboxes)
+        calls["n"] += 1
+        if calls["n"] >= 2:  # the first batch trains, then every loss is NaN
+            out = {k: v * float("nan") for k, v in out.items()}
+        return out
+
+    monkeypatch.setattr(trainer_mod.YoloLoss, "forward", sometimes_nan)
+    with pytest.raises(trainer_mod.TrainingStopped, match="3 consecutive non-finite"):
+        trainer_mod.train(*configs(data_yaml, tmp_path, epochs=5, max_bad_steps=3))
+    run = tmp_path / "run"
+    log = (run / "train.log").read_text()
+    assert "non-finite" in log and ".jpg" in log  # the batch's image paths are named
+    ckpt = load_checkpoint(run / "weights" / "last.pt")
+    assert ckpt["step"] == 1  # one good step; the skipped ones did not move the weights
+    assert all(torch.isfinite(v).all() for v in ckpt["model"].values() if v.is_floating_point())
+
+
+def test_ctrl_c_saves_last_and_resume_continues(data_yaml, tmp_path, monkeypatch):
+    real = trainer_mod.Trainer.train_batch
+    calls = {"n": 0}
+
+    def interrupt_third(self, batch, i, n):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return real(self, batch, i, n)
+
+    monkeypatch.setattr(trainer_mod.Trainer, "train_batch", interrupt_third)
+    with pytest.raises(KeyboardInterrupt):
+        trainer_mod.train(*configs(data_yaml, tmp_path))
+    ckpt = load_checkpoint(tmp_path / "run" / "weights" / "last.pt")
+    assert (ckpt["step"], ckpt["epoch"], ckpt["epoch_step"]) == (2, 1, 0)
+    monkeypatch.setattr(trainer_mod.Trainer, "train_batch", real)
+    metrics = trainer_mod.train(resume=tmp_path / "run")
+    assert load_checkpoint(tmp_path / "run" / "weights" / "last.pt")["step"] == 4
+    assert metrics["run_dir"] == str(tmp_path / "run")
+
+
+def test_resume_with_other_model_or_classes_names_the_difference(finished_run, tmp_path):
+    run, _ = finished_run
+    other = make_data(tmp_path / "other", n=4)
+    text = Path(other).read_text().replace("digit-3", "digit-7")
+    Path(other).write_text(text)
+    m, d, t = configs(other, tmp_path)
+    with pytest.raises(CheckpointError, match="class names"):
+        trainer_mod.train(None, d, None, resume=run)
+    with pytest.raises(CheckpointError, match=r"model\.width: checkpoint 0\.125, now 0\.25"):
+        trainer_mod.train(ModelConfig(width=0.25), None, None, resume=run)
+
+
+def test_full_disk_keeps_previous_checkpoint(tmp_path, monkeypatch):
+    path = tmp_path / "last.pt"
+    atomic_save({"model": {"w": torch.ones(3)}}, path)
+
+    def disk_full(obj, f, *a, **k):
+        f.write(b"partial bytes")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", disk_full)
+    with pytest.raises(CheckpointError, match="No space left on device.*intact"):
+        atomic_save({"model": {"w": torch.zeros(3)}}, path)
+    monkeypatch.undo()
+    assert torch.equal(load_checkpoint(path)["model"]["w"], torch.ones(3))
+    assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]
+
+
+def test_weights_from_checkpoint_transfer_to_other_class_count(finished_run):
+    run, _ = finished_run
+    src = load_checkpoint(run / "weights" / "last.pt")["model"]
+    model = YOLOv3(3, width=0.125)
+    with pytest.raises(CheckpointError, match="use --transfer"):
+        load_initial_weights(model, str(run / "weights" / "last.pt"), transfer=False)
+    load_initial_weights(model, str(run / "weights" / "last.pt"), transfer=True)
+    own = model.state_dict()
+    assert torch.equal(own["backbone.stem.conv.weight"], src["backbone.stem.conv.weight"])
+    assert torch.equal(own["out_l.0.conv.weight"], src["out_l.0.conv.weight"])
+    assert own["out_l.1.weight"].shape[0] == 24 and src["out_l.1.weight"].shape[0] == 30
+
+
+def test_ema_matches_hand_formula():
+    torch.manual_seed(0)
+    model = torch.nn.Linear(2, 1)
+    ema = ModelEMA(model, decay=0.9, ramp=1.0)
+    start = model.weight.detach().clone()
+    with torch.no_grad():
+        model.weight.add_(1.0)
+    ema.update(model)
+    d = 0.9 * (1 - math.exp(-1.0))
+    assert torch.allclose(ema.module.weight, d * start + (1 - d) * (start + 1.0))
+
+
+def test_cli_resume_layers_given_options_over_saved_config(finished_run):
+    run, _ = finished_run
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers())
+    args = parser.parse_args(["train", "--resume", str(run), "--epochs", "9"])
+    model_cfg, data_cfg, train_cfg = build_configs(args)
+    assert train_cfg.epochs == 9 and train_cfg.lr_init == 2e-3 and model_cfg.width == 0.125
+    assert data_cfg.img_size == 64
