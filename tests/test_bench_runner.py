@@ -1,0 +1,93 @@
+"""benchmarks/run_all.py against a fake benchmark folder: rows, failures, timeouts, GPU skipping."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+RUN_ALL = Path(__file__).resolve().parents[1] / "benchmarks" / "run_all.py"
+
+
+@pytest.fixture(scope="module")
+def run_all():
+    spec = importlib.util.spec_from_file_location("run_all", RUN_ALL)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["run_all"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def _write(folder: Path, name: str, body: str) -> None:
+    (folder / name).write_text(body)
+
+
+@pytest.fixture()
+def fake_benchmarks(tmp_path: Path) -> Path:
+    bench = tmp_path / "benchmarks"
+    bench.mkdir()
+    ok = [
+        {"what": "nms 1000 boxes", "ours": 2.0, "anchor": 8.0, "unit": "ms", "ratio": 0.25,
+         "target": "<= 0.5", "note": "cpu"},
+        {"what": "loss step", "ours": 30.0, "anchor": 20.0, "unit": "ms", "ratio": 1.5,
+         "target": "<= 1.2", "note": ""},
+    ]  # fmt: skip
+    lines = "\n".join(f"print({json.dumps(json.dumps(o))})" for o in ok)
+    _write(bench, "bench_ok.py", f"print('warming up')\n{lines}\n")
+    _write(bench, "bench_fail.py", 'print(\'{"what": "half", "ours": 1}\')\nraise ValueError(\'boom 42\')\n')
+    _write(bench, "bench_slow.py", "import time\ntime.sleep(30)\n")
+    _write(bench, "bench_silent.py", "print('nothing measured')\n")
+    _write(bench, "bench_gpu.py", "raise SystemExit('must not run without CUDA')\n")
+    _write(bench, "helper_not_a_bench.py", "raise SystemExit('must never run')\n")
+    return bench
+
+
+def test_runner_writes_one_row_per_measurement_and_lists_failures(run_all, fake_benchmarks, tmp_path):
+    out = tmp_path / "docs" / "benchmarks.md"
+    results = run_all.run_all(fake_benchmarks, out, timeout=3, cuda=False)
+    assert [r.name for r in results] == ["bench_fail", "bench_gpu", "bench_ok", "bench_silent", "bench_slow"]
+    text = out.read_text()
+    rows = [ln for ln in text.splitlines() if ln.startswith("| bench_")]
+    by_name = {}
+    for ln in rows:
+        by_name.setdefault(ln.split("|")[1].strip(), []).append([c.strip() for c in ln.strip("|").split("|")])
+    # bench_ok: both measurements, with the target checked against the ratio (hand-computed).
+    ok = by_name["bench_ok"]
+    assert ok[0][1:] == ["nms 1000 boxes", "2", "8", "ms", "0.25", "<= 0.5", "yes", "cpu"]
+    assert ok[1][1:8] == ["loss step", "30", "20", "ms", "1.5", "<= 1.2", "**no**"]
+    # bench_fail: its one measurement is kept, and the failure names the last error line.
+    assert by_name["bench_fail"][0][1] == "half"
+    assert "**failed**: exit 1: ValueError: boom 42" in by_name["bench_fail"][1][1]
+    assert "**failed**: timed out after 3 s" in by_name["bench_slow"][0][1]
+    assert "**failed**: printed no measurement: nothing measured" in by_name["bench_silent"][0][1]
+    assert by_name["bench_gpu"][0][1].startswith("skipped")
+    assert "helper_not_a_bench" not in text
+    # The machine line names the CPU model, cores, torch version and date.
+    machine = next(ln for ln in text.splitlines() if ln.startswith("Machine:"))
+    assert "cores" in machine and "torch" in machine and "UTC" in machine
+    assert "3 measurements from 5 scripts; 3 failed." in text
+
+
+@pytest.mark.parametrize(
+    ("target", "ratio", "ours", "expected"),
+    [
+        ("<= 0.25", 0.25, 9.0, True),
+        ("<= 0.25", 0.26, 0.1, False),  # the ratio, not ours, is checked when present
+        (">= 2", None, 3.0, True),  # no ratio: ours is checked
+        ("> 2", None, 2.0, False),
+        ("< 1e-3", 5e-4, None, True),
+        ("about 1", 1.0, 1.0, None),  # unparsable target
+        (None, 1.0, 1.0, None),
+        ("<= 1", None, None, None),
+    ],
+)
+def test_target_met(run_all, target, ratio, ours, expected):
+    assert run_all.target_met(target, ratio, ours) is expected
+
+
+def test_main_rejects_missing_folder(run_all, tmp_path, capsys):
+    assert run_all.main(["--bench-dir", str(tmp_path / "nope"), "--out", str(tmp_path / "b.md")]) == 2
+    assert "nope is not a folder" in capsys.readouterr().err
