@@ -1,0 +1,187 @@
+"""``export_model``: validate the settings, write the file, run it back and compare with PyTorch.
+
+An export reports success only after the file it wrote, loaded by the runtime that will use it (ONNX
+Runtime, ``torch.jit.load``, OpenCV's Darknet reader), reproduced PyTorch's outputs on deterministic
+images: raw maps / decoded boxes within ``tol`` relative to each output's scale (1e-3 in float32, 5e-2
+in float16), NMS detections matched one to one (at most 2% unmatched, near-tie decisions). With
+``--dynamic`` a second batch size and a non-square image size are checked too.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import onnx
+import torch
+from torch import nn
+
+from yolov3.errors import UserError
+from yolov3.export.backends import OpenCVBackend, ort_session
+from yolov3.export.check import ExportCheckError, check_inputs, compare_outputs, match_detections
+from yolov3.export.onnx import MIN_OPSET, build_head, decoded_tensor_name, export_onnx, output_names
+from yolov3.export.torchscript import export_torchscript, load_torchscript
+
+FORMATS = ("onnx", "torchscript", "darknet")
+SUFFIX = {"onnx": ".onnx", "torchscript": ".torchscript", "darknet": ""}
+
+
+@dataclass
+class ExportSettings:
+    """What ``yolov3 export`` writes. ``outputs``: raw | decoded (None: raw, or nms with ``nms``)."""
+
+    format: str = "onnx"
+    img_size: int = 416
+    batch: int = 1
+    dynamic: bool = False
+    half: bool = False
+    outputs: str | None = None
+    nms: bool = False
+    opset: int = MIN_OPSET
+    conf_threshold: float = 0.3
+    iou_threshold: float = 0.45
+    max_det: int = 300
+
+    @property
+    def output_kind(self) -> str:
+        return "nms" if self.nms else (self.outputs or "raw")
+
+
+@dataclass
+class ExportReport:
+    format: str
+    files: list[Path]
+    max_error: float  # largest relative error (or unmatched fraction for NMS) over the checks
+    checks: list[str] = field(default_factory=list)  # one line per input shape checked
+    seconds: float = 0.0
+
+
+def validate_settings(s: ExportSettings, device: torch.device) -> None:
+    """Refuse settings the format cannot hold, naming the setting."""
+    if s.format not in FORMATS:
+        raise UserError(f"--format {s.format!r}: expected one of {', '.join(FORMATS)}")
+    if s.img_size < 32 or s.img_size % 32:
+        raise UserError(f"--img {s.img_size}: must be a positive multiple of 32")
+    if s.batch < 1:
+        raise UserError(f"--batch {s.batch}: must be >= 1")
+    if s.outputs not in (None, "raw", "decoded"):
+        raise UserError(f"--outputs {s.outputs!r}: expected raw or decoded")
+    if s.nms and s.outputs == "raw":
+        raise UserError("--nms with --outputs raw: NMS needs decoded boxes (drop --outputs raw)")
+    if s.format == "onnx" and s.opset < MIN_OPSET:
+        raise UserError(f"--opset {s.opset}: this exporter writes opset {MIN_OPSET} or newer")
+    if s.format == "torchscript" and s.nms:
+        raise UserError("--nms: TorchScript export holds no NMS; use --format onnx, or yolov3.postprocess "
+                        "after the TorchScript model")  # fmt: skip
+    if s.format == "darknet":
+        refused = {"--half": s.half, "--dynamic": s.dynamic, "--nms": s.nms,
+                   f"--outputs {s.outputs}": s.outputs == "decoded"}  # fmt: skip
+        why = {"--half": "Darknet .weights hold float32 only",
+               "--dynamic": "a Darknet cfg fixes the input size in [net] (Darknet resizes per run itself)",
+               "--nms": "Darknet files hold the network only", f"--outputs {s.outputs}": "Darknet files hold "
+               "the network only ([yolo] layers decode at run time)"}  # fmt: skip
+        for flag, bad in refused.items():
+            if bad:
+                raise UserError(f"{flag}: not available with --format darknet: {why[flag]}")
+
+
+def default_path(weights: str | Path, s: ExportSettings) -> Path:
+    """``yolov3.pt -> yolov3.onnx`` / ``yolov3.torchscript`` / ``yolov3_darknet/``."""
+    weights = Path(weights)
+    if s.format == "darknet":
+        return weights.with_name(weights.stem + "_darknet")
+    return weights.with_suffix(SUFFIX[s.format])
+
+
+def export_model(model: nn.Module, meta: dict[str, Any], out: str | Path, s: ExportSettings) -> ExportReport:
+    """Write ``model`` as ``s.format`` at ``out`` (a file; a folder for darknet), check it, report."""
+    start = time.perf_counter()
+    model = model.eval()
+    device = next(model.parameters()).device
+    validate_settings(s, device)
+    meta = dict(meta, img_size=s.img_size)
+    out = Path(out)
+    target = copy.deepcopy(model).half() if s.half else model
+    kind = s.output_kind
+    if s.format == "onnx":
+        files = [export_onnx(target, meta, out, s.img_size, s.batch, s.dynamic, s.half, kind, s.opset,
+                             s.conf_threshold, s.iou_threshold, s.max_det)]  # fmt: skip
+        run = _onnx_runner(files[0], device, kind == "nms")
+    elif s.format == "torchscript":
+        files = [export_torchscript(target, meta, out, s.img_size, s.batch, s.dynamic, s.half, kind)]
+        run = _torchscript_runner(files[0], device)
+    else:
+        from yolov3.checkpoint import export_darknet
+
+        files = [Path(p) for p in export_darknet(model, meta, out)]
+        run = _darknet_runner(files, meta)
+    reference = build_head(model, meta, kind, s.conf_threshold, s.iou_threshold, s.max_det).eval()
+    tol = 5e-2 if s.half else 1e-3
+    report = ExportReport(s.format, files, 0.0)
+    dtype = torch.float16 if s.half else torch.float32
+    for x in check_inputs(s.img_size, s.batch, s.dynamic, dtype, device):
+        with torch.no_grad():
+            if kind == "nms":
+                err, what = _check_nms(run(x), reference, x.float(), tol, str(files[0]))
+            else:
+                want = reference(x.float())
+                want = list(want) if isinstance(want, (tuple, list)) else [want]
+                err = compare_outputs(run(x), want, output_names(meta, kind), tol, str(files[0]))
+                what = f"max relative error {err:.2e}"
+        report.max_error = max(report.max_error, err)
+        report.checks.append(f"input {tuple(x.shape)}: {what}")
+    report.seconds = time.perf_counter() - start
+    return report
+
+
+def _check_nms(
+    got: list, reference: nn.Module, x: torch.Tensor, tol: float, source: str
+) -> tuple[float, str]:
+    """The network part (decoded boxes, exposed from inside the graph) within ``tol``; then PyTorch's NMS
+    on the file's own decoded boxes must give the file's detections (1% may differ on near ties)."""
+    detections, decoded = got
+    err = compare_outputs([decoded], [reference.head(x)], ["decoded (inside the NMS graph)"], tol, source)
+    want = reference.select(torch.from_numpy(decoded))
+    unmatched = match_detections(detections, want, 1e-4)
+    if unmatched > 0.01:
+        raise ExportCheckError(f"{source}: {unmatched:.1%} of the in-graph NMS detections differ from "
+                               "PyTorch's NMS on the same boxes (allowed 1%)")  # fmt: skip
+    return err, f"max relative error {err:.2e}; {len(want)} detections, {unmatched:.2%} unmatched"
+
+
+def _onnx_runner(path: Path, device: torch.device, nms: bool):  # noqa: ANN202
+    """Run the file with ONNX Runtime; for an NMS export also return the decoded tensor inside it."""
+    model: str | bytes = str(path)
+    if nms:
+        proto = onnx.load(str(path))
+        proto.graph.output.append(
+            onnx.helper.make_tensor_value_info(decoded_tensor_name(proto), onnx.TensorProto.FLOAT, None)
+        )
+        model = proto.SerializeToString()
+    session = ort_session(model, device if device.type == "cuda" else torch.device("cpu"))
+    input_name = session.get_inputs()[0].name
+    return lambda x: session.run(None, {input_name: x.cpu().numpy()})
+
+
+def _torchscript_runner(path: Path, device: torch.device):  # noqa: ANN202
+    module, _ = load_torchscript(path, device)
+
+    def run(x: torch.Tensor) -> list[torch.Tensor]:
+        with torch.no_grad():
+            out = module(x)
+        return [o.float() for o in out] if isinstance(out, (tuple, list)) else [out.float()]
+
+    return run
+
+
+def _darknet_runner(files: list[Path], meta: dict[str, Any]):  # noqa: ANN202
+    """Read the written cfg + weights with OpenCV's Darknet importer (an independent reader)."""
+    cfg = next((f for f in files if f.suffix == ".cfg"), None)
+    weights = next((f for f in files if f.suffix == ".weights"), None)
+    if cfg is None or weights is None:
+        raise ExportCheckError(f"the Darknet export wrote {files}: expected a .cfg and a .weights")
+    backend = OpenCVBackend(weights, cfg, names=meta["names"])
+    return lambda x: backend(x.float().cpu())

@@ -1,0 +1,176 @@
+"""``torch.onnx.export`` of the network: raw maps, decoded boxes, or detections after in-graph NMS.
+
+Uses the TorchScript-based exporter (``dynamo=False``): it needs no extra package, folds BatchNorm
+into the convolutions (eval mode, constant folding) and writes nearest upsampling as ``Resize``.
+The graph holds only standard ops (Conv, LeakyRelu, Resize, Concat, Add; Sigmoid, Exp, ... for the
+decode; ``NonMaxSuppression`` for NMS), opset >= 17, so ONNX Runtime, OpenCV DNN and TensorRT load it.
+
+NMS output (``outputs="nms"``): ``detections`` ``(K, 7)`` float32 rows
+``[batch_index, x1, y1, x2, y2, score, class]`` with boxes in network-input pixels (undo the letterbox
+yourself), ordered by batch, class, then decreasing score. ``score = conf * prob[c]`` for each anchor's
+argmax class ``c`` (the seed's score); kept when ``score > conf_threshold``; per-class greedy NMS at
+IoU > ``iou_threshold``; at most ``max_det`` boxes per class and image (ONNX ``NonMaxSuppression``'s
+``max_output_boxes_per_class``).
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Any
+
+import onnx
+import torch
+import torchvision
+from torch import Tensor, nn
+
+from yolov3.boxes import box_xywh_to_xyxy
+from yolov3.export.heads import ExportHead, raw_output_names, scores_argmax_class
+from yolov3.export.meta import META_KEY, dumps_meta
+
+MIN_OPSET = 17
+NMS_OUTPUT = "detections"
+DECODED_OUTPUT = "decoded"
+INPUT_NAME = "images"
+
+
+def _nms_eager(boxes: Tensor, scores: Tensor, max_out: int, iou: float, threshold: float) -> Tensor:
+    """ONNX ``NonMaxSuppression`` semantics in PyTorch: ``boxes (B, N, 4)`` cxcywh, ``scores (B, C, N)``
+    -> ``selected (K, 3)`` int64 ``[batch, class, box]``, by batch, class, decreasing score."""
+    rows = []
+    for b in range(boxes.shape[0]):
+        cls, idx = (scores[b] > threshold).nonzero(as_tuple=True)
+        s = scores[b, cls, idx]
+        keep = torchvision.ops.batched_nms(box_xywh_to_xyxy(boxes[b, idx].float()), s.float(), cls, iou)
+        for c in cls[keep].unique(sorted=True):
+            k = keep[cls[keep] == c][:max_out]  # batched_nms returns decreasing score
+            rows.append(torch.stack([torch.full_like(k, b), cls[k], idx[k]], dim=1))
+    return torch.cat(rows) if rows else torch.zeros((0, 3), dtype=torch.int64)
+
+
+class _NonMaxSuppression(torch.autograd.Function):
+    """Runs ``_nms_eager`` in PyTorch and exports as one ONNX ``NonMaxSuppression`` node."""
+
+    @staticmethod
+    def forward(ctx, boxes, scores, max_out, iou, threshold):  # noqa: ANN001, ANN205
+        return _nms_eager(boxes, scores, int(max_out), float(iou), float(threshold))
+
+    @staticmethod
+    def symbolic(g, boxes, scores, max_out, iou, threshold):  # noqa: ANN001, ANN205
+        return g.op("NonMaxSuppression", boxes, scores, max_out, iou, threshold, center_point_box_i=1)
+
+
+class NmsHead(nn.Module):
+    """``images -> detections (K, 7)``: decode, the seed's argmax-class score, ONNX NMS."""
+
+    def __init__(self, head: ExportHead, conf_threshold: float, iou_threshold: float, max_det: int) -> None:
+        super().__init__()
+        self.head = head
+        self.max_det = torch.tensor([max_det], dtype=torch.int64)
+        self.iou = torch.tensor([iou_threshold], dtype=torch.float32)
+        self.conf = torch.tensor([conf_threshold], dtype=torch.float32)
+
+    def forward(self, images: Tensor) -> Tensor:
+        return self.select(self.head(images))
+
+    def select(self, decoded: Tensor) -> Tensor:
+        """``decoded (B, N, 5 + C)`` -> ``detections (K, 7)`` (the part after the network)."""
+        boxes, scores = scores_argmax_class(decoded)  # (B, N, 4) cxcywh, (B, C, N)
+        sel = _NonMaxSuppression.apply(boxes, scores, self.max_det, self.iou, self.conf)  # (K, 3)
+        b, c, i = sel[:, 0], sel[:, 1], sel[:, 2]
+        n, num_classes = boxes.shape[1], scores.shape[1]
+        picked = boxes.reshape(-1, 4).index_select(0, b * n + i)  # (K, 4) cxcywh
+        xyxy = torch.cat([picked[:, :2] - picked[:, 2:] / 2, picked[:, :2] + picked[:, 2:] / 2], dim=1)
+        score = scores.reshape(-1).index_select(0, (b * num_classes + c) * n + i)
+        return torch.cat([b[:, None].float(), xyxy, score[:, None], c[:, None].float()], dim=1)
+
+
+def decoded_tensor_name(proto: onnx.ModelProto) -> str:
+    """The name, inside an NMS export, of the decoded ``(B, N, 5 + C)`` tensor: the one value computed
+    inside ``NmsHead.head`` (node names ``/head/...``) that nodes outside it read. Exposing it as an
+    extra output lets the check compare the network and the NMS separately."""
+    producer = {o: n for n in proto.graph.node for o in n.output}
+    for node in proto.graph.node:
+        if node.name.startswith("/head/"):
+            continue
+        for name in node.input:
+            src = producer.get(name)
+            if src is not None and src.name.startswith("/head/") and src.op_type != "Constant":
+                return name
+    raise ValueError("no decoded tensor found in the NMS graph")
+
+
+def build_head(model: nn.Module, meta: dict[str, Any], outputs: str, conf_threshold: float = 0.3,
+               iou_threshold: float = 0.45, max_det: int = 300) -> nn.Module:  # fmt: skip
+    """The traced module for ``outputs`` raw | decoded | nms."""
+    if outputs == "nms":
+        return NmsHead(ExportHead(model, meta, "decoded"), conf_threshold, iou_threshold, max_det)
+    return ExportHead(model, meta, outputs)
+
+
+def output_names(meta: dict[str, Any], outputs: str) -> list[str]:
+    if outputs == "raw":
+        return raw_output_names(meta["strides"])
+    return [DECODED_OUTPUT if outputs == "decoded" else NMS_OUTPUT]
+
+
+def _dynamic_axes(meta: dict[str, Any], outputs: str, dynamic: bool) -> dict[str, dict[int, str]]:
+    axes: dict[str, dict[int, str]] = {}
+    if dynamic:
+        axes[INPUT_NAME] = {0: "batch", 2: "height", 3: "width"}
+        if outputs == "raw":
+            for name, s in zip(raw_output_names(meta["strides"]), meta["strides"]):
+                axes[name] = {0: "batch", 2: f"height_{s}", 3: f"width_{s}"}
+        elif outputs == "decoded":
+            axes[DECODED_OUTPUT] = {0: "batch", 1: "anchors"}
+    if outputs == "nms":
+        axes[NMS_OUTPUT] = {0: "detections"}
+    return axes
+
+
+def export_onnx(
+    model: nn.Module,
+    meta: dict[str, Any],
+    path: str | Path,
+    img_size: int = 416,
+    batch: int = 1,
+    dynamic: bool = False,
+    half: bool = False,
+    outputs: str = "raw",
+    opset: int = MIN_OPSET,
+    conf_threshold: float = 0.3,
+    iou_threshold: float = 0.45,
+    max_det: int = 300,
+) -> Path:
+    """Write ``model`` (eval mode, any device; float16 when ``half``) as ONNX at ``path``.
+
+    ``meta`` (``yolov3.export.meta``) is stored in the file's ``metadata_props["yolov3"]`` together
+    with ``outputs``, ``dynamic``, ``half`` and the NMS thresholds. Returns the path written. The
+    caller validates the settings (``yolov3.export.exporter``); this function only writes.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    device = next(model.parameters()).device
+    dtype = torch.float16 if half else torch.float32
+    head = build_head(model, meta, outputs, conf_threshold, iou_threshold, max_det).eval()
+    example = torch.rand(batch, 3, img_size, img_size, device=device, dtype=dtype)
+    names = output_names(meta, outputs)
+    with warnings.catch_warnings(), torch.no_grad():
+        # The tracer warns about Python-level shape checks (constant once traced: fine for a fixed-size
+        # export; dynamic sizes are traced as Shape ops); torch warns that dynamo=False is legacy.
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            head, (example,), str(path), dynamo=False, opset_version=opset, input_names=[INPUT_NAME],
+            output_names=names, dynamic_axes=_dynamic_axes(meta, outputs, dynamic) or None,
+            do_constant_folding=True, training=torch.onnx.TrainingMode.EVAL,
+        )  # fmt: skip
+    proto = onnx.load(str(path))
+    stored = dict(meta, outputs=outputs, dynamic=dynamic, half=half)
+    if outputs == "nms":
+        stored.update(conf_threshold=conf_threshold, iou_threshold=iou_threshold, max_det=max_det)
+    del proto.metadata_props[:]
+    proto.metadata_props.add(key=META_KEY, value=dumps_meta(stored))
+    proto.producer_name = "yolov3"
+    onnx.checker.check_model(proto)
+    onnx.save(proto, str(path))
+    return path
