@@ -101,8 +101,8 @@ def coco_results(
                 {
                     "image_id": int(image_id),
                     "category_id": int(category_ids[int(c)]),
-                    "bbox": [round(v, 3) for v in b],
-                    "score": round(float(s), 5),
+                    "bbox": b,
+                    "score": float(s),
                 }
             )
     return out
