@@ -7,6 +7,7 @@ import itertools
 import json
 import tempfile
 from pathlib import Path
+from xml.sax.saxutils import escape
 
 import cv2
 import numpy as np
@@ -375,3 +376,70 @@ def test_random_boxes_round_trip_through_every_parser(sample):
         sample.width,
         sample.height,
     )
+
+
+json_value = st.recursive(
+    st.none() | st.booleans() | st.integers(-3, 3) | st.floats(allow_nan=True) | st.text(max_size=4),
+    lambda inner: st.lists(inner, max_size=5) | st.dictionaries(st.text(max_size=3), inner, max_size=3),
+    max_leaves=8,
+)
+coco_annotation = st.one_of(
+    json_value,
+    st.fixed_dictionaries(
+        {
+            "image_id": st.sampled_from([1, 2, "1", [1], True]) | json_value,
+            "category_id": st.sampled_from([1, 4, None, True, [1]]) | json_value,
+            "bbox": st.one_of(
+                json_value,
+                st.lists(st.one_of(st.floats(allow_nan=True), st.text(max_size=2)), min_size=4, max_size=4),
+            ),
+        },
+        optional={"iscrowd": json_value, "id": json_value},
+    ),
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(coco_annotation, max_size=4))
+def test_malformed_coco_annotations_raise_label_error_only(anns):
+    with tempfile.TemporaryDirectory() as d:
+        doc = {
+            "images": [{"id": 1, "file_name": "a.jpg", "width": 10, "height": 10}],
+            "annotations": anns,
+            "categories": [{"id": 1, "name": "x"}],
+        }
+        path = Path(d) / "instances_train.json"
+        path.write_text(json.dumps(doc))
+        try:
+            samples, _, _ = read_coco_file(path, Path(d))
+        except LabelError:
+            return
+    assert all(np.isfinite(s.boxes).all() and s.classes.tolist() == [0] * len(s.classes) for s in samples)
+
+
+def read_coco_file(path: Path, images: Path):
+    from yolov3.data.formats.coco import read_coco
+
+    return read_coco(path, images, LoadReport(), check_files=False)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(numberish, min_size=5, max_size=5), st.sampled_from(["cat", "dog", "", "cow"]))
+def test_malformed_voc_objects_raise_label_error_only(values, name):
+    xmin, ymin, xmax, ymax, difficult = (escape(v) for v in values)
+    xml = (
+        f"<annotation><size><width>50</width><height>40</height></size><object><name>{name}</name>"
+        f"<difficult>{difficult}</difficult><bndbox><xmin>{xmin}</xmin><ymin>{ymin}</ymin>"
+        f"<xmax>{xmax}</xmax><ymax>{ymax}</ymax></bndbox></object></annotation>"
+    )
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d) / "p.xml"
+        path.write_text(xml)
+        try:
+            record = voc.parse_voc_xml(path, Path(d), LoadReport())
+            samples = voc.to_samples([record], ["cat", "dog"], LoadReport(), check_files=False)
+        except LabelError as exc:
+            assert str(path) in str(exc)
+            return
+    (s,) = samples
+    assert np.isfinite(s.boxes).all() and ((s.boxes >= 0) & (s.boxes <= [50, 40, 50, 40])).all()

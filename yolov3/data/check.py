@@ -13,7 +13,6 @@ import hashlib
 import os
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
@@ -251,16 +250,17 @@ def _table(header: list[str], rows: list[list[object]], first: int = 10) -> list
 
 def _render(r: CheckReport) -> list[str]:
     lines = [f"data check: {r.config} ({r.data_format}, {len(r.names)} classes)"]
-    by_kind: dict[str, list[Problem]] = defaultdict(list)
+    errors = [p for p in r.problems if p.severity == "error"]
+    by_kind: dict[str, list[Problem]] = defaultdict(list)  # warnings, kinds in order of first sight
     for p in r.problems:
-        if p.kind != "advice":
+        if p.severity != "error" and p.kind != "advice":
             by_kind[p.kind].append(p)
-    if by_kind:
+    if errors or by_kind:
         lines.append("problems:")
-        for kind, items in sorted(by_kind.items(), key=lambda kv: (kv[1][0].severity != "error", kv[0])):
+        for kind, items in [("errors", errors), *by_kind.items()]:
             lines += [f"  {p}" for p in items[:SHOW_PER_KIND]]
             if len(items) > SHOW_PER_KIND:
-                lines.append(f"  ... and {len(items) - SHOW_PER_KIND} more '{kind}' problems")
+                lines.append(f"  ... and {len(items) - SHOW_PER_KIND} more {kind} problems")
     names = list(r.splits)
     lines.append("")
     rows = [[k, st.images, st.no_boxes, st.boxes, st.crowd_or_difficult] for k, st in r.splits.items()]
@@ -279,7 +279,10 @@ def _render(r: CheckReport) -> list[str]:
         f"{len(r.cross_split)} in more than one split, {r.duplicate_boxes} duplicate boxes"
     )
     for g in r.duplicate_images[:5]:
-        lines.append("  same image: " + " = ".join(Path(p).name if len(set(g)) > 1 else p for p in g[:4]))
+        if len(set(g)) == 1:
+            lines.append(f"  listed {len(g)} times: {g[0]}")
+        else:
+            lines.append("  same bytes: " + " = ".join(g[:4]) + (" ..." if len(g) > 4 else ""))
     lines.append(
         f"boxes clipped {r.load.clipped}, dropped {r.load.dropped}; images skipped {r.load.skipped_images}"
     )

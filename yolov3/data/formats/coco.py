@@ -73,7 +73,9 @@ def _read_annotation(
         image_id, cat, bbox = ann["image_id"], ann["category_id"], ann["bbox"]
     except KeyError as exc:
         raise LabelError(where, f"missing key {exc.args[0]!r}") from None
-    if cat not in index_of:
+    if not isinstance(image_id, int | str) or isinstance(image_id, bool):
+        raise LabelError(where, f"image_id {image_id!r} is not an id")
+    if not isinstance(cat, int) or isinstance(cat, bool) or cat not in index_of:
         raise LabelError(where, f"category_id {cat!r} is not in 'categories' {sorted(index_of)}", "class")
     if not (isinstance(bbox, list) and len(bbox) == 4):
         raise LabelError(where, f"bbox {bbox!r}: expected [x, y, width, height]")

@@ -32,6 +32,8 @@ from yolov3.errors import UserError
 # Boxes sticking out of the image by less than this are clipped silently (float rounding of
 # normalised labels, e.g. 1.0000001), by more they are counted as clipped.
 CLIP_TOLERANCE_PX = 0.01
+# Larger numbers in a label are not coordinates of any real image (and overflow float32).
+MAX_COORDINATE = 1e9
 
 
 class LabelError(UserError, ValueError):
@@ -166,8 +168,8 @@ def parse_number(text: str, where: str, what: str) -> float:
         value = float(text)
     except ValueError:
         raise LabelError(where, f"{what} {text!r} is not a number") from None
-    if not math.isfinite(value):
-        raise LabelError(where, f"{what} {text!r} is not a finite number")
+    if not math.isfinite(value) or abs(value) > MAX_COORDINATE:
+        raise LabelError(where, f"{what} {text!r} is not a finite number below {MAX_COORDINATE:g}")
     return value
 
 
@@ -223,6 +225,8 @@ def _fmt_box(box: np.ndarray) -> str:
 
 def fmt_num(value: float, decimals: int = 3) -> str:
     """``12`` for integral values, else up to ``decimals`` decimals without trailing zeros."""
+    if not math.isfinite(value):
+        return str(value)
     r = round(value, decimals)
     if r == int(r):
         return str(int(r))
