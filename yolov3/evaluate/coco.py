@@ -130,3 +130,24 @@ def coco_evaluate(gt: COCO, results: list[dict], image_ids: Sequence[int] | None
         ev.accumulate()
         ev.summarize()
     return {k: float(v) for k, v in zip(STAT_NAMES, ev.stats)}
+
+
+# Darknet's 80 COCO classes -> the official COCO category ids (1..90, with gaps).
+COCO80_TO_91 = (
+    1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 27, 28, 31, 32,
+    33, 34, 35, 36, 37, 38, 39, 40, 41, 42, 43, 44, 46, 47, 48, 49, 50, 51, 52, 53, 54, 55, 56, 57, 58, 59,
+    60, 61, 62, 63, 64, 65, 67, 70, 72, 73, 74, 75, 76, 77, 78, 79, 80, 81, 82, 84, 85, 86, 87, 88, 89, 90,
+)  # fmt: skip
+_COCO_NAMES = Path(__file__).resolve().parents[1] / "cfg" / "coco.names"
+
+
+def default_category_ids(names: Sequence[str]) -> list[int]:
+    """COCO ids for results files: the official ids when ``names`` are Darknet's 80 COCO names (so the
+    file can be scored against instances_val2017.json), else ``1..C``."""
+    try:
+        coco = [n.strip() for n in _COCO_NAMES.read_text().splitlines() if n.strip()]
+    except OSError:
+        coco = []
+    if list(names) == coco and len(coco) == len(COCO80_TO_91):
+        return list(COCO80_TO_91)
+    return list(range(1, len(names) + 1))
