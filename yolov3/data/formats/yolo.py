@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from yolov3.data.formats.common import (
+    MAX_COORDINATE,
     LabelError,
     LoadReport,
     make_sample,
@@ -61,6 +62,26 @@ def parse_label_line(line: str, num_classes: int | None, where: str) -> tuple[in
     return cls, [(x1 + x2) / 2, (y1 + y2) / 2, x2 - x1, y2 - y1]
 
 
+def _parse_all(text: str, num_classes: int | None) -> tuple[np.ndarray, np.ndarray, list[int]] | None:
+    """The whole file at once when every line is a valid 5-field box line, else None (the caller
+    then parses line by line, which names the bad line)."""
+    numbered = [(ln, line.split()) for ln, line in enumerate(text.splitlines(), 1) if line.strip()]
+    try:
+        rows = np.array([fields for _, fields in numbered], dtype=np.float64).reshape(len(numbered), -1)
+    except ValueError:
+        return None
+    if rows.shape[1] != 5 or not np.isfinite(rows).all() or (np.abs(rows) > MAX_COORDINATE).any():
+        return None
+    cls = rows[:, 0]
+    if (
+        (cls != np.floor(cls)).any()
+        or (cls < 0).any()
+        or (num_classes is not None and (cls >= num_classes).any())
+    ):
+        return None
+    return rows[:, 1:], cls.astype(np.int64), [ln for ln, _ in numbered]
+
+
 def read_label_file(
     path: Path, num_classes: int | None, report: LoadReport
 ) -> tuple[np.ndarray, np.ndarray, list[int]] | None:
@@ -72,6 +93,9 @@ def read_label_file(
     except (OSError, UnicodeDecodeError) as exc:
         report.error(str(path), f"cannot read label file ({exc})", "parse")
         return np.zeros((0, 4)), np.zeros(0, np.int64), []
+    fast = _parse_all(text, num_classes)
+    if fast is not None:
+        return fast
     boxes, classes, lines = [], [], []
     for ln, line in enumerate(text.splitlines(), 1):
         if not line.strip():
