@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import importlib
 
-DATA_VERBS: list[str] = ["convert", "check"]
+DATA_VERBS: list[str] = ["convert", "check", "synth"]
 
 
 def register(sub: argparse._SubParsersAction) -> None:
