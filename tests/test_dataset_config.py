@@ -202,3 +202,23 @@ def test_bad_configs_are_user_errors(tmp_path, doc, match):
 def test_missing_config_file(tmp_path):
     with pytest.raises(UserError, match="not found"):
         load_dataset(tmp_path / "nope.yaml")
+
+
+def test_roboflow_parent_paths_fall_back_like_ultralytics(yolo_set):
+    # Roboflow exports put data.yaml in the data set root but write 'train: ../train/images'.
+    cfg = dump(
+        yolo_set / "data.yaml", {"train": "../images/train", "val": "../images/val", "names": ["a", "b"]}
+    )
+    spec = load_dataset(cfg)
+    assert len(spec.train) == 2 and len(spec.val) == 1
+
+
+def test_a_folder_is_pointed_to_its_config_and_a_coco_json_reads_directly(tmp_path):
+    with pytest.raises(UserError, match="is a folder"):
+        load_dataset(tmp_path)
+    image(tmp_path / "val2017" / "b.jpg", 30, 30)
+    path = coco_json(
+        tmp_path / "annotations" / "instances_val2017.json", [{"id": 1, "name": "x"}], [("b.jpg", 30, 30)]
+    )
+    spec = load_dataset(path)
+    assert spec.names == ["x"] and len(spec.val) == 1 and spec.format == "coco"

@@ -31,7 +31,7 @@ import os
 from pathlib import Path
 
 from yolov3.config import load_yaml
-from yolov3.data.formats import FORMATS, infer_names, read_split
+from yolov3.data.formats import FORMATS, infer_names, read, read_split
 from yolov3.data.formats.common import (
     SPLITS,
     DatasetSpec,
@@ -156,7 +156,8 @@ def load_dataset(
     report: LoadReport | None = None,
     check_files: bool = True,
 ) -> DatasetSpec:
-    """Read the data set a ``data.yaml`` or Darknet ``.data`` describes (see the module docstring).
+    """Read the data set a ``data.yaml`` or Darknet ``.data`` describes (see the module docstring);
+    a COCO ``.json`` is read directly (its split from its name, images found beside it).
 
     Boxes are clipped to their image and empty ones dropped (counted in ``spec.report``); a label
     that does not parse or a class id out of range raises ``LabelError`` (a ``UserError`` naming the
@@ -166,8 +167,16 @@ def load_dataset(
     """
     path = Path(path)
     report = report if report is not None else LoadReport(strict=strict)
+    if path.is_dir():
+        raise LabelError(
+            str(path),
+            "is a folder: give its data.yaml or .data (`yolov3 data convert --from "
+            "FORMAT` writes one for a folder in any format)",
+        )
     if not path.is_file():
         raise LabelError(str(path), "dataset config not found (expected a data.yaml or a Darknet .data)")
+    if path.suffix.lower() == ".json":
+        return read("coco", path, report=report)
     if path.suffix.lower() == ".data":
         return _load_darknet(path, report, check_files)
     if path.suffix.lower() in (".yaml", ".yml"):

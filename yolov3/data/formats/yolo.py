@@ -149,6 +149,8 @@ def list_source(entry: str | os.PathLike, base: Path) -> list[tuple[Path, str]]:
     or one image; each with what listed it (for messages)."""
     path = Path(entry)
     path = path if path.is_absolute() else base / path
+    if not path.exists() and str(entry).startswith("../") and (base / str(entry)[3:]).exists():
+        path = base / str(entry)[3:]  # Roboflow exports write '../train/images' (ultralytics' fallback)
     if path.is_dir():
         return [(p, str(path)) for p in list_images(path)]
     if path.suffix.lower() == ".txt":
