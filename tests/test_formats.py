@@ -443,3 +443,16 @@ def test_malformed_voc_objects_raise_label_error_only(values, name):
             return
     (s,) = samples
     assert np.isfinite(s.boxes).all() and ((s.boxes >= 0) & (s.boxes <= [50, 40, 50, 40])).all()
+
+
+def test_cli_convert(tmp_path, capsys):
+    from yolov3.cli import main
+
+    src = make_seed_set(tmp_path / "src")
+    (tmp_path / "names.txt").write_text("cat\ndog\nbird\n")
+    args = ["data", "convert", "--from", "seed", "--to", "voc", str(src), str(tmp_path / "voc")]
+    assert main([*args, "--names", str(tmp_path / "names.txt")]) == 0
+    assert "train 3 images, val 1 images" in capsys.readouterr().out
+    assert_matches_truth(load_dataset(tmp_path / "voc" / "data.yaml"))
+    assert main([*args[:-1], str(tmp_path / "voc2"), "--names", "cat,dog"]) == 2  # class 2 out of range
+    assert "class id 2 out of range" in capsys.readouterr().err
