@@ -46,7 +46,8 @@ class ConvBlock(nn.Module):
         super().__init__()
         bn = spec.batch_normalize
         self.conv = nn.Conv2d(c_in, spec.filters, spec.size, spec.stride, spec.padding, bias=not bn)
-        self.bn = nn.BatchNorm2d(spec.filters, eps=1e-5, momentum=0.01) if bn else nn.Identity()
+        # eps 1e-6 as Darknet's (sqrt(var) + 1e-6) and OpenCV's reader; see yolov3.model.layers
+        self.bn = nn.BatchNorm2d(spec.filters, eps=1e-6, momentum=0.01) if bn else nn.Identity()
         self.act = activation(spec.activation)
 
     def forward(self, x: Tensor) -> Tensor:
