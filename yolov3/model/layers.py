@@ -15,8 +15,9 @@ class ConvBNLeaky(nn.Module):
     def __init__(self, c_in: int, c_out: int, kernel: int = 1, stride: int = 1) -> None:
         super().__init__()
         self.conv = nn.Conv2d(c_in, c_out, kernel, stride, (kernel - 1) // 2, bias=False)
-        # Darknet's BN: eps 1e-5 in its CPU code (.000001 in some builds: the difference is < 1e-6 rel.)
-        self.bn = nn.BatchNorm2d(c_out, eps=1e-5, momentum=0.01)
+        # Darknet's inference BN divides by sqrt(var) + .000001 and OpenCV's reader uses eps 1e-6: with
+        # 1e-5, channels of small variance (var ~ 1e-3 is common) differ from Darknet by ~0.5 %.
+        self.bn = nn.BatchNorm2d(c_out, eps=1e-6, momentum=0.01)
         self.act = nn.LeakyReLU(0.1, inplace=True)
 
     def forward(self, x: Tensor) -> Tensor:
