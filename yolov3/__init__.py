@@ -1,7 +1,21 @@
 """YOLOv3 in PyTorch: the seed's network, targets, loss and training recipe; Darknet-compatible."""
 
+from typing import Any
+
 from yolov3.decode import decode, decode_all
 from yolov3.model import COCO_ANCHORS, STRIDES, YOLOv3
 
 __version__ = "0.1.0"
-__all__ = ["COCO_ANCHORS", "STRIDES", "YOLOv3", "decode", "decode_all"]
+__all__ = ["COCO_ANCHORS", "STRIDES", "Detector", "Result", "YOLOv3", "decode", "decode_all", "load"]
+
+# The detection API pulls in OpenCV, ONNX Runtime and pycocotools' neighbours: loaded on first use
+# (PEP 562) so that `import yolov3.<module>` stays light for training workers and the CLI.
+_LAZY = {"Detector": "yolov3.predict", "Result": "yolov3.predict", "load": "yolov3.predict"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'yolov3' has no attribute {name!r}")

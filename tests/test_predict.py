@@ -1,0 +1,121 @@
+"""The Python API: a saved model loads and predicts like the hand-written pipeline; every input kind
+(path, RGB array, BGR array, PIL image) gives the same result; results plot and serialise."""
+
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import yolov3
+from yolov3.checkpoint import model_meta, save_model
+from yolov3.data.images import ImageError, read_image
+from yolov3.data.transforms import letterbox_image
+from yolov3.draw import class_colour
+from yolov3.errors import UserError
+from yolov3.model import YOLOv3
+from yolov3.postprocess import postprocess
+from yolov3.predict import Detector, Result
+
+NAMES = ["cat", "dog", "kite"]
+
+
+@pytest.fixture(scope="module")
+def model() -> YOLOv3:
+    torch.manual_seed(0)
+    m = YOLOv3(3, width=0.125).eval()
+    with torch.no_grad():  # spread the objectness so that scores differ clearly between anchors
+        for out in (m.out_s, m.out_m, m.out_l):
+            out[-1].bias.view(3, 8)[:, 4] = torch.tensor([-1.0, 0.5, 2.0])
+            out[-1].weight.mul_(8.0)
+    return m
+
+
+@pytest.fixture(scope="module")
+def photo(tmp_path_factory) -> str:
+    rng = np.random.default_rng(0)
+    img = cv2.GaussianBlur((rng.random((90, 140, 3)) * 255).astype(np.uint8), (9, 9), 3)
+    path = tmp_path_factory.mktemp("img") / "photo.png"  # lossless: the array read back is the same
+    cv2.imwrite(str(path), img)
+    return str(path)
+
+
+def test_predict_equals_hand_pipeline(model: YOLOv3, photo: str) -> None:
+    det = Detector.from_model(model, NAMES, img_size=96, conf_threshold=0.25)
+    r = det.predict(photo)[0]
+    image = read_image(photo)
+    x, lb = letterbox_image(image, 96)
+    with torch.no_grad():
+        raws = model(torch.from_numpy(x).permute(2, 0, 1)[None])
+    ref = postprocess(raws, model.anchors, model.strides, [lb], [(140, 90)], conf_threshold=0.25)[0]
+    assert len(ref) > 3
+    np.testing.assert_allclose(r.boxes, ref.boxes.numpy(), rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(r.scores, ref.scores.numpy(), rtol=1e-5)
+    assert r.class_ids.tolist() == ref.classes.tolist()
+    assert r.labels == [NAMES[c] for c in ref.classes.tolist()]
+    assert (r.width, r.height) == (140, 90) and r.path == photo
+    assert model.training is False
+
+
+def test_every_input_kind_gives_the_same_result(model: YOLOv3, photo: str) -> None:
+    det = Detector.from_model(model, NAMES, img_size=96, conf_threshold=0.25, batch_size=2)
+    rgb = read_image(photo)
+    results = det.predict([photo, rgb, rgb[..., ::-1].copy(), Image.fromarray(rgb)], bgr=False)
+    bgr = det.predict(rgb[..., ::-1].copy(), bgr=True)[0]
+    base = results[0]
+    for r in (results[1], results[3], bgr):
+        np.testing.assert_array_equal(r.boxes, base.boxes)
+    assert not np.array_equal(results[2].scores, base.scores) or len(base) == 0  # BGR read as RGB differs
+
+
+def test_plot_and_json(model: YOLOv3, photo: str) -> None:
+    r = Detector.from_model(model, NAMES, img_size=96, conf_threshold=0.25).predict(photo)[0]
+    one = Result(r.boxes[:1], r.scores[:1], r.class_ids[:1], r.names, r.path, r.image, r.width, r.height)
+    drawn = one.plot()
+    assert drawn.shape == r.image.shape and drawn.dtype == np.uint8
+    assert not np.array_equal(drawn, r.image)  # something was drawn
+    x1, y1 = (int(v) for v in r.boxes[0, :2])
+    colour = class_colour(int(r.class_ids[0]))
+    near = drawn[max(y1 - 1, 0) : y1 + 2, max(x1 - 1, 0) : x1 + 2].reshape(-1, 3)
+    assert any(np.abs(p.astype(int) - colour).max() < 10 for p in near)  # the class colour, RGB
+    bgr = one.plot(bgr=True)
+    np.testing.assert_array_equal(bgr[..., ::-1], drawn)
+    doc = json.loads(json.dumps(r.to_json()))
+    assert len(doc["detections"]) == len(r) and doc["width"] == 140
+    for d in doc["detections"]:
+        x1, y1, x2, y2 = d["box"]
+        assert 0 <= x1 < x2 <= 140 and 0 <= y1 < y2 <= 90 and d["name"] in NAMES
+
+
+def test_load_round_trip(model: YOLOv3, photo: str, tmp_path) -> None:
+    path = save_model(tmp_path / "m.safetensors", model, model_meta(model, NAMES, 96))
+    det = yolov3.load(path, device="cpu", img_size=96, amp="off", conf_threshold=0.25)
+    assert det.names == NAMES
+    batch, _ = det.preprocess([read_image(photo)])
+    with torch.no_grad():
+        want = model(batch)
+    for got, ref in zip(det.forward(batch), want):  # BN folded, channels_last: same maps
+        torch.testing.assert_close(got, ref, rtol=1e-4, atol=1e-4)
+    r = det.predict(photo)[0]
+    assert len(r) > 3 and r.names == NAMES
+    with pytest.raises(UserError, match="class names"):
+        yolov3.load(path, names=["a", "b"], device="cpu")
+
+
+def test_bad_inputs(model: YOLOv3, tmp_path) -> None:
+    det = Detector.from_model(model, NAMES, img_size=96)
+    with pytest.raises(ImageError, match="missing.jpg"):
+        det.predict(str(tmp_path / "missing.jpg"))
+    with pytest.raises(UserError, match="shape"):
+        det.predict(np.zeros((10, 10, 5), np.uint8))
+    with pytest.raises(UserError, match="dtype"):
+        det.predict(np.zeros((10, 10, 3), np.float32))
+    with pytest.raises(UserError, match="multiple of 32"):
+        Detector.from_model(model, NAMES, img_size=100)
+    with pytest.raises(UserError, match="class names"):
+        Detector.from_model(model, ["only"])
+    assert det.predict([]) == []
