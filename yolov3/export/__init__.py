@@ -12,7 +12,6 @@ from yolov3.export.backends import (
 )
 from yolov3.export.check import ExportCheckError, inspect_onnx
 from yolov3.export.exporter import FORMATS, ExportReport, ExportSettings, export_model
-from yolov3.export.meta import meta_from_model
 
 __all__ = [
     "BACKENDS",
@@ -28,5 +27,4 @@ __all__ = [
     "export_model",
     "inspect_onnx",
     "load_backend",
-    "meta_from_model",
 ]

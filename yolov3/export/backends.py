@@ -22,45 +22,25 @@ import onnxruntime as ort
 import torch
 from torch import Tensor, nn
 
+from yolov3.checkpoint import load_model, read_names
 from yolov3.darknet.cfg import Conv, Yolo, parse_cfg
 from yolov3.device import autocast_dtype, select_device
 from yolov3.errors import UserError
 from yolov3.export.check import inspect_onnx
 from yolov3.export.meta import check_meta
 from yolov3.export.torchscript import load_torchscript
+from yolov3.model.factory import cfg_path
+from yolov3.model.fuse import prepare_for_inference
 from yolov3.model.yolov3 import COCO_ANCHORS
 
 BACKENDS = ("torch", "onnxruntime", "opencv")
 # YOLOv3-tiny's COCO anchors (yolov3-tiny.cfg), stride 16 then 32: for ONNX files from other tools.
 TINY_ANCHORS = (((10, 14), (23, 27), (37, 58)), ((81, 82), (135, 169), (344, 319)))
-_PACKAGE_DATA = Path(__file__).resolve().parents[1] / "cfg"
 
 
 def cpu_cores() -> int:
     """Cores this process may run on (the affinity mask, not the machine's count)."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-
-
-def read_names(names: str | Path | list[str] | None, num_classes: int) -> list[str]:
-    """Class names from a list or a ``.names`` file (one per line); COCO's for 80 classes, else
-    ``class0 ..``. The count must match ``num_classes``."""
-    if names is None:
-        if num_classes == 80:
-            names = _PACKAGE_DATA / "coco.names"
-        else:
-            return [f"class{i}" for i in range(num_classes)]
-    if isinstance(names, (str, Path)):
-        path = Path(names)
-        try:
-            names = [line.strip() for line in path.read_text().splitlines() if line.strip()]
-        except OSError as exc:
-            raise UserError(f"{path}: cannot read class names ({exc.strerror})") from exc
-        where = str(path)
-    else:
-        where = "names"
-    if len(names) != num_classes:
-        raise UserError(f"{where}: {len(names)} class names for a model with {num_classes} classes")
-    return list(names)
 
 
 class Backend:
@@ -100,7 +80,7 @@ def _foreign_meta(num_outputs: int, channels: int | None, names, source: str) ->
                         "metadata: cannot tell the number of classes")  # fmt: skip
     num_classes = channels // 3 - 5
     anchors = [[list(a) for a in scale] for scale in anchors]
-    names = read_names(names, num_classes)
+    names = read_names(names, num_classes, source)
     return {
         "names": names,
         "num_classes": num_classes,
@@ -120,8 +100,6 @@ class TorchBackend(Backend):
 
     def __init__(self, model: nn.Module, meta: dict[str, Any], device: torch.device | str = "cpu",
                  amp: str = "auto", cuda_graph: bool = False, source: str = "model") -> None:  # fmt: skip
-        from yolov3.model.fuse import prepare_for_inference
-
         device = torch.device(device)
         super().__init__(meta, device, source)
         self.dtype = autocast_dtype(device, amp) or torch.float32
@@ -241,15 +219,21 @@ class OpenCVBackend(Backend):
             iface = inspect_onnx(path)
             if iface.outputs != "raw" or iface.input_dtype != np.float32:
                 raise UserError(f"{path}: the OpenCV backend needs a float32 export with --outputs raw")
+            if not all(isinstance(d, int) for d in iface.input_shape[2:]):
+                raise UserError(f"{path}: input shape {iface.input_shape} has symbolic sizes; OpenCV DNN "
+                                "cannot infer the graph's shapes then: export without --dynamic")  # fmt: skip
             channels = iface.output_shapes[0][1] if isinstance(iface.output_shapes[0][1], int) else None
             meta = iface.meta or _foreign_meta(len(iface.output_names), channels, names, str(path))
-            self.net = cv2.dnn.readNetFromONNX(str(path))
+            try:
+                self.net = cv2.dnn.readNetFromONNX(str(path))
+            except cv2.error as exc:
+                raise UserError(f"{path}: OpenCV DNN cannot read this ONNX file: {exc}") from exc
             self.outputs = iface.output_names
         else:
             if cfg is None:
                 raise UserError(f"{path}: the OpenCV backend reads Darknet weights with their --cfg")
             meta, conv_indices = _darknet_meta(cfg, names)
-            self.net = cv2.dnn.readNetFromDarknet(str(cfg), str(path))
+            self.net = cv2.dnn.readNetFromDarknet(str(cfg_path(cfg)), str(path))
             # OpenCV's Darknet importer names cfg layer i's convolution "conv_i".
             self.outputs = [f"conv_{i}" for i in conv_indices]
         self.net.setPreferableBackend(cv2.dnn.DNN_BACKEND_OPENCV)
@@ -258,22 +242,28 @@ class OpenCVBackend(Backend):
 
     def __call__(self, images: Tensor) -> list[Tensor]:
         self.net.setInput(np.ascontiguousarray(images.detach().cpu().numpy(), dtype=np.float32))
-        return self._sorted(list(self.net.forward(self.outputs)))
+        try:
+            maps = self.net.forward(self.outputs)
+        except cv2.error as exc:
+            raise UserError(
+                f"{self.source}: OpenCV DNN failed on input {tuple(images.shape)}: {exc}"
+            ) from exc
+        return self._sorted(list(maps))
 
 
-def _darknet_meta(cfg_path: str | Path, names) -> tuple[dict[str, Any], list[int]]:  # noqa: ANN001
+def _darknet_meta(cfg_file: str | Path, names) -> tuple[dict[str, Any], list[int]]:  # noqa: ANN001
     """Meta from a Darknet cfg (anchors and classes of each [yolo], stride from its grid), and the
     cfg indices of the convolutions feeding the [yolo] layers, in increasing stride."""
-    cfg = parse_cfg(cfg_path)
+    cfg = parse_cfg(cfg_path(cfg_file))
     heads = []
     for i, layer in enumerate(cfg.layers):
         if isinstance(layer, Yolo):
             if i == 0 or not isinstance(cfg.layers[i - 1], Conv):
-                raise UserError(f"{cfg_path}: [yolo] layer {i} does not follow a convolution")
+                raise UserError(f"{cfg_file}: [yolo] layer {i} does not follow a convolution")
             heads.append((cfg.height // cfg.shapes[i][1], i - 1, layer))
     heads.sort(key=lambda h: h[0])
     num_classes = cfg.num_classes
-    meta = {"names": read_names(names, num_classes), "num_classes": num_classes,
+    meta = {"names": read_names(names, num_classes, str(cfg_file)), "num_classes": num_classes,
             "anchors": [[list(a) for a in h[2].anchors] for h in heads], "strides": [h[0] for h in heads],
             "img_size": cfg.width}  # fmt: skip
     return meta, [h[1] for h in heads]
@@ -306,7 +296,5 @@ def load_backend(path: str | Path, kind: str = "auto", device: str | torch.devic
         raise UserError(f"--backend torch cannot run {path}: use --backend onnxruntime or opencv")
     if suffix in (".torchscript", ".ts"):
         return TorchScriptBackend(path, dev)
-    from yolov3.checkpoint import load_model
-
     model, meta = load_model(path, cfg=cfg, names=names, device=dev)
     return TorchBackend(model, meta, dev, amp, options.get("cuda_graph", False), str(path))

@@ -19,6 +19,7 @@ import onnx
 import torch
 from torch import nn
 
+from yolov3.checkpoint import export_darknet
 from yolov3.errors import UserError
 from yolov3.export.backends import OpenCVBackend, ort_session
 from yolov3.export.check import ExportCheckError, check_inputs, compare_outputs, match_detections
@@ -114,9 +115,7 @@ def export_model(model: nn.Module, meta: dict[str, Any], out: str | Path, s: Exp
         files = [export_torchscript(target, meta, out, s.img_size, s.batch, s.dynamic, s.half, kind)]
         run = _torchscript_runner(files[0], device)
     else:
-        from yolov3.checkpoint import export_darknet
-
-        files = [Path(p) for p in export_darknet(model, meta, out)]
+        files = [Path(p) for p in export_darknet(model, meta, out).values()]
         run = _darknet_runner(files, meta)
     reference = build_head(model, meta, kind, s.conf_threshold, s.iou_threshold, s.max_det).eval()
     tol = 5e-2 if s.half else 1e-3

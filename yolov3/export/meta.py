@@ -1,6 +1,6 @@
 """What an exported file must carry besides its weights: class names, anchors, strides, input size.
 
-The same dictionary ``yolov3.checkpoint.load_model`` returns as ``meta``::
+The same dictionary ``yolov3.checkpoint.load_model`` / ``model_meta`` return as ``meta``::
 
     {"names": [str] * C, "num_classes": C, "anchors": [[[w, h]] * A] * S (input pixels, one row
      per output, increasing stride), "strides": [8, 16, 32], "img_size": 416}
@@ -15,25 +15,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from torch import nn
-
 from yolov3.errors import UserError
 
 META_KEY = "yolov3"  # ONNX metadata_props key
 TORCHSCRIPT_META = "yolov3.json"  # TorchScript _extra_files name
 _REQUIRED = ("names", "num_classes", "anchors", "strides", "img_size")
-
-
-def meta_from_model(model: nn.Module, names: list[str] | None = None, img_size: int = 416) -> dict[str, Any]:
-    """The meta of a bare model (``.anchors``, ``.strides``, ``.num_classes``); names default to
-    ``class0 .. classC-1``."""
-    c = int(model.num_classes)
-    names = list(names) if names is not None else [f"class{i}" for i in range(c)]
-    if len(names) != c:
-        raise UserError(f"{len(names)} class names given for a model with {c} classes")
-    anchors = [[[float(w), float(h)] for w, h in scale] for scale in model.anchors]
-    return {"names": names, "num_classes": c, "anchors": anchors,
-            "strides": [int(s) for s in model.strides], "img_size": int(img_size)}  # fmt: skip
 
 
 def check_meta(meta: dict[str, Any], source: str) -> dict[str, Any]:

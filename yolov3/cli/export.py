@@ -1,0 +1,55 @@
+"""``yolov3 export``: write a model as ONNX, TorchScript or Darknet files, checked against PyTorch."""
+
+from __future__ import annotations
+
+import argparse
+
+from yolov3.checkpoint import load_model
+from yolov3.device import select_device
+from yolov3.export.exporter import FORMATS, ExportSettings, default_path, export_model, validate_settings
+from yolov3.export.onnx import MIN_OPSET
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "export",
+        help="export to ONNX / TorchScript / Darknet (checked by running the file)",
+        description="Write the model in another format, then run the written file (ONNX Runtime, "
+        "torch.jit.load, OpenCV's Darknet reader) and compare it with PyTorch before reporting success.",
+    )
+    p.add_argument("--weights", required=True, help="checkpoint (.safetensors / .pt) or Darknet .weights")
+    p.add_argument("--cfg", help="Darknet .cfg (with .weights), or a shipped name such as yolov3-tiny")
+    p.add_argument("--names", help="class names file, one per line")
+    p.add_argument("--format", choices=FORMATS, default="onnx")
+    p.add_argument("--img", type=int, default=416, help="input size, a multiple of 32 (416)")
+    p.add_argument("--batch", type=int, default=1, help="batch size of the traced example (1)")
+    p.add_argument("--dynamic", action="store_true", help="batch and image size free (ONNX, TorchScript)")
+    p.add_argument("--half", action="store_true", help="float16 weights and input (ONNX, TorchScript)")
+    p.add_argument("--outputs", choices=["raw", "decoded"], help="raw maps (default) or decoded (B, N, 5+C)")
+    p.add_argument("--nms", action="store_true", help="ONNX only: NonMaxSuppression in the graph")
+    p.add_argument("--opset", type=int, default=MIN_OPSET, help=f"ONNX opset (>= {MIN_OPSET})")
+    p.add_argument("--conf", type=float, default=0.3, help="with --nms: score threshold (0.3)")
+    p.add_argument("--iou", type=float, default=0.45, help="with --nms: NMS IoU threshold (0.45)")
+    p.add_argument("--max-det", type=int, default=300, help="with --nms: boxes per class and image (300)")
+    p.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N: where to trace and check")
+    p.add_argument("--out", help="output file (a folder for darknet); default: next to --weights")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = ExportSettings(
+        format=args.format, img_size=args.img, batch=args.batch, dynamic=args.dynamic, half=args.half,
+        outputs=args.outputs, nms=args.nms, opset=args.opset, conf_threshold=args.conf,
+        iou_threshold=args.iou, max_det=args.max_det,
+    )  # fmt: skip
+    device = select_device(args.device)
+    validate_settings(settings, device)  # before loading the weights: a refused setting fails fast
+    model, meta = load_model(args.weights, cfg=args.cfg, names=args.names, device=device)
+    out = args.out or default_path(args.weights, settings)
+    report = export_model(model, meta, out, settings)
+    for line in report.checks:
+        print(f"checked {line}")
+    files = ", ".join(str(f) for f in report.files)
+    kind = "" if args.format == "darknet" else f" ({settings.output_kind} outputs)"
+    print(f"exported {args.format}{kind} in {report.seconds:.1f} s: {files}")
+    return 0
