@@ -15,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from yolov3.data.convert import convert
+from yolov3.data.convert import convert_dataset as convert
 from yolov3.data.dataset_config import load_dataset
 from yolov3.data.formats import FORMATS, read, seed_lines, voc, write, yolo
 from yolov3.data.formats.common import LabelError, LoadReport, make_sample

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from yolov3.data.convert import convert
+from yolov3.data.convert import convert_dataset
 from yolov3.data.formats import FORMATS
 from yolov3.data.formats.common import read_names_file
 
@@ -44,7 +44,7 @@ def parse_names_arg(value: str | None) -> list[str] | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    result = convert(
+    result = convert_dataset(
         args.src,
         args.to,
         args.out,

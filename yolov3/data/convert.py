@@ -45,7 +45,7 @@ def open_source(
     return read(fmt, src, names=names, report=LoadReport(strict=strict))
 
 
-def convert(
+def convert_dataset(
     src: str | os.PathLike,
     to: str,
     out: str | os.PathLike,
