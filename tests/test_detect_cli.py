@@ -1,0 +1,113 @@
+"""``yolov3 detect``: a video in, a video with the same frame count out; folders, globs, bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from yolov3.checkpoint import model_meta, save_model
+from yolov3.cli import main
+from yolov3.model import YOLOv3
+from yolov3.sources import open_source
+
+NAMES = ["cat", "dog", "kite"]
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory) -> Path:
+    torch.manual_seed(0)
+    m = YOLOv3(3, width=0.125)
+    return save_model(tmp_path_factory.mktemp("w") / "m.safetensors", m, model_meta(m, NAMES, 64))
+
+
+def make_video(path: Path, frames: int, size=(96, 64)) -> Path:
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 10, size)
+    rng = np.random.default_rng(0)
+    for _ in range(frames):
+        writer.write((rng.random((size[1], size[0], 3)) * 255).astype(np.uint8))
+    writer.release()
+    return path
+
+
+def count_frames(path: Path) -> int:
+    cap, n = cv2.VideoCapture(str(path)), 0
+    while cap.read()[0]:
+        n += 1
+    cap.release()
+    return n
+
+
+def detect(*args: str) -> int:
+    return main(["detect", *args, "--img", "64", "--amp", "off", "--conf", "0.2"])
+
+
+def test_video_in_video_out(tmp_path, weights) -> None:
+    video = make_video(tmp_path / "clip.mp4", 6)
+    assert count_frames(video) == 6
+    out = tmp_path / "out"
+    assert detect(str(video), "--weights", str(weights), "--out", str(out), "--save-txt") == 0
+    assert count_frames(out / "clip.mp4") == 6
+    cap = cv2.VideoCapture(str(out / "clip.mp4"))
+    assert (cap.get(cv2.CAP_PROP_FRAME_WIDTH), cap.get(cv2.CAP_PROP_FRAME_HEIGHT)) == (96, 64)
+    lines = [json.loads(x) for x in (out / "results.jsonl").read_text().splitlines()]
+    assert [x["frame"] for x in lines] == list(range(6))
+    assert len(list((out / "labels").glob("*.txt"))) == 6
+    json.loads((out / "coco_results.json").read_text())
+
+
+def test_folder_with_a_bad_image(tmp_path, weights, capsys) -> None:
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    rng = np.random.default_rng(1)
+    cv2.imwrite(str(folder / "000123.jpg"), (rng.random((50, 70, 3)) * 255).astype(np.uint8))
+    cv2.imwrite(str(folder / "b.png"), (rng.random((40, 30, 3)) * 255).astype(np.uint8))
+    (folder / "broken.jpg").write_bytes(b"not a jpeg")
+    out = tmp_path / "out"
+    assert detect(str(folder), "--weights", str(weights), "--out", str(out), "--save-txt", "--save-conf") == 0
+    text = capsys.readouterr()
+    assert "broken.jpg" in text.out + text.err and "2 processed, 1 skipped" in text.out
+    assert {p.name for p in out.iterdir()} >= {"000123.jpg", "b.png", "results.jsonl", "coco_results.json"}
+    records = [json.loads(x) for x in (out / "results.jsonl").read_text().splitlines()]
+    assert records[0]["image_id"] == 123 and (records[0]["width"], records[0]["height"]) == (70, 50)
+    coco = json.loads((out / "coco_results.json").read_text())
+    assert len(coco) == sum(len(r["detections"]) for r in records)
+    assert {c["category_id"] for c in coco} <= {1, 2, 3}
+    for line in (out / "labels" / "000123.txt").read_text().splitlines():
+        c, *vals = line.split()
+        assert int(c) in (0, 1, 2) and len(vals) == 5 and all(0 <= float(v) <= 1 for v in vals)
+    # a glob over the same folder finds the same two good images
+    assert detect(str(folder / "*.png"), "--weights", str(weights), "--out", str(tmp_path / "g")) == 0
+    assert len((tmp_path / "g" / "results.jsonl").read_text().splitlines()) == 1
+
+
+def test_bad_sources_and_names(tmp_path, weights, capsys) -> None:
+    (tmp_path / "empty").mkdir()
+    assert detect(str(tmp_path / "empty"), "--weights", str(weights)) == 2
+    assert "no images or videos" in capsys.readouterr().err
+    assert detect(str(tmp_path / "nothing*.jpg"), "--weights", str(weights)) == 2
+    assert "matches no image" in capsys.readouterr().err
+    assert detect(str(tmp_path / "absent.jpg"), "--weights", str(weights)) == 2
+    assert "no such file" in capsys.readouterr().err
+    img = tmp_path / "a.jpg"
+    cv2.imwrite(str(img), np.zeros((32, 32, 3), np.uint8))
+    names = tmp_path / "two.names"
+    names.write_text("cat\ndog\n")
+    assert detect(str(img), "--weights", str(weights), "--names", str(names)) == 2
+    assert "2 class names" in capsys.readouterr().err
+    (tmp_path / "only_bad").mkdir()
+    (tmp_path / "only_bad" / "x.jpg").write_bytes(b"junk")
+    assert detect(str(tmp_path / "only_bad"), "--weights", str(weights), "--out", str(tmp_path / "o")) == 1
+
+
+def test_source_kinds(tmp_path) -> None:
+    assert open_source("0").kind == "webcam"
+    video = make_video(tmp_path / "v.avi", 3)
+    src = open_source(str(video))
+    assert src.kind == "video" and len(src) == 3
+    frames = list(src)
+    assert [f.index for f in frames] == [0, 1, 2] and frames[0].image.shape == (64, 96, 3)
