@@ -456,3 +456,9 @@ def test_cli_convert(tmp_path, capsys):
     assert_matches_truth(load_dataset(tmp_path / "voc" / "data.yaml"))
     assert main([*args[:-1], str(tmp_path / "voc2"), "--names", "cat,dog"]) == 2  # class 2 out of range
     assert "class id 2 out of range" in capsys.readouterr().err
+
+
+def test_seed_lines_cannot_hold_paths_with_spaces(tmp_path):
+    sample = make_sample(tmp_path / "my photo.jpg", [[1, 1, 4, 4]], [0], 10, 10)
+    with pytest.raises(LabelError, match="path with spaces"):
+        seed_lines.format_line(sample, tmp_path)
