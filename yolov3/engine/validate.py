@@ -13,12 +13,8 @@ from yolov3.config import EvalConfig
 from yolov3.device import autocast
 from yolov3.engine.builders import RunData, to_device_batch
 from yolov3.engine.logging import SEED_LOSS_NAMES
+from yolov3.evaluate.evaluator import evaluate as map_evaluate
 from yolov3.loss import YoloLoss
-
-try:
-    from yolov3.evaluate.evaluator import evaluate as map_evaluate
-except ImportError:  # the evaluator ships separately; validation loss works without it
-    map_evaluate = None
 
 
 @torch.no_grad()
@@ -51,20 +47,21 @@ def validate(
     eval_cfg: EvalConfig,
     channels_last: bool = False,
 ) -> dict[str, float]:
-    """Validation loss, plus mAP@0.5 and mAP@0.5:0.95 when the evaluator is available."""
+    """Validation loss, plus mAP@0.5 and mAP@0.5:0.95 (VOC all-point, the evaluator's default low
+    score threshold 0.001 as mAP needs; NMS IoU and max detections from ``eval_cfg``)."""
     if data.val_loader is None:
         return {}
     out = validation_loss(model, data, criterion, device, amp_dtype, channels_last)
-    if map_evaluate is not None:
-        was_training = model.training
-        model.eval()
-        result = map_evaluate(
-            model, data.val_samples, data.names, img_size=img_size, device=device,
-            batch_size=data.val_loader.batch_size or 1, conf_threshold=eval_cfg.conf_threshold,
-            iou_threshold=eval_cfg.iou_threshold,
-        )  # fmt: skip
-        model.train(was_training)
-        out["val/map50"], out["val/map50_95"] = float(result["map50"]), float(result["map50_95"])
+    was_training = model.training
+    result = map_evaluate(
+        model, data.val_samples, data.names, img_size=img_size, device=device,
+        batch_size=data.val_loader.batch_size or 1, iou_threshold=eval_cfg.iou_threshold,
+        max_det=eval_cfg.max_det, coco=False, workers=0,
+    )  # fmt: skip
+    model.train(was_training)
+    for key in ("map50", "map50_95"):
+        if result.get(key) is not None:  # None: no labelled box in the val split
+            out[f"val/{key}"] = float(result[key])
     return out
 
 
