@@ -306,7 +306,7 @@ numberish = st.one_of(
 seed_token = st.lists(numberish, min_size=0, max_size=7).map(",".join)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(st.one_of(printable, st.lists(seed_token, max_size=4).map(lambda t: " ".join(["im.jpg", *t]))))
 def test_malformed_seed_lines_raise_label_error_only(line):
     try:
@@ -317,7 +317,7 @@ def test_malformed_seed_lines_raise_label_error_only(line):
     assert np.isfinite(np.asarray(boxes, float)).all() and all(0 <= c < 3 for c in classes)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(st.one_of(printable, st.lists(numberish, max_size=9).map(" ".join)))
 def test_malformed_yolo_lines_raise_label_error_only(line):
     try:
@@ -346,7 +346,7 @@ def samples(draw):
     return make_sample("/data/im.jpg", boxes, classes, w, h, difficult=difficult)
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(samples())
 def test_random_boxes_round_trip_through_every_parser(sample):
     names = ["a", "b", "c", "d", "e"]
@@ -399,7 +399,7 @@ coco_annotation = st.one_of(
 )
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(st.lists(coco_annotation, max_size=4))
 def test_malformed_coco_annotations_raise_label_error_only(anns):
     with tempfile.TemporaryDirectory() as d:
@@ -423,7 +423,7 @@ def read_coco_file(path: Path, images: Path):
     return read_coco(path, images, LoadReport(), check_files=False)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(st.lists(numberish, min_size=5, max_size=5), st.sampled_from(["cat", "dog", "", "cow"]))
 def test_malformed_voc_objects_raise_label_error_only(values, name):
     xmin, ymin, xmax, ymax, difficult = (escape(v) for v in values)
