@@ -143,7 +143,7 @@ def _check_nms(
     on the file's own decoded boxes must give the file's detections (1% may differ on near ties)."""
     detections, decoded = got
     err = compare_outputs([decoded], [reference.head(x)], ["decoded (inside the NMS graph)"], tol, source)
-    want = reference.select(torch.from_numpy(decoded))
+    want = reference.select(torch.from_numpy(decoded), torch.tensor(x.shape[2:]))
     unmatched = match_detections(detections, want, 1e-4)
     if unmatched > 0.01:
         raise ExportCheckError(f"{source}: {unmatched:.1%} of the in-graph NMS detections differ from "

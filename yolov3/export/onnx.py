@@ -6,11 +6,11 @@ The graph holds only standard ops (Conv, LeakyRelu, Resize, Concat, Add; Sigmoid
 decode; ``NonMaxSuppression`` for NMS), opset >= 17, so ONNX Runtime, OpenCV DNN and TensorRT load it.
 
 NMS output (``outputs="nms"``): ``detections`` ``(K, 7)`` float32 rows
-``[batch_index, x1, y1, x2, y2, score, class]`` with boxes in network-input pixels (undo the letterbox
-yourself), ordered by batch, class, then decreasing score. ``score = conf * prob[c]`` for each anchor's
-argmax class ``c`` (the seed's score); kept when ``score > conf_threshold``; per-class greedy NMS at
-IoU > ``iou_threshold``; at most ``max_det`` boxes per class and image (ONNX ``NonMaxSuppression``'s
-``max_output_boxes_per_class``).
+``[batch_index, x1, y1, x2, y2, score, class]`` with boxes in network-input pixels, clipped to the
+input (undo the letterbox yourself), ordered by batch, class, then decreasing score.
+``score = conf * prob[c]`` for each anchor's argmax class ``c`` (the seed's score); kept when
+``score > conf_threshold``; per-class greedy NMS at IoU > ``iou_threshold``; at most ``max_det`` boxes
+per class and image (ONNX ``NonMaxSuppression``'s ``max_output_boxes_per_class``).
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ import torch
 import torchvision
 from torch import Tensor, nn
 
-from yolov3.boxes import box_xywh_to_xyxy
 from yolov3.export.heads import ExportHead, raw_output_names, scores_argmax_class
 from yolov3.export.meta import META_KEY, dumps_meta
 
@@ -35,13 +34,13 @@ INPUT_NAME = "images"
 
 
 def _nms_eager(boxes: Tensor, scores: Tensor, max_out: int, iou: float, threshold: float) -> Tensor:
-    """ONNX ``NonMaxSuppression`` semantics in PyTorch: ``boxes (B, N, 4)`` cxcywh, ``scores (B, C, N)``
+    """ONNX ``NonMaxSuppression`` semantics in PyTorch: ``boxes (B, N, 4)`` xyxy, ``scores (B, C, N)``
     -> ``selected (K, 3)`` int64 ``[batch, class, box]``, by batch, class, decreasing score."""
     rows = []
     for b in range(boxes.shape[0]):
         cls, idx = (scores[b] > threshold).nonzero(as_tuple=True)
         s = scores[b, cls, idx]
-        keep = torchvision.ops.batched_nms(box_xywh_to_xyxy(boxes[b, idx].float()), s.float(), cls, iou)
+        keep = torchvision.ops.batched_nms(boxes[b, idx].float(), s.float(), cls, iou)
         for c in cls[keep].unique(sorted=True):
             k = keep[cls[keep] == c][:max_out]  # batched_nms returns decreasing score
             rows.append(torch.stack([torch.full_like(k, b), cls[k], idx[k]], dim=1))
@@ -57,7 +56,7 @@ class _NonMaxSuppression(torch.autograd.Function):
 
     @staticmethod
     def symbolic(g, boxes, scores, max_out, iou, threshold):  # noqa: ANN001, ANN205
-        return g.op("NonMaxSuppression", boxes, scores, max_out, iou, threshold, center_point_box_i=1)
+        return g.op("NonMaxSuppression", boxes, scores, max_out, iou, threshold, center_point_box_i=0)
 
 
 class NmsHead(nn.Module):
@@ -71,18 +70,23 @@ class NmsHead(nn.Module):
         self.conf = torch.tensor([conf_threshold], dtype=torch.float32)
 
     def forward(self, images: Tensor) -> Tensor:
-        return self.select(self.head(images))
+        return self.select(self.head(images), torch._shape_as_tensor(images)[2:])
 
-    def select(self, decoded: Tensor) -> Tensor:
-        """``decoded (B, N, 5 + C)`` -> ``detections (K, 7)`` (the part after the network)."""
-        boxes, scores = scores_argmax_class(decoded)  # (B, N, 4) cxcywh, (B, C, N)
+    def select(self, decoded: Tensor, image_hw: Tensor) -> Tensor:
+        """``decoded (B, N, 5 + C)`` -> ``detections (K, 7)`` (the part after the network); boxes are
+        clipped to the ``image_hw`` input first (the seed clips to the image: this also keeps areas
+        finite for the runtimes' IoU when a box's ``exp(t_wh)`` is huge)."""
+        cxcywh, scores = scores_argmax_class(decoded)  # (B, N, 4), (B, C, N)
+        hw = image_hw.to(decoded.dtype)
+        limit = torch.stack([hw[1], hw[0], hw[1], hw[0]])  # (4,): W, H, W, H
+        xyxy = torch.cat([cxcywh[..., :2] - cxcywh[..., 2:] / 2, cxcywh[..., :2] + cxcywh[..., 2:] / 2], -1)
+        boxes = torch.minimum(xyxy.clamp(min=0), limit)  # (B, N, 4) x1, y1, x2, y2 input pixels
         sel = _NonMaxSuppression.apply(boxes, scores, self.max_det, self.iou, self.conf)  # (K, 3)
         b, c, i = sel[:, 0], sel[:, 1], sel[:, 2]
         n, num_classes = boxes.shape[1], scores.shape[1]
-        picked = boxes.reshape(-1, 4).index_select(0, b * n + i)  # (K, 4) cxcywh
-        xyxy = torch.cat([picked[:, :2] - picked[:, 2:] / 2, picked[:, :2] + picked[:, 2:] / 2], dim=1)
+        picked = boxes.reshape(-1, 4).index_select(0, b * n + i)  # (K, 4)
         score = scores.reshape(-1).index_select(0, (b * num_classes + c) * n + i)
-        return torch.cat([b[:, None].float(), xyxy, score[:, None], c[:, None].float()], dim=1)
+        return torch.cat([b[:, None].float(), picked, score[:, None], c[:, None].float()], dim=1)
 
 
 def decoded_tensor_name(proto: onnx.ModelProto) -> str:
