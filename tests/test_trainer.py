@@ -24,6 +24,7 @@ from yolov3.engine import trainer as trainer_mod
 from yolov3.engine.builders import load_initial_weights
 from yolov3.engine.checkpoint import CheckpointError, atomic_save, load_checkpoint
 from yolov3.engine.ema import ModelEMA
+from yolov3.engine.logging import make_run_dir
 from yolov3.errors import UserError
 from yolov3.model import YOLOv3
 
@@ -203,3 +204,11 @@ def test_cli_resume_layers_given_options_over_saved_config(finished_run):
     model_cfg, data_cfg, train_cfg = build_configs(args)
     assert train_cfg.epochs == 9 and train_cfg.lr_init == 2e-3 and model_cfg.width == 0.125
     assert data_cfg.img_size == 64
+
+
+def test_run_folder_increments_unless_exist_ok(tmp_path):
+    assert make_run_dir(tmp_path, "exp") == tmp_path / "exp"
+    assert make_run_dir(tmp_path, "exp") == tmp_path / "exp2"
+    assert make_run_dir(tmp_path, "exp") == tmp_path / "exp3"
+    assert make_run_dir(tmp_path, "exp", exist_ok=True) == tmp_path / "exp"
+    assert (tmp_path / "exp3" / "weights").is_dir()
