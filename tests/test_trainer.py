@@ -212,3 +212,29 @@ def test_run_folder_increments_unless_exist_ok(tmp_path):
     assert make_run_dir(tmp_path, "exp") == tmp_path / "exp3"
     assert make_run_dir(tmp_path, "exp", exist_ok=True) == tmp_path / "exp"
     assert (tmp_path / "exp3" / "weights").is_dir()
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        dict(amp="bf16", channels_last=True, accumulate=2, clip_grad=10.0, optimizer="sgd", freeze=True),
+        dict(amp="fp16", ema=True),
+    ],
+    ids=["bf16-channels_last-accumulate-clip-sgd-freeze", "fp16-scaler-ema"],
+)
+def test_training_options_run_and_stay_finite(data_yaml, tmp_path, options):
+    metrics = trainer_mod.train(*configs(data_yaml, tmp_path, epochs=1, **options))
+    ckpt = load_checkpoint(Path(metrics["run_dir"]) / "weights" / "last.pt")
+    assert math.isfinite(metrics["loss/total_loss"]) and math.isfinite(metrics["val/total_loss"])
+    assert ckpt["step"] == (1 if options.get("accumulate") == 2 else 2)
+    assert (ckpt["scaler"] is not None) == (options["amp"] == "fp16")
+    if ckpt["scaler"] is not None:  # fp16 overflows at the initial scale 2^16: the scaler backed off
+        assert ckpt["scaler"]["scale"] < 2.0**16 and ckpt["ema"]["updates"] == 2
+    if options.get("freeze"):  # the frozen backbone did not move, the head did
+        torch.manual_seed(0)  # the trainer's --seed, before it builds the model
+        init = YOLOv3(5, width=0.125).state_dict()
+        assert torch.equal(ckpt["model"]["backbone.stem.conv.weight"], init["backbone.stem.conv.weight"])
+        assert torch.equal(
+            ckpt["model"]["backbone.stem.bn.running_mean"], init["backbone.stem.bn.running_mean"]
+        )
+        assert not torch.equal(ckpt["model"]["out_l.1.weight"], init["out_l.1.weight"])
