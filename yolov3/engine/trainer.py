@@ -13,6 +13,7 @@ the batches already trained on, restores the step's RNG state and continues bit 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import random
 import time
@@ -25,7 +26,7 @@ import torch
 from tqdm import tqdm
 
 from yolov3.checkpoint import model_meta
-from yolov3.config import DataConfig, EvalConfig, ModelConfig, TrainConfig, to_dict
+from yolov3.config import DataConfig, EvalConfig, ModelConfig, TrainConfig, from_dict, to_dict
 from yolov3.device import autocast, autocast_dtype, select_device
 from yolov3.engine import builders
 from yolov3.engine import distributed as ddp
@@ -77,19 +78,28 @@ def resolve_resume(resume: str | Path) -> Path:
 class Trainer:
     """One run. ``fit()`` trains; the methods below are its steps, each short."""
 
-    def __init__(self, model_cfg, data_cfg, train_cfg, resume=None, eval_cfg=None) -> None:
+    def __init__(
+        self,
+        model_cfg: ModelConfig | None,
+        data_cfg: DataConfig | None,
+        train_cfg: TrainConfig | None,
+        resume: str | Path | None = None,
+        eval_cfg: EvalConfig | None = None,
+    ) -> None:
         ckpt = load_checkpoint(resolve_resume(resume)) if resume else None
         saved = ckpt.get("config", {}) if ckpt else {}
-        from_saved = {"model": ModelConfig, "data": DataConfig, "train": TrainConfig}
         given = {"model": model_cfg, "data": data_cfg, "train": train_cfg}
-        cfgs = {k: given[k] or (cls(**saved[k]) if k in saved else cls()) for k, cls in from_saved.items()}
+        cfgs = {
+            k: given[k] or from_dict(cls, saved.get(k), f"{resume}: config.{k}")
+            for k, cls in (("model", ModelConfig), ("data", DataConfig), ("train", TrainConfig))
+        }
         self.model_cfg, self.data_cfg, self.cfg = cfgs["model"], cfgs["data"], cfgs["train"]
         self.eval_cfg = eval_cfg or EvalConfig()
         self.dist = ddp.env_dist_info()
         self.device = ddp.init_distributed(self.dist, select_device(self.cfg.device))
         self._seed_everything()
         spec = builders.load_spec(self.data_cfg.path)
-        self.model_cfg.num_classes = len(spec.names)
+        self.model_cfg = dataclasses.replace(self.model_cfg, num_classes=len(spec.names))
         if ckpt:
             check_resumable(ckpt, to_dict(self.model_cfg), list(spec.names), str(resume))
         self.run_dir = self._run_dir(resume)
@@ -103,7 +113,6 @@ class Trainer:
         if ckpt:
             self._restore(ckpt)
         self.log.save_config(self.config_dict())
-        self.total_images = 0
 
     # ------------------------------------------------------------------ set-up
     def _seed_everything(self) -> None:
