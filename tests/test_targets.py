@@ -7,7 +7,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from yolov3.data.targets import SEED_ANCHORS, SEED_STRIDES, encode_targets, preprocess_true_boxes
+from yolov3.data.targets import (
+    SEED_ANCHORS,
+    SEED_STRIDES,
+    TargetEncoder,
+    encode_targets,
+    preprocess_true_boxes,
+)
 
 # ----------------------------------------------------------------------------------------------
 # The reference: the seed's Dataset.bbox_iou and Dataset.preprocess_true_boxes (yolov3-deep-dive.md),
@@ -42,7 +48,7 @@ def seed_bbox_iou(boxes1, boxes2):
 
 
 def seed_preprocess_true_boxes(
-    bboxes, num_classes, train_input_size, anchors, strides, max_bbox_per_scale=150
+    bboxes, num_classes, train_input_size, anchors, strides, max_bbox_per_scale=150, as_float32=True
 ):
     strides = np.array(strides)
     train_output_sizes = train_input_size // strides
@@ -110,6 +116,8 @@ def seed_preprocess_true_boxes(
             bbox_ind = int(bbox_count[best_detect] % max_bbox_per_scale)
             bboxes_xywh[best_detect][bbox_ind, :4] = bbox_xywh
             bbox_count[best_detect] += 1
+    if not as_float32:  # the seed's own float64 output (benchmarks/bench_targets.py times this)
+        return label, bboxes_xywh
     return [x.astype(np.float32) for x in label], [x.astype(np.float32) for x in bboxes_xywh]
 
 
@@ -213,6 +221,49 @@ def test_equals_seed_loop_for_tiny_two_scales():
         ref = seed_preprocess_true_boxes(boxes, 4, size, anchors_su, strides)
         ours = encode_targets(boxes, 4, size, anchors_px, strides)
         assert_same(ours, ref, f"tiny image {k}")
+
+
+def test_batch_encoding_equals_seed_loop_per_image():
+    """encode_batch: each image's slice equals the seed's loop on that image (ring, empty images too)."""
+    rng = np.random.default_rng(11)
+    anchors_px = SEED_ANCHORS * np.array(SEED_STRIDES)[:, None, None]
+    for k in range(60):
+        size, num_classes = int(rng.choice([128, 224, 416])), int(rng.choice([1, 4, 80]))
+        enc = TargetEncoder.create(num_classes, size, anchors_px, SEED_STRIDES)
+        batch = [
+            random_boxes(rng, size, num_classes).astype(np.float32) for _ in range(int(rng.integers(1, 6)))
+        ]
+        batch[int(rng.integers(len(batch)))] = np.zeros((0, 5), np.float32)  # a negative image
+        if k % 10 == 0:  # two images over the 150 ring
+            batch[0] = np.concatenate([batch[0], random_boxes_ring(rng, size, num_classes)])
+            batch.append(random_boxes_ring(rng, size, num_classes))
+        labels, lists = enc.encode_batch(batch)
+        assert [lab.shape for lab in labels] == [
+            (len(batch), size // s, size // s, 3, 5 + num_classes) for s in SEED_STRIDES
+        ]
+        assert all(lab.flags.c_contiguous for lab in labels)
+        for b, boxes in enumerate(batch):
+            ref = seed_preprocess_true_boxes(boxes, num_classes, size, SEED_ANCHORS, SEED_STRIDES)
+            assert_same(([lab[b] for lab in labels], [lst[b] for lst in lists]), ref, f"batch {k} image {b}")
+
+
+def random_boxes_ring(rng, size, num_classes):
+    n = int(rng.integers(151, 260))
+    x1, y1 = rng.uniform(0, size - 12, n), rng.uniform(0, size - 12, n)
+    wh = rng.uniform(1, 12, (2, n))
+    cls = rng.integers(0, num_classes, n)
+    return np.stack([x1, y1, x1 + wh[0], y1 + wh[1], cls], 1).astype(np.float32)
+
+
+def test_encoder_with_size_matches_function():
+    enc = TargetEncoder.create(
+        3, 416, SEED_ANCHORS * np.array([[[8]], [[16]], [[32]]]), SEED_STRIDES
+    ).with_size(320)
+    boxes = np.array([[10, 20, 200, 220, 2], [0, 0, 5, 5, 1]], np.float32)
+    labels, lists = enc.encode(boxes)
+    assert enc.grid_sizes() == [40, 20, 10]
+    ref = seed_preprocess_true_boxes(boxes, 3, 320, SEED_ANCHORS, SEED_STRIDES)
+    assert_same((labels, lists), ref, "with_size")
 
 
 def test_hand_case_whole_image_box():
