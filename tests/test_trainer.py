@@ -19,6 +19,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from yolov3.checkpoint import load_model
 from yolov3.cli.train import build_configs, register
 from yolov3.config import DataConfig, ModelConfig, TrainConfig
+from yolov3.darknet.weights import conv_units, save_darknet_weights
 from yolov3.data.synth import SynthConfig, generate
 from yolov3.engine import trainer as trainer_mod
 from yolov3.engine.builders import load_initial_weights
@@ -238,3 +239,35 @@ def test_training_options_run_and_stay_finite(data_yaml, tmp_path, options):
             ckpt["model"]["backbone.stem.bn.running_mean"], init["backbone.stem.bn.running_mean"]
         )
         assert not torch.equal(ckpt["model"]["out_l.1.weight"], init["out_l.1.weight"])
+
+
+def test_darknet_weights_full_truncated_and_transfer(tmp_path):
+    """``--weights`` with Darknet files: the whole network, a backbone prefix (like
+    darknet53.conv.74: the file stops after 52 convolutions), and 80-class weights into 5 classes."""
+    torch.manual_seed(1)
+    src = YOLOv3(5, width=0.125)
+    full = tmp_path / "full.weights"
+    save_darknet_weights(src, full)
+    dst = YOLOv3(5, width=0.125)
+    load_initial_weights(dst, str(full), transfer=False)
+    assert all(torch.equal(a, b) for a, b in zip(src.state_dict().values(), dst.state_dict().values()))
+
+    units = conv_units(src)
+    floats = sum(sum(u.sizes()) for u in units[:52])
+    prefix = tmp_path / "backbone.conv.52"
+    prefix.write_bytes(full.read_bytes()[: 20 + 4 * floats])  # 20-byte header (major 0, minor 2)
+    torch.manual_seed(2)
+    dst = YOLOv3(5, width=0.125)
+    before = {k: v.clone() for k, v in dst.state_dict().items()}
+    load_initial_weights(dst, str(prefix), transfer=False)
+    dst_units = conv_units(dst)
+    assert torch.equal(dst_units[51].conv.weight, units[51].conv.weight)
+    assert torch.equal(dst_units[52].conv.weight, before[f"{dst_units[52].name}.weight"])
+
+    coco = tmp_path / "coco80.weights"
+    save_darknet_weights(YOLOv3(80, width=0.125), coco)
+    dst = YOLOv3(5, width=0.125)
+    with pytest.raises(UserError):
+        load_initial_weights(dst, str(coco), transfer=False)
+    load_initial_weights(dst, str(coco), transfer=True)
+    assert dst.out_l[1].weight.shape[0] == 30
