@@ -86,7 +86,8 @@ class Letterbox:
     def fit(cls, width: int, height: int, in_w: int, in_h: int | None = None) -> Letterbox:
         in_h = in_w if in_h is None else in_h
         scale = min(in_w / width, in_h / height)
-        new_w, new_h = int(scale * width), int(scale * height)
+        # at least 1 px: a 3 x 1000 image at 320 would resize to 0 rows (the seed crashes there)
+        new_w, new_h = max(1, int(scale * width)), max(1, int(scale * height))
         return cls(scale, (in_w - new_w) // 2, (in_h - new_h) // 2, new_w, new_h, in_w, in_h)
 
     def boxes_to_input(self, boxes: np.ndarray) -> np.ndarray:
