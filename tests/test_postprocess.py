@@ -11,10 +11,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+import torchvision
 
 from yolov3.boxes import Letterbox
 from yolov3.decode import decode_all
-from yolov3.postprocess import postprocess, select_candidates
+from yolov3.postprocess import greedy_nms, postprocess, select_candidates
 
 ANCHORS = [
     [(10, 13), (16, 30), (33, 23)],
@@ -284,3 +285,17 @@ def test_letterbox_deviation_from_seed_is_under_one_input_pixel() -> None:
         dw, dh = (544 - ratio * w) / 2, (544 - ratio * h) / 2
         seed = (box[0].numpy() - np.array([dw, dh, dw, dh])) / ratio
         assert np.all(np.abs(ours - seed) * ratio < 1.0)
+
+
+@pytest.mark.parametrize("n, groups", [(200, 7), (3000, 60), (1500, 2)])
+def test_packed_greedy_nms_equals_torchvision_batched_nms(n: int, groups: int) -> None:
+    """Packing groups into calls (and splitting big ones) keeps batched_nms' result exactly."""
+    g = torch.Generator().manual_seed(n)
+    xy = torch.rand(n, 2, generator=g) * 300
+    boxes = torch.cat([xy, xy + 5 + torch.rand(n, 2, generator=g) * 60], 1)
+    scores = torch.rand(n, generator=g)
+    idx = torch.randint(0, groups, (n,), generator=g)
+    want = torchvision.ops.batched_nms(boxes, scores, idx, 0.45)
+    got = greedy_nms(boxes, scores, idx, 0.45)
+    assert sorted(got.tolist()) == sorted(want.tolist())  # same boxes (tied scores may swap places)
+    assert torch.all(scores[got][:-1] >= scores[got][1:])

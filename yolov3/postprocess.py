@@ -6,9 +6,10 @@ The seed's detection path (SEED_NOTES "Detection path"), batched and on the maps
    ``multi_label``, one candidate per class whose conf * prob passes);
 2. keep score > ``conf_threshold`` (strict, as the seed);
 3. (cx, cy, w, h) -> (x1, y1, x2, y2), undo the letterbox, clip to the image, drop boxes with no area;
-4. class-aware NMS: greedy at IoU > ``iou_threshold`` (``torchvision.ops.batched_nms``; the seed's
-   ``nms(method="nms")``), Gaussian soft-NMS (the seed's ``method="soft-nms"``, sigma 0.3) or
-   DIoU-NMS; then at most ``max_det`` boxes per image, highest score first.
+4. class-aware NMS: greedy at IoU > ``iou_threshold`` (the seed's ``nms(method="nms")``;
+   ``torchvision.ops.nms`` with (image, class) groups shifted apart, as ``batched_nms`` does),
+   Gaussian soft-NMS (the seed's ``method="soft-nms"``, sigma 0.3) or DIoU-NMS; then at most
+   ``max_det`` boxes per image, highest score first.
 
 Deliberate differences from the seed's ``postprocess_boxes`` (documented, tested for their size):
 
@@ -184,6 +185,37 @@ def diou_nms(boxes: Tensor, scores: Tensor, iou_threshold: float) -> Tensor:
     return order[torch.as_tensor(keep, dtype=torch.int64, device=order.device)]
 
 
+NMS_CHUNK = 256  # boxes per torchvision.ops.nms call when groups are packed together
+
+
+def greedy_nms(boxes: Tensor, scores: Tensor, groups: Tensor, iou_threshold: float) -> Tensor:
+    """Greedy NMS within each group (``batched_nms`` semantics); kept indices, highest score first.
+
+    torchvision's CPU kernel costs O(n^2) in the boxes of one call, plus a fixed cost per call, and
+    boxes of different groups never suppress each other. So whole groups are packed into calls of
+    about ``NMS_CHUNK`` boxes, shifted apart within a call (the ``batched_nms`` trick, in float64 so
+    the shift loses no precision): few calls for a few boxes, no quadratic blow-up for many.
+    """
+    if boxes.shape[0] <= NMS_CHUNK:
+        return torchvision.ops.nms(_offset_by_group(boxes, groups), scores.double(), iou_threshold)
+    order = torch.argsort(groups, stable=True)
+    counts = torch.unique_consecutive(groups[order], return_counts=True)[1].tolist()
+    bounds, start, size = [0], 0, 0
+    for c in counts:
+        if size and size + c > NMS_CHUNK:
+            bounds.append(start)
+            size = 0
+        size, start = size + c, start + c
+    bounds.append(start)
+    keep = []
+    for a, b in zip(bounds[:-1], bounds[1:]):
+        idx = order[a:b]
+        keep.append(idx[torchvision.ops.nms(_offset_by_group(boxes[idx], groups[idx]), scores[idx].double(),
+                                             iou_threshold)])  # fmt: skip
+    keep_t = torch.cat(keep)
+    return keep_t[torch.argsort(scores[keep_t], descending=True, stable=True)]
+
+
 def _offset_by_group(boxes: Tensor, groups: Tensor) -> Tensor:
     """Shift each group's boxes far apart so IoU across groups is 0 (torchvision's batched trick)."""
     boxes = boxes.double()  # float64: offsets up to B * C * span must not blur the IoU
@@ -240,7 +272,7 @@ def postprocess(
     num_classes = probs.shape[1]
     groups = image_index * num_classes + labels  # class-aware, and images never suppress each other
     if nms == "greedy":
-        keep = torchvision.ops.batched_nms(boxes, scores, groups, iou_threshold)  # sorted by score
+        keep = greedy_nms(boxes, scores, groups, iou_threshold)
     elif nms == "diou":
         keep = diou_nms(_offset_by_group(boxes, groups), scores, iou_threshold)
     else:
