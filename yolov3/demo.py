@@ -1,0 +1,367 @@
+"""``yolov3 demo``: the whole system on this machine in minutes — no download, no pretrained weights.
+
+1. draw the synthetic data set (``yolov3.data.synth``) into a cache folder, or reuse it when it is
+   complete (an interrupted generation has no completion marker and is redrawn);
+2. choose the model for the device (``choose_recipe``): on a CPU a width-scaled native YOLOv3 at a
+   small input size, in bf16 autocast where the CPU has it; on a GPU the full YOLOv3 at 416;
+3. time a few training steps, then pick the number of epochs that fits the time budget;
+4. train with the project's trainer (``yolov3.engine.trainer.train``) into ``OUT/train``;
+   an interrupted run is resumed from its ``last.pt`` when the demo is run again;
+5. evaluate the held-out split (mAP@0.5, PR curve), draw detections on validation images, plot the
+   loss curves, and write ``OUT/metrics.json``.
+
+Everything the demo writes is under ``OUT`` (default ``runs/demo``) and the cache folder.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import shutil
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from yolov3.config import DataConfig, EvalConfig, ModelConfig, TrainConfig
+from yolov3.data.dataset_config import load_dataset
+from yolov3.data.synth import CLASS_NAMES, SynthConfig, generate, is_complete, writable_dir
+from yolov3.device import autocast, autocast_dtype, select_device
+from yolov3.engine.trainer import train
+from yolov3.evaluate.evaluator import evaluate
+from yolov3.evaluate.plots import plot_pr_curves
+from yolov3.evaluate.report import write_summary
+from yolov3.loss import YoloLoss
+from yolov3.model.factory import build_model
+from yolov3.predict import Detector
+
+DEFAULT_OUT = "runs/demo"
+DEFAULT_CACHE = ".cache/yolov3-demo"
+PLAN_FILE = "plan.json"
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """What the demo trains: the model, its input size, the data set and the optimiser settings.
+
+    ``epochs`` is an upper bound; the demo lowers it to what fits the time budget (at least
+    ``min_epochs``). ``budget_fraction`` of the time budget goes to training, the rest to data,
+    timing, evaluation and pictures.
+    """
+
+    model: str
+    width: float
+    img_size: int
+    n_images: int
+    batch: int
+    lr_init: float
+    lr_end: float
+    warmup_epochs: float
+    epochs: int
+    min_epochs: int
+    workers: int
+    why: str
+
+
+CPU_RECIPE = Recipe(
+    model="yolov3", width=0.25, img_size=256, n_images=2400, batch=16, lr_init=2e-3, lr_end=2e-5,
+    warmup_epochs=0.5, epochs=60, min_epochs=3, workers=1,
+    why="native YOLOv3 at width 0.25 (3.9 M parameters) at 256 px: it keeps the stride-8 head that "
+    "8-pixel objects need (YOLOv3-tiny has none) at about the cost of YOLOv3-tiny on a CPU",
+)  # fmt: skip
+GPU_RECIPE = Recipe(
+    model="yolov3", width=1.0, img_size=416, n_images=4000, batch=32, lr_init=1e-3, lr_end=1e-5,
+    warmup_epochs=1.0, epochs=40, min_epochs=5, workers=4,
+    why="the full YOLOv3 (Darknet-53, 61.5 M parameters at 5 classes) at the seed's 416 px",
+)  # fmt: skip
+QUICK_RECIPE = Recipe(
+    model="yolov3", width=0.0625, img_size=64, n_images=10, batch=4, lr_init=1e-3, lr_end=1e-4,
+    warmup_epochs=0.0, epochs=1, min_epochs=1, workers=0,
+    why="--quick: a smoke run of every step (tiny network, 64 px, one epoch); its mAP means nothing",
+)  # fmt: skip
+
+
+def choose_recipe(device: torch.device, quick: bool = False) -> Recipe:
+    """``QUICK_RECIPE`` for ``quick``, ``GPU_RECIPE`` on CUDA, else ``CPU_RECIPE``."""
+    if quick:
+        return QUICK_RECIPE
+    return GPU_RECIPE if device.type == "cuda" else CPU_RECIPE
+
+
+def synth_config(recipe: Recipe, seed: int = 0) -> SynthConfig:
+    """The data set the recipe trains on: images drawn at the input size, 1/6 held out."""
+    return SynthConfig(n=recipe.n_images, seed=seed, size=recipe.img_size, val_fraction=1 / 6)
+
+
+def synth_anchors(cfg: SynthConfig) -> list[list[list[float]]]:
+    """Nine anchors (input pixels, three per scale by increasing stride) spread over the generator's
+    object sizes: sides log-spaced from ~1.25x the smallest to ~0.75x the largest, aspect ratios
+    1, 1.5 and 1/1.5 at each scale — the data's own size range rather than COCO's."""
+    lo, hi = cfg.min_size * 1.25, cfg.max_frac * cfg.size * 0.75
+    sides = np.exp(np.linspace(math.log(lo), math.log(hi), 9))
+    aspects = [1.0, 1.5, 1 / 1.5] * 3
+    anchors = [[round(s * math.sqrt(a), 1), round(s / math.sqrt(a), 1)] for s, a in zip(sides, aspects)]
+    return [anchors[0:3], anchors[3:6], anchors[6:9]]
+
+
+def measure_speed(
+    model_cfg: ModelConfig, img_size: int, batch: int, device: torch.device, amp: str = "auto", steps: int = 3
+) -> float:
+    """Seconds per training image on ``device``: forward, the seed's loss, backward and an Adam step
+    on random images (best of ``steps`` after one warm-up step)."""
+    model = build_model(model_cfg).to(device).train()
+    criterion = YoloLoss(model.anchors, model.strides, model.num_classes)
+    opt = torch.optim.Adam(model.parameters(), 1e-4)
+    dtype = autocast_dtype(device, amp)
+    x = torch.rand(batch, 3, img_size, img_size, device=device)
+    labels = [torch.zeros(batch, img_size // s, img_size // s, 3, 5 + model.num_classes, device=device)
+              for s in model.strides]  # fmt: skip
+    boxes = [torch.zeros(batch, 150, 4, device=device) for _ in model.strides]
+    best = math.inf
+    for i in range(steps + 1):
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        t0 = time.perf_counter()
+        with autocast(device, dtype):
+            raws = model(x)
+        loss = criterion(raws, labels, boxes)["total"]
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        if i:
+            best = min(best, time.perf_counter() - t0)
+    return best / batch
+
+
+def plan_epochs(recipe: Recipe, sec_per_image: float, n_train: int, train_seconds: float) -> int:
+    """Epochs that fit ``train_seconds`` at ``sec_per_image`` (plus 25% for data loading and
+    logging), within ``[recipe.min_epochs, recipe.epochs]``."""
+    per_epoch = n_train * sec_per_image * 1.25
+    fits = int(train_seconds // max(per_epoch, 1e-9))
+    return max(recipe.min_epochs, min(recipe.epochs, fits))
+
+
+# ----------------------------------------------------------------------------------------------------
+# The run
+# ----------------------------------------------------------------------------------------------------
+
+
+def prepare_data(cache: Path, cfg: SynthConfig, progress: bool = True) -> tuple[Path, bool]:
+    """``(data.yaml, reused)``: the cached set when complete for ``cfg``, else a freshly drawn one."""
+    folder = cache / f"synth-{cfg.size}px-{cfg.n}-seed{cfg.seed}"
+    if is_complete(folder, cfg):
+        return folder / "data.yaml", True
+    data_yaml, _ = generate(folder, cfg, progress=progress)
+    return data_yaml, False
+
+
+def _plan(recipe: Recipe, data_yaml: Path, anchors: list, epochs: int, device: torch.device, amp: str,
+          out: Path) -> dict[str, Any]:  # fmt: skip
+    """The configs handed to the trainer, as plain data (also saved to ``OUT/plan.json`` so that a
+    re-run can recognise and resume an interrupted training)."""
+    model = ModelConfig(name=recipe.model, num_classes=0, anchors=anchors, width=recipe.width)
+    data = DataConfig(path=str(data_yaml), img_size=recipe.img_size, test_size=recipe.img_size,
+                      augment=False, workers=recipe.workers)  # fmt: skip
+    tr = TrainConfig(
+        epochs=epochs, batch=recipe.batch, lr_init=recipe.lr_init, lr_end=recipe.lr_end,
+        warmup_epochs=recipe.warmup_epochs, device=str(device), amp=amp, val_interval=max(epochs, 1),
+        project=str(out), name="train", exist_ok=True, seed=0,
+    )  # fmt: skip
+    return {"recipe": asdict(recipe), "model": asdict(model), "data": asdict(data), "train": asdict(tr)}
+
+
+def _resumable(out: Path, plan: dict[str, Any]) -> Path | None:
+    """``OUT/train`` when it holds an unfinished training run of this same plan (epochs aside)."""
+    last = out / "train" / "weights" / "last.pt"
+    try:
+        saved = json.loads((out / PLAN_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    same = {k: v for k, v in saved.items() if k != "train"} == {k: v for k, v in plan.items() if k != "train"}
+    finished = (out / "metrics.json").exists()
+    return out / "train" if same and last.is_file() and not finished else None
+
+
+def _say(text: str) -> None:
+    print(text, flush=True)
+
+
+def _fresh_out(out: Path) -> None:
+    """Remove what an earlier demo left in ``out`` (only the demo's own names)."""
+    shutil.rmtree(out / "train", ignore_errors=True)
+    shutil.rmtree(out / "val_images", ignore_errors=True)
+    for name in (PLAN_FILE, "metrics.json", "pr_curve.png", "loss_curves.png", "detections.jpg"):
+        (out / name).unlink(missing_ok=True)
+
+
+def run_demo(
+    out: str | Path = DEFAULT_OUT,
+    cache: str | Path = DEFAULT_CACHE,
+    time_budget: float = 480.0,
+    device: str = "auto",
+    quick: bool = False,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Data, training, evaluation and pictures within about ``time_budget`` seconds; returns the
+    metrics written to ``OUT/metrics.json``. See the module docstring."""
+    t0 = time.time()
+    out = writable_dir(out, "demo output (--out)")
+    cache = writable_dir(cache, "data cache (--cache)")
+    dev = select_device(device)
+    recipe = choose_recipe(dev, quick)
+    amp = "auto"
+    scfg = synth_config(recipe)
+    n_train, n_val = scfg.split_sizes()
+    _say(f"[1/4] data: {n_train} + {n_val} synthetic {scfg.size}px images in {cache}")
+    data_yaml, reused = prepare_data(cache, scfg, progress)
+    _say(f"      {'reused the cached set' if reused else 'drawn'} ({time.time() - t0:.0f} s): {data_yaml}")
+    anchors = synth_anchors(scfg)
+    plan = _plan(recipe, data_yaml, anchors, 0, dev, amp, out)
+    resume = _resumable(out, plan)
+    if resume is not None:
+        plan = json.loads((out / PLAN_FILE).read_text())
+        _say(f"[2/4] resuming the interrupted training in {resume}")
+    else:
+        _fresh_out(out)
+        model_cfg = ModelConfig(recipe.model, len(CLASS_NAMES), anchors, recipe.width)
+        sec = measure_speed(model_cfg, recipe.img_size, recipe.batch, dev, amp)
+        reserve = 25 + n_val * sec  # evaluation, pictures and plots (inference ~1/3 of a training step)
+        train_s = time_budget - (time.time() - t0) - reserve
+        epochs = recipe.epochs if quick else plan_epochs(recipe, sec, n_train, train_s)
+        plan = _plan(recipe, data_yaml, anchors, epochs, dev, amp, out)
+        (out / PLAN_FILE).write_text(json.dumps(plan, indent=1))
+        dtype = {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[autocast_dtype(dev, amp)]
+        _say(f"[2/4] model: {recipe.why}.\n      {dtype} on {dev}: {1 / sec:.0f} training images/s -> "
+             f"{epochs} epochs of {n_train} images to fit ~{max(train_s, 0):.0f} s")  # fmt: skip
+    try:
+        if resume is not None:
+            result = train(resume=resume)
+        else:
+            result = train(
+                ModelConfig(**plan["model"]), DataConfig(**plan["data"]), TrainConfig(**plan["train"])
+            )
+    except KeyboardInterrupt:
+        _say(
+            f"\ninterrupted: run `yolov3 demo --out {out}` again to resume (the data set is kept in {cache})"
+        )
+        raise
+    t_train = time.time()
+    _say(f"[3/4] evaluating on the {n_val} held-out images")
+    weights = Path(result["run_dir"]) / "weights" / "best.pt"
+    metrics = evaluate_and_draw(weights, data_yaml, out, plan, dev, progress)
+    metrics.update(
+        seconds_total=round(time.time() - t0, 1), seconds_training=round(t_train - t0, 1),
+        device=str(dev), recipe=plan["recipe"], epochs=plan["train"]["epochs"], weights=str(weights),
+        data=str(data_yaml), torch=torch.__version__, threads=torch.get_num_threads(),
+    )  # fmt: skip
+    write_summary(metrics, out / "metrics.json")
+    _say(summary_text(metrics, out))
+    return metrics
+
+
+def evaluate_and_draw(
+    weights: Path, data_yaml: Path, out: Path, plan: dict[str, Any], device: torch.device, progress: bool
+) -> dict[str, Any]:
+    """mAP on the val split (score threshold 0.001, NMS IoU 0.45), ``pr_curve.png``, annotated
+    validation images (the seed's test thresholds: score 0.3, NMS 0.45) and ``loss_curves.png``."""
+    spec = load_dataset(data_yaml)
+    size = plan["data"]["img_size"]
+    det = Detector.load(weights, device=str(device), img_size=size, conf_threshold=0.001, batch_size=16)
+    ev = evaluate(det, spec.val, spec.names, img_size=size, full=True, coco=False, progress=progress)
+    plot_pr_curves(ev.curves, spec.names, out / "pr_curve.png")
+    eval_cfg = EvalConfig()
+    shown = Detector.load(weights, device=str(device), img_size=size, conf_threshold=eval_cfg.conf_threshold,
+                          iou_threshold=eval_cfg.iou_threshold, batch_size=16)  # fmt: skip
+    draw_examples(shown, [s.image for s in spec.val[:8]], out)
+    run_dir = weights.parent.parent
+    plot_loss_curves(run_dir / "steps.csv", run_dir / "results.csv", out / "loss_curves.png")
+    keep = ("map50", "map50_95", "precision", "recall", "f1", "best_conf", "per_class", "images",
+            "instances", "speed_ms")  # fmt: skip
+    return {k: ev.summary[k] for k in keep if k in ev.summary}
+
+
+def draw_examples(detector: Detector, images: list[str], out: Path, scale: int = 2) -> Path:
+    """Each image with its detections, drawn at ``scale``x so that the labels read, into
+    ``out/val_images/``; and a 2-row grid of them, ``out/detections.jpg``."""
+    folder = out / "val_images"
+    folder.mkdir(parents=True, exist_ok=True)
+    tiles = []
+    for r in detector.predict(images):
+        big = cv2.resize(r.image, None, fx=scale, fy=scale, interpolation=cv2.INTER_LINEAR)
+        tile = replace(r, boxes=r.boxes * scale).plot(image=big, bgr=False)[..., ::-1]  # BGR for OpenCV
+        cv2.imwrite(str(folder / Path(r.path or f"{len(tiles)}.jpg").name), tile)
+        tiles.append(tile)
+    cols = max(1, math.ceil(len(tiles) / 2))
+    h, w = tiles[0].shape[:2]
+    grid = np.full((h * math.ceil(len(tiles) / cols), w * cols, 3), 255, np.uint8)
+    for k, tile in enumerate(tiles):
+        y, x = divmod(k, cols)
+        grid[y * h : (y + 1) * h, x * w : (x + 1) * w] = cv2.resize(tile, (w, h))
+    path = out / "detections.jpg"
+    cv2.imwrite(str(path), grid, [cv2.IMWRITE_JPEG_QUALITY, 90])
+    return path
+
+
+def _read_csv(path: Path) -> dict[str, np.ndarray]:
+    try:
+        with open(path, newline="") as f:
+            rows = list(csv.DictReader(f))
+    except OSError:
+        return {}
+    cols: dict[str, np.ndarray] = {}
+    for key in rows[0] if rows else []:
+        cols[key] = np.array([float(r[key]) if r.get(key) not in (None, "") else np.nan for r in rows])
+    return cols
+
+
+def plot_loss_curves(steps_csv: Path, results_csv: Path, path: Path) -> Path:
+    """Training loss terms per optimiser step (thin: raw, thick: moving average) and the learning
+    rate, from the trainer's ``steps.csv``; validation losses per epoch from ``results.csv``."""
+    steps, epochs = _read_csv(steps_csv), _read_csv(results_csv)
+    fig = Figure(figsize=(10, 4), dpi=110, tight_layout=True)
+    FigureCanvasAgg(fig)
+    ax, ax_lr = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
+    x = steps.get("step", np.zeros(0))
+    for term, colour in (("total", "k"), ("giou", "tab:blue"), ("conf", "tab:orange"), ("prob", "tab:green")):
+        y = steps.get(f"loss/{term}_loss")
+        if y is None or not len(y):
+            continue
+        k = max(1, len(y) // 25)
+        smooth = np.convolve(y, np.ones(k) / k, mode="valid")
+        ax.plot(x, y, color=colour, alpha=0.25, lw=0.8)
+        ax.plot(x[k - 1 :], smooth, color=colour, lw=2, label=f"train {term}")
+        val = epochs.get(f"val/{term}_loss")
+        if val is not None and np.isfinite(val).any():
+            ax.plot(epochs["step"], val, "o--", color=colour, label=f"val {term}")
+    ax.set(xlabel="optimiser step", ylabel="loss (seed's terms)", yscale="log", title="Loss")
+    ax.legend(fontsize=8)
+    if "lr" in steps:
+        ax_lr.plot(x, steps["lr"], color="tab:purple")
+    ax_lr.set(xlabel="optimiser step", ylabel="learning rate", title="Warmup + cosine schedule")
+    fig.savefig(path)
+    return path
+
+
+def summary_text(m: dict[str, Any], out: Path) -> str:
+    """The closing lines: the score, the time, where the pictures are, what to try next."""
+    r = m["recipe"]
+    minutes, seconds = divmod(int(round(m["seconds_total"])), 60)
+    model = f"YOLOv3 width {r['width']:g}" if r["width"] != 1 else "YOLOv3"
+    return "\n".join([
+        f"[4/4] done in {minutes} min {seconds:02d} s: mAP@0.5 {m['map50']:.3f} "
+        f"(mAP@0.5:0.95 {m['map50_95']:.3f}) on {m['images']} held-out images",
+        f"      {model}, {r['img_size']} px, {m['epochs']} epochs on {m['device']}",
+        f"pictures: {out / 'detections.jpg'}, {out / 'pr_curve.png'}, {out / 'loss_curves.png'}",
+        f"metrics:  {out / 'metrics.json'}; model: {m['weights']}",
+        f"next:     yolov3 detect {Path(m['data']).parent / 'images' / 'val'} --weights {m['weights']} "
+        f"--img {r['img_size']}",
+    ])  # fmt: skip
