@@ -1,0 +1,223 @@
+"""The training / evaluation dataset: read -> augment -> letterbox -> the seed's targets.
+
+One item, as the seed's ``Dataset.parse_annotation`` + ``preprocess_true_boxes``: the image is read
+as RGB, augmented on its original pixels (training), letterboxed to the input size, and its boxes
+(in input pixels) encoded into the seed's labels. Crowd (COCO) and difficult (VOC) boxes are left
+out of the targets (they stay on the ``Sample`` for evaluation).
+
+Determinism: an item's randomness comes from ``np.random.default_rng((seed, epoch, index))`` only,
+so it does not depend on worker count, worker assignment or order. The key may be an index, or
+``(index, size)`` / ``(index, size, epoch)`` as the loader's batch sampler sends (multi-scale).
+
+A missing or corrupt image is reported once per path (``warnings.warn`` naming it) and replaced by
+the next index that loads, so batches keep their size and a loader worker never dies of it;
+``strict=True`` raises ``ImageError`` instead.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from dataclasses import replace
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from yolov3.boxes import Letterbox
+from yolov3.data.augment import hsv_jitter, mosaic, seed_augment
+from yolov3.data.images import ImageError, read_image
+from yolov3.data.targets import SEED_ANCHORS, SEED_STRIDES, TargetEncoder
+from yolov3.data.transforms import letterbox_uint8
+from yolov3.data.types import Sample
+from yolov3.errors import UserError
+
+Key = int | tuple[int, int] | tuple[int, int, int]
+MAX_SUBSTITUTES = 16  # consecutive unreadable images before an item gives up
+
+SEED_ANCHORS_PX = tuple(
+    tuple((w * s, h * s) for w, h in scale) for scale, s in zip(SEED_ANCHORS.tolist(), SEED_STRIDES)
+)
+
+
+class SkippedImageWarning(UserWarning):
+    """An image that could not be read was skipped (its path is in the message)."""
+
+
+def _train_boxes(sample: Sample) -> np.ndarray:
+    """``(N, 5)`` float32 x1, y1, x2, y2, class of the boxes that train (no crowd, no difficult)."""
+    boxes = np.asarray(sample.boxes, dtype=np.float32).reshape(-1, 4)
+    classes = np.asarray(sample.classes).reshape(-1)
+    keep = np.ones(len(boxes), dtype=bool)
+    for flag in (sample.iscrowd, sample.difficult):
+        flag = np.asarray(flag, dtype=bool).reshape(-1)
+        if len(flag) == len(keep):
+            keep &= ~flag
+    return np.concatenate([boxes[keep], classes[keep, None].astype(np.float32)], axis=1)
+
+
+class DetectionDataset(Dataset):
+    """Samples -> network inputs and the seed's targets.
+
+    ``samples``: ``Sample`` list (``yolov3.data.dataset_config.load_dataset(...).train``).
+    ``anchors_px`` / ``strides``: the model's (``model.anchors``, ``model.strides``); default the
+    seed's (COCO anchors, 8/16/32). ``augment``: the seed's flip / crop / translate (p = 0.5 each);
+    ``hsv`` / ``mosaic`` add HSV jitter / 4-image mosaic (only with ``augment``). ``cache``: decode
+    every image once at construction, resized so its long side is ``img_size`` (as the letterbox
+    would), and keep it in RAM (shared with forked workers).
+
+    Item (``encode=True``, the default)::
+
+        image      float32 tensor (3, S, S), RGB in [0, 1] (the seed's letterboxed input)
+        labels     list per scale of float32 tensors (S_i, S_i, A, 5 + C): the seed's label arrays
+        bboxes     list per scale of float32 tensors (max_boxes_per_scale, 4): (cx, cy, w, h) px
+        boxes      float32 tensor (N, 5): x1, y1, x2, y2 in input px + class (after augmentation)
+        path       str; orig_size (h, w) of the file's image
+        letterbox  Letterbox from original-image px to input px (exact without augmentation)
+
+    With ``encode=False`` (what ``build_loader`` uses) ``image`` stays uint8 and ``labels`` /
+    ``bboxes`` are absent: the loader's collate converts and encodes a whole batch at once.
+    """
+
+    def __init__(
+        self,
+        samples: Sequence[Sample],
+        num_classes: int,
+        img_size: int = 416,
+        anchors_px: Sequence[Sequence[Sequence[float]]] = SEED_ANCHORS_PX,
+        strides: Sequence[int] = SEED_STRIDES,
+        augment: bool = False,
+        hsv: bool = False,
+        mosaic: bool = False,
+        cache: bool = False,
+        seed: int = 0,
+        strict: bool = False,
+        max_boxes_per_scale: int = 150,
+        iou_threshold: float = 0.3,
+        label_smoothing: float = 0.01,
+        encode: bool = True,
+    ):
+        if img_size % max(strides) != 0:
+            raise UserError(f"img_size {img_size} must be a multiple of the largest stride {max(strides)}")
+        self.samples = list(samples)
+        self.num_classes = int(num_classes)
+        self.img_size = int(img_size)
+        self.encoder = TargetEncoder.create(
+            num_classes,
+            img_size,
+            anchors_px,
+            strides,
+            max_bbox_per_scale=max_boxes_per_scale,
+            iou_threshold=iou_threshold,
+            smoothing=label_smoothing,
+        )
+        self.augment, self.hsv, self.mosaic = bool(augment), bool(hsv), bool(mosaic)
+        self.seed, self.strict, self.encode = int(seed), bool(strict), bool(encode)
+        self.epoch = 0
+        self._warned: set[str] = set()
+        self._cache: list[tuple[np.ndarray, float, tuple[int, int]] | None] | None = None
+        if cache:
+            self._cache = [self._read_resized(i) for i in range(len(self.samples))]
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Epoch mixed into each item's random generator when the key does not carry one."""
+        self.epoch = int(epoch)
+
+    def loader_view(self) -> DetectionDataset:
+        """A shallow copy that leaves conversion and target encoding to the batch collate."""
+        view = object.__new__(DetectionDataset)
+        view.__dict__.update(self.__dict__, encode=False)
+        return view
+
+    # ----- reading ---------------------------------------------------------------------------
+    def _read_resized(self, i: int) -> tuple[np.ndarray, float, tuple[int, int]] | None:
+        """Cache entry: the image resized as the letterbox resizes it (long side = img_size), the
+        scale from the file's pixels, and the file's (h, w)."""
+        try:
+            image = read_image(self.samples[i].image)
+        except ImageError as exc:
+            self._skip(exc)
+            return None
+        h, w = image.shape[:2]
+        lb = Letterbox.fit(w, h, self.img_size)
+        return cv2.resize(image, (lb.new_w, lb.new_h)), lb.scale, (h, w)
+
+    def _skip(self, exc: ImageError) -> None:
+        if self.strict:
+            raise exc
+        if exc.path not in self._warned:
+            self._warned.add(exc.path)
+            warnings.warn(f"{exc}; skipped", SkippedImageWarning, stacklevel=3)
+
+    def _load(self, i: int) -> tuple[int, np.ndarray, np.ndarray, float, tuple[int, int]]:
+        """``(index used, RGB image, (N, 5) boxes in that image's px, scale from the file's px, the
+        file's (h, w))``; an unreadable image is replaced by the next readable one."""
+        for attempt in range(MAX_SUBSTITUTES):
+            j = (i + attempt) % len(self.samples)
+            if self._cache is not None:
+                entry = self._cache[j]
+                if entry is None:
+                    continue
+                image, scale, orig = entry
+            else:
+                try:
+                    image, scale = read_image(self.samples[j].image), 1.0
+                except ImageError as exc:
+                    self._skip(exc)
+                    continue
+                orig = image.shape[:2]
+            boxes = _train_boxes(self.samples[j])
+            if scale != 1.0:
+                boxes[:, :4] *= np.float32(scale)
+            return j, image, boxes, scale, orig
+        raise UserError(
+            f"{MAX_SUBSTITUTES} consecutive images from index {i} ({self.samples[i].image}) could not be read"
+        )
+
+    # ----- one item --------------------------------------------------------------------------
+    def __getitem__(self, key: Key) -> dict[str, Any]:
+        index, size, epoch = (
+            (key, self.img_size, self.epoch)
+            if isinstance(key, int | np.integer)
+            else ((*key, self.epoch) if len(key) == 2 else key)
+        )
+        index, size = int(index), int(size)
+        rng = np.random.default_rng((self.seed, int(epoch), index))
+        j, image, boxes, scale, (orig_h, orig_w) = self._load(index)
+        if self.augment:
+            if self.mosaic:
+                others = [self._load(int(k))[1:3] for k in rng.integers(0, len(self.samples), 3)]
+                image, boxes = mosaic(
+                    [image, *(o[0] for o in others)], [boxes, *(o[1] for o in others)], rng, size
+                )
+            image, boxes = seed_augment(image, boxes, rng)
+            if self.hsv:
+                image = hsv_jitter(image, rng)
+        canvas, lb = letterbox_uint8(image, size)
+        boxes = lb.boxes_to_input(boxes)
+        boxes = boxes[(boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])]
+        if scale != 1.0:
+            lb = replace(lb, scale=lb.scale * scale)  # file px -> input px (the cache's resize composed)
+        item: dict[str, Any] = {
+            "boxes": torch.from_numpy(np.ascontiguousarray(boxes, dtype=np.float32)),
+            "path": str(self.samples[j].image),
+            "orig_size": (int(orig_h), int(orig_w)),
+            "letterbox": lb,
+        }
+        chw = torch.from_numpy(canvas).permute(2, 0, 1).contiguous()
+        if not self.encode:
+            item["image"] = chw  # uint8; the collate converts the batch
+            return item
+        item["image"] = chw.to(torch.float32).div_(255.0)
+        labels, bboxes = self.encoder.with_size(size).encode(boxes)
+        item["labels"] = [torch.from_numpy(a) for a in labels]
+        item["bboxes"] = [torch.from_numpy(np.ascontiguousarray(a)) for a in bboxes]
+        return item
+
+
+__all__ = ["SEED_ANCHORS_PX", "DetectionDataset", "SkippedImageWarning"]
