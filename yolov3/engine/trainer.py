@@ -229,10 +229,12 @@ class Trainer:
     def _epoch_batches(self, epoch: int):
         """The epoch's loader iterator; on a mid-epoch resume, replays the batches already done."""
         loader = self.data.train_loader
-        for holder in (loader, getattr(loader, "batch_sampler", None), getattr(loader, "sampler", None)):
-            set_epoch = getattr(getattr(holder, "sampler", holder), "set_epoch", None)
-            if set_epoch:
-                set_epoch(epoch)
+        inner = getattr(loader.batch_sampler, "sampler", None)
+        candidates = (loader.dataset, loader.sampler, loader.batch_sampler, inner)
+        holders = {id(h): h for h in candidates if h is not None}
+        for holder in holders.values():  # shuffling and augmentation keyed by the epoch
+            if hasattr(holder, "set_epoch"):
+                holder.set_epoch(epoch)
         skip = self.state.epoch_step if epoch == self.state.epoch else 0
         resumed_state = (self.rng_epoch if skip else self.rng_step) if self._resuming else None
         if resumed_state is not None:  # continue the uninterrupted run's random streams
