@@ -261,7 +261,7 @@ junk = st.text(alphabet=st.sampled_from(list("[]=,#;-.0123456789 abcdefilnorstuv
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     edits=st.lists(
-        st.tuples(st.sampled_from(["drop", "replace", "insert", "value"]), st.integers(0, 99), junk),
+        st.tuples(st.sampled_from(["drop", "replace", "insert", "value", "int"]), st.integers(0, 99), junk),
         min_size=1, max_size=4,
     )
 )  # fmt: skip
@@ -275,6 +275,8 @@ def test_malformed_cfgs_raise_user_error_only(edits):
             lines[at] = text
         elif op == "insert":
             lines.insert(at, text)
+        elif op == "int" and "=" in lines[at]:  # a plausible number: exercises shape inference
+            lines[at] = lines[at].split("=")[0] + "=" + str(len(text) - 4)
         elif "=" in lines[at]:
             lines[at] = lines[at].split("=")[0] + "=" + text
         if not lines:

@@ -250,12 +250,18 @@ def _positive(values: dict[str, object], keys: tuple[str, ...], section: Section
             raise _fail(source, line, f"[{section.type}] {key}={value}: expected 1..{limit}")
 
 
+def _non_negative(values: dict[str, object], key: str, section: Section, source: str) -> None:
+    if key in section.options and int(values[key]) < 0:
+        raise _fail(source, section.lines[key], f"[{section.type}] {key}={values[key]}: expected >= 0")
+
+
 def _typed_layer(index: int, section: Section, o: dict[str, object], source: str) -> Layer:
     """The typed layer for section ``index`` (0-based, after [net]) from its parsed options."""
     kind = section.type
     if kind == "convolutional":
         _positive(o, ("filters", "size", "stride"), section, source)
         size = int(o["size"])
+        _non_negative(o, "padding", section, source)
         padding = size // 2 if o["pad"] else int(o["padding"])
         return Conv(int(o["filters"]), size, int(o["stride"]), padding, bool(o["batch_normalize"]),
                     str(o["activation"]))  # fmt: skip
@@ -268,8 +274,9 @@ def _typed_layer(index: int, section: Section, o: dict[str, object], source: str
         return Upsample(int(o["stride"]))
     if kind == "maxpool":
         _positive(o, ("size", "stride"), section, source)
-        size, stride, padding = int(o["size"]), int(o["stride"]), int(o["padding"])
-        padding = size - 1 if padding < 0 else padding  # Darknet's default
+        size, stride = int(o["size"]), int(o["stride"])
+        _non_negative(o, "padding", section, source)
+        padding = int(o["padding"]) if "padding" in section.options else size - 1  # Darknet's default
         return MaxPool(size, stride, padding // 2, padding - padding // 2)
     # yolo
     values: tuple[float, ...] = o["anchors"]
