@@ -69,29 +69,31 @@ def pycocotools_stats(json_path, samples, dets) -> dict[str, float]:
     return dict(zip(STAT_NAMES, ev.stats))
 
 
-@pytest.mark.parametrize("seed", [0, 1])
-def test_equals_pycocotools_on_the_file(tmp_path, seed: int) -> None:
+@pytest.mark.parametrize("seed, backend", [(0, "faster"), (1, "faster"), (0, "pycocotools")])
+def test_equals_pycocotools_on_the_file(tmp_path, seed: int, backend: str) -> None:
     rng = np.random.default_rng(seed)
     path = tmp_path / "instances_val.json"
     path.write_text(json.dumps(make_coco(rng)))
     samples, names, ids = read_coco(path, tmp_path, LoadReport(), check_files=False)
     assert ids == CAT_IDS and names == NAMES
     dets = random_detections(rng, samples)
-    ours = evaluate_detections(dets, samples, names, category_ids=ids).summary["coco"]
+    ours = evaluate_detections(dets, samples, names, category_ids=ids, coco_backend=backend).summary["coco"]
     theirs = pycocotools_stats(path, samples, dets)
     assert 0.05 < theirs["AP"] < 0.95 and theirs["APs"] >= 0 and theirs["APl"] >= 0  # a case with content
     for k in STAT_NAMES:
         assert ours[k] == pytest.approx(theirs[k], abs=2e-6), k
 
 
-def test_official_annotation_file_gives_official_size_ranges(tmp_path) -> None:
+@pytest.mark.parametrize("backend", ["faster", "pycocotools"])
+def test_official_annotation_file_gives_official_size_ranges(tmp_path, backend: str) -> None:
     """With segment areas (smaller than boxes), only the file itself gives COCO's APs / APm / APl."""
     rng = np.random.default_rng(5)
     path = tmp_path / "instances_val.json"
     path.write_text(json.dumps(make_coco(rng, 20, segment_area=True)))
     samples, names, ids = read_coco(path, tmp_path, LoadReport(), check_files=False)
     dets = random_detections(rng, samples)
-    ours = evaluate_detections(dets, samples, names, coco_gt=path, category_ids=ids).summary["coco"]
+    ours = evaluate_detections(dets, samples, names, coco_gt=path, category_ids=ids, coco_backend=backend)
+    ours = ours.summary["coco"]
     theirs = pycocotools_stats(path, samples, dets)
     for k in STAT_NAMES:
         assert ours[k] == pytest.approx(theirs[k], abs=2e-6), k

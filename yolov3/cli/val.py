@@ -37,6 +37,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--workers", type=int, default=2, help="image reading threads")
     p.add_argument("--no-coco", action="store_true", help="skip pycocotools (VOC metrics only)")
     p.add_argument("--coco-gt", help="COCO annotation file to compute COCO AP against")
+    p.add_argument("--coco-backend", default="auto", choices=["auto", "faster", "pycocotools"],
+                   help="COCO tool: faster-coco-eval (auto, when installed) or pycocotools")  # fmt: skip
     p.add_argument("--no-plots", action="store_true")
     p.add_argument("--out", help="output folder (default runs/val/exp, numbered)")
     p.set_defaults(func=run)
@@ -76,7 +78,8 @@ def run(args: argparse.Namespace) -> int:
         )
     coco_gt = args.coco_gt or (None if args.no_coco else coco_annotation_file(Path(args.data), args.split))
     result = evaluate(det, samples, spec.names, coco=not args.no_coco, coco_gt=coco_gt, full=True,
-                      category_ids=spec.category_ids, workers=args.workers, progress=True)  # fmt: skip
+                      category_ids=spec.category_ids, workers=args.workers, progress=True,
+                      coco_backend=args.coco_backend)  # fmt: skip
     out = next_run_dir(args.out, "runs/val")
     summary = {"weights": str(args.weights), "data": str(args.data), "split": args.split,
                "coco_gt": str(coco_gt) if coco_gt else None, **result.summary}  # fmt: skip

@@ -97,12 +97,14 @@ def evaluate_detections(
     coco_gt: str | Path | None = None,
     category_ids: Sequence[int] | None = None,
     matrix_conf: float = 0.3,
+    coco_backend: str = "auto",
 ) -> Evaluation:
     """Score ``detections[i]`` (original-image pixels) against ``samples[i]``; see the module docstring.
 
     ``coco_gt``: the official COCO annotation file; detections are then keyed by the samples' own
     ``image_id`` and ``category_ids`` (as the COCO reader keeps them) and the numbers are exactly
-    pycocotools' on that file. Without it, ground truth is built from the samples.
+    pycocotools' on that file. Without it, ground truth is built from the samples. ``coco_backend``:
+    auto | faster | pycocotools (``yolov3.evaluate.coco``).
     """
     if len(detections) != len(samples):
         raise ValueError(f"{len(detections)} detection sets for {len(samples)} samples")
@@ -136,16 +138,16 @@ def evaluate_detections(
         for name, c, n in zip(names, curves, counts)
     }
     if coco:
-        summary["coco"] = _coco_stats(detections, samples, names, coco_gt, category_ids)
+        summary["coco"] = _coco_stats(detections, samples, names, coco_gt, category_ids, coco_backend)
     matrix = confusion_matrix(detections, gts, nc, matrix_conf, 0.5)
     summary["confusion_matrix"] = matrix.tolist()
     summary["matrix_conf"] = matrix_conf
     return Evaluation(summary, curves, conf, matrix, list(names))
 
 
-def _coco_stats(detections, samples, names, coco_gt, category_ids) -> dict[str, float]:  # noqa: ANN001
+def _coco_stats(detections, samples, names, coco_gt, category_ids, backend) -> dict[str, float]:  # noqa: ANN001
     if coco_gt is not None:
-        gt = coco_ground_truth_file(coco_gt)
+        gt = coco_ground_truth_file(coco_gt, backend)
         ids = [s.image_id for s in samples]
         if any(i not in gt.imgs for i in ids):
             bad = [i for i in ids if i not in gt.imgs][:3]
@@ -154,7 +156,7 @@ def _coco_stats(detections, samples, names, coco_gt, category_ids) -> dict[str, 
         if len(cats) != len(names):
             raise UserError(f"{coco_gt}: {len(cats)} categories for {len(names)} class names")
     else:
-        gt, ids = coco_ground_truth(samples, names, category_ids), coco_image_ids(samples)
+        gt, ids = coco_ground_truth(samples, names, category_ids, backend), coco_image_ids(samples)
         cats = list(category_ids) if category_ids is not None else list(range(1, len(names) + 1))
     stats = coco_evaluate(gt, coco_results(detections, ids, cats), ids)
     return {k: round(v, 6) for k, v in stats.items()}
@@ -230,6 +232,7 @@ def evaluate(
     workers: int = 2,
     progress: bool = False,
     full: bool = False,
+    coco_backend: str = "auto",
 ) -> dict[str, Any] | Evaluation:
     """Detect on every sample and score (module docstring). ``model``: a ``nn.Module`` with
     ``.anchors`` / ``.strides`` (left in its train / eval mode afterwards), an export backend, or a
@@ -241,7 +244,10 @@ def evaluate(
     dets, kept, speed = run_detector(det, samples, workers, progress)
     if not kept:
         raise UserError("no image of the validation set could be read")
-    result = evaluate_detections(dets, [samples[i] for i in kept], names, coco, coco_gt, category_ids)
+    kept_samples = [samples[i] for i in kept]
+    result = evaluate_detections(
+        dets, kept_samples, names, coco, coco_gt, category_ids, coco_backend=coco_backend
+    )
     result.summary["speed_ms"] = speed
     result.summary["img_size"] = det.img_size
     return result if full else result.summary
