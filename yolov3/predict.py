@@ -227,6 +227,11 @@ class Detector:
             for d, im, p, (w, h) in zip(dets, images, paths, sizes)
         ]
 
+    def warmup(self) -> None:
+        """One throw-away pass at the input size, so that first-call costs (kernel selection, lazy
+        initialisation) stay out of the per-image timings."""
+        self.predict_arrays([np.full((self.img_size, self.img_size, 3), 128, np.uint8)])
+
     def preprocess(self, images: Sequence[np.ndarray]) -> tuple[Tensor, list]:
         """RGB uint8 arrays -> ``(B, 3, S, S)`` float32 in [0, 1] on the device, and their letterboxes."""
         boxed = [letterbox_image(im, self.img_size) for im in images]

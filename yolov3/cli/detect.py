@@ -190,6 +190,7 @@ def load_detector(args: argparse.Namespace) -> Detector:
 def run(args: argparse.Namespace) -> int:
     source = open_source(args.source)  # empty folder / glob: a UserError before the model loads
     det = load_detector(args)
+    det.warmup()
     out = next_run_dir(args.out, "runs/detect")
     writers = Writers(out, args, det.names)
     total = len(source) or None

@@ -76,6 +76,7 @@ def run(args: argparse.Namespace) -> int:
             f"{args.weights} predicts {len(det.names)} classes but {args.data} has {len(spec.names)} "
             f"class names: the weights were not trained on this data set"
         )
+    det.warmup()
     coco_gt = args.coco_gt or (None if args.no_coco else coco_annotation_file(Path(args.data), args.split))
     result = evaluate(det, samples, spec.names, coco=not args.no_coco, coco_gt=coco_gt, full=True,
                       category_ids=spec.category_ids, workers=args.workers, progress=True,
