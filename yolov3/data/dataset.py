@@ -30,7 +30,7 @@ from yolov3.boxes import Letterbox
 from yolov3.data.augment import hsv_jitter, mosaic, seed_augment
 from yolov3.data.images import ImageError, read_image
 from yolov3.data.targets import SEED_ANCHORS, SEED_STRIDES, TargetEncoder
-from yolov3.data.transforms import letterbox_uint8
+from yolov3.data.transforms import image_to_tensor, letterbox_uint8
 from yolov3.data.types import Sample
 from yolov3.errors import UserError
 
@@ -77,8 +77,9 @@ class DetectionDataset(Dataset):
         path       str; orig_size (h, w) of the file's image
         letterbox  Letterbox from original-image px to input px (exact without augmentation)
 
-    With ``encode=False`` (what ``build_loader`` uses) ``image`` stays uint8 and ``labels`` /
-    ``bboxes`` are absent: the loader's collate converts and encodes a whole batch at once.
+    With ``encode=False`` (what ``build_loader`` uses) ``image`` is a uint8 (3, S, S) view of the
+    letterboxed HWC canvas and ``labels`` / ``bboxes`` are absent: the loader's collate converts and
+    encodes a whole batch at once.
     """
 
     def __init__(
@@ -209,11 +210,11 @@ class DetectionDataset(Dataset):
             "orig_size": (int(orig_h), int(orig_w)),
             "letterbox": lb,
         }
-        chw = torch.from_numpy(canvas).permute(2, 0, 1).contiguous()
+        chw = torch.from_numpy(canvas).permute(2, 0, 1)  # (3, S, S) view of the HWC canvas
         if not self.encode:
-            item["image"] = chw  # uint8; the collate converts the batch
+            item["image"] = chw  # uint8 view; the collate converts and lays out the batch in one copy
             return item
-        item["image"] = chw.to(torch.float32).div_(255.0)
+        item["image"] = image_to_tensor(canvas)
         labels, bboxes = self.encoder.with_size(size).encode(boxes)
         item["labels"] = [torch.from_numpy(a) for a in labels]
         item["bboxes"] = [torch.from_numpy(np.ascontiguousarray(a)) for a in bboxes]

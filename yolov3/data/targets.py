@@ -134,7 +134,7 @@ def _smooth_onehot(num_classes: int, smoothing: float) -> np.ndarray:
     return table
 
 
-def _zeros(shape: tuple[int, ...]) -> np.ndarray:
+def lazy_zeros(shape: tuple[int, ...]) -> np.ndarray:
     """Zero-filled float32 without transparent huge pages.
 
     The encoder writes a few rows of a large, mostly-zero buffer; with the huge pages NumPy asks for
@@ -157,7 +157,7 @@ def _encode_batch(
     max_bbox_per_scale: int,
     iou_threshold: float,
     smoothing: float,
-    zeros: Callable[[tuple[int, ...]], np.ndarray] = _zeros,
+    zeros: Callable[[tuple[int, ...]], np.ndarray] = lazy_zeros,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Core of the encoder over a batch of images: every step is one array operation over all
     (box, scale) or (box, anchor) pairs of all images; no loop over boxes or images.
@@ -297,7 +297,7 @@ class TargetEncoder:
         return _split_scales(label_buf, lay, None), list(list_buf[:, 0])
 
     def encode_batch(
-        self, boxes_list: Sequence[np.ndarray], zeros: Callable[[tuple[int, ...]], np.ndarray] = _zeros
+        self, boxes_list: Sequence[np.ndarray], zeros: Callable[[tuple[int, ...]], np.ndarray] = lazy_zeros
     ) -> tuple[list[np.ndarray], list[np.ndarray]]:
         """B images at once -> labels per scale ``(B, S, S, A, 5 + C)``, box lists per scale ``(B, max, 4)``.
 
@@ -371,4 +371,11 @@ def preprocess_true_boxes(
     return (*_split_scales(label_buf, lay, None), *list_buf[:, 0])  # type: ignore[return-value]
 
 
-__all__ = ["SEED_ANCHORS", "SEED_STRIDES", "TargetEncoder", "encode_targets", "preprocess_true_boxes"]
+__all__ = [
+    "SEED_ANCHORS",
+    "SEED_STRIDES",
+    "TargetEncoder",
+    "encode_targets",
+    "lazy_zeros",
+    "preprocess_true_boxes",
+]
