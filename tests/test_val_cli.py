@@ -89,3 +89,36 @@ def test_trainer_call_and_perfect_detections(tmp_path, model) -> None:
     assert summary["map50"] == 1.0 and summary["map50_95"] == 1.0 and summary["coco"]["AP"] == 1.0
     with pytest.raises(UserError, match="no images"):
         evaluate(model, [], spec.names)
+
+
+def test_coco_format_data_is_scored_against_its_own_annotation_file(tmp_path, weights) -> None:
+    rng = np.random.default_rng(2)
+    (tmp_path / "images").mkdir()
+    images, anns = [], []
+    for i in range(3):
+        cv2.imwrite(str(tmp_path / "images" / f"{i}.jpg"), (rng.random((60, 80, 3)) * 255).astype(np.uint8))
+        images.append({"id": 10 + i, "file_name": f"{i}.jpg", "width": 80, "height": 60})
+        anns.append({"id": i + 1, "image_id": 10 + i, "category_id": [1, 5, 9][i], "bbox": [10, 10, 30, 20],
+                     "area": 300.0, "iscrowd": 0})  # fmt: skip
+    cats = [{"id": c, "name": n} for c, n in zip([1, 5, 9], NAMES)]
+    (tmp_path / "instances_val.json").write_text(json.dumps({"images": images, "annotations": anns,
+                                                             "categories": cats}))  # fmt: skip
+    data = tmp_path / "data.yaml"
+    data.write_text(yaml.safe_dump({"format": "coco", "val": "instances_val.json", "images": "images"}))
+    out = tmp_path / "val"
+    args = [
+        "val",
+        "--data",
+        str(data),
+        "--weights",
+        str(weights),
+        "--img",
+        "64",
+        "--out",
+        str(out),
+        "--no-plots",
+    ]
+    assert main(args) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["coco_gt"] == str(tmp_path / "instances_val.json")
+    assert summary["instances"] == 3 and summary["coco"]["AP"] >= 0
