@@ -9,6 +9,7 @@ __version__ = "0.1.0"
 __all__ = [
     "COCO_ANCHORS", "STRIDES", "Detector", "Result", "YOLOv3", "check_dataset", "convert_dataset", "decode",
     "decode_all", "load", "load_dataset", "build_model", "load_model", "save_model",
+    "DetectionDataset", "build_loader", "preprocess_true_boxes",
 ]  # fmt: skip
 
 # The detection API pulls in OpenCV, ONNX Runtime and pycocotools' neighbours: loaded on first use
@@ -16,7 +17,9 @@ __all__ = [
 _LAZY = {"Detector": "yolov3.predict", "Result": "yolov3.predict", "load": "yolov3.predict",
          "load_dataset": "yolov3.data.dataset_config", "check_dataset": "yolov3.data.check",
          "convert_dataset": "yolov3.data.convert", "build_model": "yolov3.model.factory",
-         "load_model": "yolov3.checkpoint", "save_model": "yolov3.checkpoint"}  # fmt: skip
+         "load_model": "yolov3.checkpoint", "save_model": "yolov3.checkpoint",
+         "DetectionDataset": "yolov3.data.dataset", "build_loader": "yolov3.data.loader",
+         "preprocess_true_boxes": "yolov3.data.targets"}  # fmt: skip
 
 
 def __getattr__(name: str) -> Any:
