@@ -72,29 +72,31 @@ def scale_loss(
     """
     num_anchors = anchors.shape[0]
     b, _, h, w = raw.shape
-    pred = decode(_clamp_wh_logits(raw, num_anchors), anchors, stride)  # (B, H, W, A, 5 + C)
     logits = raw.view(b, num_anchors, -1, h, w).permute(0, 3, 4, 1, 2)  # (B, H, W, A, 5 + C)
+    box_raw = _clamp_wh_logits(raw.view(b, num_anchors, -1, h, w)[:, :, :5].reshape(b, -1, h, w), num_anchors)
+    pred = decode(box_raw, anchors, stride)  # (B, H, W, A, 5): decoded box and conf only
     pred_xywh, pred_conf = pred[..., 0:4], pred[..., 4:5]
-    label_xywh, respond, label_prob = label[..., 0:4], label[..., 4:5], label[..., 5:]
+    respond = label[..., 4:5]
 
-    giou = box_giou_xywh(pred_xywh, label_xywh, eps=BOX_EPS).unsqueeze(-1)
-    input_area = float(stride * h) * float(stride * w)
-    bbox_loss_scale = 2.0 - label_xywh[..., 2:3] * label_xywh[..., 3:4] / input_area
-    giou_loss = respond * bbox_loss_scale * (1.0 - giou)
-
+    # Background anchors: every anchor counts, so these terms are computed densely.
     background = ~ignore_mask(pred_xywh, gt_xywh, ignore_iou)
     respond_bgd = (1.0 - respond) * background.unsqueeze(-1).to(respond.dtype)
     conf_focal = (respond - pred_conf) ** 2
     conf_bce = F.binary_cross_entropy_with_logits(logits[..., 4:5], respond, reduction="none")
     conf_loss = conf_focal * (respond + respond_bgd) * conf_bce
 
-    prob_bce = F.binary_cross_entropy_with_logits(logits[..., 5:], label_prob, reduction="none")
-    prob_loss = respond * prob_bce
-    return {
-        "giou": giou_loss.flatten(1).sum(1).mean(),
-        "conf": conf_loss.flatten(1).sum(1).mean(),
-        "prob": prob_loss.flatten(1).sum(1).mean(),
-    }
+    # GIoU and class terms are multiplied by ``respond``: only the responsible anchors (a few per
+    # box) contribute, so they are gathered first. Same sum as the seed's dense product.
+    pos = respond[..., 0] != 0  # (B, H, W, A)
+    r = respond[pos]  # (P, 1)
+    label_pos, pred_pos, logits_pos = label[pos], pred_xywh[pos], logits[pos]  # (P, .)
+    giou = box_giou_xywh(pred_pos, label_pos[:, 0:4], eps=BOX_EPS).unsqueeze(-1)  # (P, 1)
+    input_area = float(stride * h) * float(stride * w)
+    bbox_loss_scale = 2.0 - label_pos[:, 2:3] * label_pos[:, 3:4] / input_area
+    giou_loss = r * bbox_loss_scale * (1.0 - giou)
+    prob_loss = r * F.binary_cross_entropy_with_logits(logits_pos[:, 5:], label_pos[:, 5:], reduction="none")
+    # per-image sums averaged over the batch == total sum / B
+    return {"giou": giou_loss.sum() / b, "conf": conf_loss.sum() / b, "prob": prob_loss.sum() / b}
 
 
 class YoloLoss(nn.Module):
