@@ -9,7 +9,7 @@ __version__ = "0.1.0"
 __all__ = [
     "COCO_ANCHORS", "STRIDES", "Detector", "Result", "YOLOv3", "check_dataset", "convert_dataset", "decode",
     "decode_all", "load", "load_dataset", "build_model", "load_model", "save_model",
-    "DetectionDataset", "build_loader", "preprocess_true_boxes",
+    "DetectionDataset", "build_loader", "preprocess_true_boxes", "train", "YoloLoss",
 ]  # fmt: skip
 
 # The detection API pulls in OpenCV, ONNX Runtime and pycocotools' neighbours: loaded on first use
@@ -19,7 +19,8 @@ _LAZY = {"Detector": "yolov3.predict", "Result": "yolov3.predict", "load": "yolo
          "convert_dataset": "yolov3.data.convert", "build_model": "yolov3.model.factory",
          "load_model": "yolov3.checkpoint", "save_model": "yolov3.checkpoint",
          "DetectionDataset": "yolov3.data.dataset", "build_loader": "yolov3.data.loader",
-         "preprocess_true_boxes": "yolov3.data.targets"}  # fmt: skip
+         "preprocess_true_boxes": "yolov3.data.targets", "train": "yolov3.engine.trainer",
+         "YoloLoss": "yolov3.loss"}  # fmt: skip
 
 
 def __getattr__(name: str) -> Any:
