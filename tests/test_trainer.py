@@ -26,6 +26,7 @@ from yolov3.engine.builders import load_initial_weights
 from yolov3.engine.checkpoint import CheckpointError, atomic_save, load_checkpoint
 from yolov3.engine.ema import ModelEMA
 from yolov3.engine.logging import make_run_dir
+from yolov3.engine.options import build_configs as build_options
 from yolov3.errors import UserError
 from yolov3.model import YOLOv3
 
@@ -271,3 +272,12 @@ def test_darknet_weights_full_truncated_and_transfer(tmp_path):
         load_initial_weights(dst, str(coco), transfer=False)
     load_initial_weights(dst, str(coco), transfer=True)
     assert dst.out_l[1].weight.shape[0] == 30
+
+
+def test_keyword_options_map_to_config_sections(tmp_path):
+    model_cfg, data_cfg, train_cfg = build_options({"data": "d.yaml", "img": 96, "model": "yolov3-tiny",
+                                                    "epochs": 3, "name": "x", "ema": None})  # fmt: skip
+    assert (model_cfg.name, data_cfg.path, data_cfg.img_size) == ("yolov3-tiny", "d.yaml", 96)
+    assert (train_cfg.epochs, train_cfg.name, train_cfg.ema) == (3, "x", False)
+    with pytest.raises(UserError, match="unknown training option"):
+        trainer_mod.train(data="d.yaml", epoch=3)

@@ -11,26 +11,10 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from yolov3.config import DataConfig, ModelConfig, TrainConfig, from_dict, load_yaml
+from yolov3.config import DataConfig, ModelConfig, TrainConfig, load_yaml
+from yolov3.engine import options
 from yolov3.engine.checkpoint import load_checkpoint
 from yolov3.engine.trainer import resolve_resume, train
-
-# option -> (section, field); every option defaults to None ("not given") so resume can tell.
-OPTIONS: dict[str, tuple[str, str]] = {
-    "model": ("model", "name"), "width": ("model", "width"),
-    "data": ("data", "path"), "img": ("data", "img_size"), "workers": ("data", "workers"),
-    "multi_scale": ("data", "multi_scale"), "augment": ("data", "augment"), "cache": ("data", "cache"),
-    "epochs": ("train", "epochs"), "batch": ("train", "batch"), "lr_init": ("train", "lr_init"),
-    "lr_end": ("train", "lr_end"), "warmup_epochs": ("train", "warmup_epochs"),
-    "optimizer": ("train", "optimizer"), "seed": ("train", "seed"), "weights": ("train", "weights"),
-    "transfer": ("train", "transfer"), "freeze": ("train", "freeze"), "device": ("train", "device"),
-    "amp": ("train", "amp"), "ema": ("train", "ema"), "accumulate": ("train", "accumulate"),
-    "clip_grad": ("train", "clip_grad"), "channels_last": ("train", "channels_last"),
-    "compile": ("train", "compile"), "sync_bn": ("train", "sync_bn"), "freeze_bn": ("train", "freeze_bn"),
-    "deterministic": ("train", "deterministic"), "val_interval": ("train", "val_interval"),
-    "save_period": ("train", "save_period"), "max_bad_steps": ("train", "max_bad_steps"),
-    "project": ("train", "project"), "name": ("train", "name"), "exist_ok": ("train", "exist_ok"),
-}  # fmt: skip
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -74,6 +58,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--multi-scale", action="store_true", default=None, help="a new size 320..608 per batch")
     g.add_argument("--no-augment", dest="augment", action="store_false", default=None)
     g.add_argument("--cache", action="store_true", default=None, help="keep decoded images in memory")
+    g.add_argument("--hsv", action="store_true", default=None, help="HSV jitter (with augmentation)")
+    g.add_argument("--mosaic", action="store_true", default=None, help="4-image mosaic (with augmentation)")
     g = p.add_argument_group("run folder")
     g.add_argument("--project", help="parent folder of runs (default runs)")
     g.add_argument("--name", help="run name (default exp; exp2, exp3... if it exists)")
@@ -86,26 +72,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def build_configs(
-    args: argparse.Namespace,
-) -> tuple[ModelConfig | None, DataConfig | None, TrainConfig | None]:
-    """The three sections: base (``--config`` file, or the resumed run's saved config, else defaults)
-    with every option given on the command line applied."""
-    base: dict[str, dict[str, Any]] = {"model": {}, "data": {}, "train": {}}
+def build_configs(args: argparse.Namespace) -> tuple[ModelConfig, DataConfig, TrainConfig]:
+    """The three sections: the resumed run's saved config, then ``--config``, then every option given
+    on the command line."""
+    base: dict[str, dict[str, Any]] = {}
     if args.resume:
         base.update(load_checkpoint(resolve_resume(args.resume)).get("config", {}))
     if args.config:
         for section, values in load_yaml(args.config).items():
             base.setdefault(section, {}).update(values or {})
-    for option, (section, key) in OPTIONS.items():
-        value = getattr(args, option, None)
-        if value is not None:
-            base[section][key] = value
-    return (
-        from_dict(ModelConfig, base["model"], "model"),
-        from_dict(DataConfig, base["data"], "data"),
-        from_dict(TrainConfig, base["train"], "train"),
-    )
+    return options.build_configs({k: getattr(args, k, None) for k in options.OPTIONS}, base)
 
 
 def run(args: argparse.Namespace) -> int:

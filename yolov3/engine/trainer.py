@@ -33,6 +33,7 @@ from yolov3.engine import distributed as ddp
 from yolov3.engine.checkpoint import atomic_save, check_resumable, load_checkpoint, rng_state, set_rng_state
 from yolov3.engine.ema import ModelEMA
 from yolov3.engine.logging import RunLogger, make_run_dir, seed_scalars
+from yolov3.engine.options import build_configs
 from yolov3.engine.schedule import build_optimizer, lr_at, schedule_steps, set_lr
 from yolov3.engine.validate import fitness, validate
 from yolov3.errors import UserError
@@ -61,10 +62,22 @@ def train(
     train_cfg: TrainConfig | None = None,
     resume: str | Path | None = None,
     eval_cfg: EvalConfig | None = None,
+    **options: Any,
 ) -> dict[str, Any]:
     """Train and return the run's metrics (last epoch's losses and validation, ``best_fitness``,
-    ``run_dir``). With ``resume`` (a run folder or a ``.pt``), configs left as None come from the
-    checkpoint; given ones must describe the same model and classes."""
+    ``run_dir``). ``options``: the command line's names (``data=``, ``model=``, ``epochs=``, ``img=``,
+    ``batch=``... see ``yolov3.engine.options.OPTIONS``) applied over the configs. With ``resume`` (a
+    run folder or a ``.pt``), what is not given comes from the checkpoint; a different model or
+    class list is refused, naming what differs.
+
+    >>> yolov3.train(data="data.yaml", model="yolov3", weights="darknet53.conv.74", epochs=30)
+    """
+    if options:
+        base = load_checkpoint(resolve_resume(resume)).get("config", {}) if resume else {}
+        for key, cfg in (("model", model_cfg), ("data", data_cfg), ("train", train_cfg)):
+            if cfg is not None:
+                base[key] = to_dict(cfg)
+        model_cfg, data_cfg, train_cfg = build_configs(options, base)
     trainer = Trainer(model_cfg, data_cfg, train_cfg, resume=resume, eval_cfg=eval_cfg)
     return trainer.fit()
 
