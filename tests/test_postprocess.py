@@ -273,8 +273,8 @@ def test_candidates_are_decode_all_rows() -> None:
     torch.testing.assert_close(order(ours), order(theirs), rtol=1e-5, atol=1e-4)
 
 
-def test_letterbox_deviation_from_seed_is_under_one_input_pixel() -> None:
-    """The seed's float padding vs the forward transform's integer padding: < 1 px at the input."""
+def test_letterbox_deviation_from_seed_is_at_most_half_an_input_pixel() -> None:
+    """The seed's float padding vs the forward transform's integer padding: <= 0.5 px at the input."""
     rng = np.random.default_rng(0)
     for _ in range(200):
         w, h = (int(v) for v in rng.integers(20, 2000, size=2))
@@ -284,7 +284,7 @@ def test_letterbox_deviation_from_seed_is_under_one_input_pixel() -> None:
         ratio = min(544 / w, 544 / h)
         dw, dh = (544 - ratio * w) / 2, (544 - ratio * h) / 2
         seed = (box[0].numpy() - np.array([dw, dh, dw, dh])) / ratio
-        assert np.all(np.abs(ours - seed) * ratio < 1.0)
+        assert np.all(np.abs(ours - seed) * ratio <= 0.5 + 1e-9)
 
 
 @pytest.mark.parametrize("n, groups", [(200, 7), (3000, 60), (1500, 2)])

@@ -15,9 +15,10 @@ Deliberate differences from the seed's ``postprocess_boxes`` (documented, tested
 
 * Undoing the letterbox uses the exact inverse of the forward transform (``Letterbox``: integer
   padding ``(in - int(scale * w)) // 2``), where the seed subtracts the float padding
-  ``(in - scale * w) / 2``. The seed's boxes are therefore shifted by
-  ``(float_pad - int_pad) / scale``: less than 1 input pixel, i.e. under ``1 / scale`` original
-  pixels (0 when ``scale * w`` is a whole number of even parity difference with the input).
+  ``(in - scale * w) / 2``. With ``k = in - int(scale * w)`` and ``f = scale * w - int(scale * w)``
+  the two paddings differ by ``(k mod 2) / 2 - f / 2``: at most half an input pixel, so the seed's
+  boxes sit up to ``0.5 / scale`` original pixels off ours (0 when ``scale * w`` is whole and ``k``
+  even, e.g. every square image, or 640x480 at 416).
 * Boxes are clipped to ``[0, w] x [0, h]`` (continuous pixel coordinates, as torchvision and COCO),
   not to ``[0, w - 1] x [0, h - 1]`` (pixel indices, as the seed).
 * Soft-NMS drops boxes whose decayed score falls to ``conf_threshold`` or below; the seed keeps every
