@@ -107,7 +107,9 @@ def synth_anchors(cfg: SynthConfig) -> list[list[list[float]]]:
     lo, hi = cfg.min_size * 1.25, cfg.max_frac * cfg.size * 0.75
     sides = np.exp(np.linspace(math.log(lo), math.log(hi), 9))
     aspects = [1.0, 1.5, 1 / 1.5] * 3
-    anchors = [[round(s * math.sqrt(a), 1), round(s / math.sqrt(a), 1)] for s, a in zip(sides, aspects)]
+    anchors = [
+        [round(float(s * math.sqrt(a)), 1), round(float(s / math.sqrt(a)), 1)] for s, a in zip(sides, aspects)
+    ]
     return [anchors[0:3], anchors[3:6], anchors[6:9]]
 
 

@@ -1,0 +1,129 @@
+"""``yolov3 demo`` in its --quick mode (seconds): outputs, cache reuse, interruption, bad folders."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import cv2
+import numpy as np
+import pytest
+
+import yolov3.demo as demo
+from yolov3.cli import main
+from yolov3.data.synth import SynthConfig, is_complete
+from yolov3.errors import UserError
+
+
+@pytest.fixture()
+def folders(tmp_path):
+    return tmp_path / "runs" / "demo", tmp_path / "cache"
+
+
+def _quick(folders, **kw):
+    out, cache = folders
+    return demo.run_demo(out, cache, time_budget=60, device="cpu", quick=True, progress=False, **kw)
+
+
+def test_quick_demo_writes_every_output_then_reuses_the_data(folders, capsys):
+    out, cache = folders
+    assert main(["demo", "--quick", "--device", "cpu", "--out", str(out), "--cache", str(cache)]) == 0
+    text = capsys.readouterr().out
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert (
+        0.0 <= metrics["map50"] <= 1.0
+        and metrics["images"] == demo.synth_config(demo.QUICK_RECIPE).split_sizes()[1]
+    )
+    assert set(metrics["per_class"]) == {"circle", "square", "triangle", "letter-A", "digit-3"}
+    for name in ("pr_curve.png", "loss_curves.png", "detections.jpg"):
+        img = cv2.imread(str(out / name))
+        assert img is not None and img.std() > 1, name  # a real, non-blank picture
+    assert len(list((out / "val_images").glob("*.jpg"))) >= 1
+    assert (out / "train" / "weights" / "best.pt").is_file()
+    assert "mAP@0.5" in text and "next:" in text and str(out / "detections.jpg") in text
+    # A second run reuses the cached data set and starts training afresh (the first one finished).
+    _quick(folders)
+    assert "reused the cached set" in capsys.readouterr().out
+
+
+def test_interrupted_generation_is_redrawn_and_interrupted_training_restarts(folders, monkeypatch, capsys):
+    out, cache = folders
+    real_draw = demo.generate.__globals__["draw_image"]
+    calls = {"n": 0}
+
+    def flaky_draw(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return real_draw(*args, **kwargs)
+
+    monkeypatch.setitem(demo.generate.__globals__, "draw_image", flaky_draw)
+    with pytest.raises(KeyboardInterrupt):
+        _quick(folders)
+    scfg = demo.synth_config(demo.QUICK_RECIPE)
+    folder = next(cache.iterdir())
+    assert not is_complete(folder, scfg)
+    monkeypatch.setitem(demo.generate.__globals__, "draw_image", real_draw)
+
+    def interrupted_train(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(demo, "train", interrupted_train)
+    with pytest.raises(KeyboardInterrupt):
+        _quick(folders)
+    assert is_complete(folder, scfg)  # the data set was finished before training began
+    assert "again to resume" in capsys.readouterr().out
+    monkeypatch.undo()
+    metrics = _quick(folders)
+    assert "reused the cached set" in capsys.readouterr().out
+    assert metrics["epochs"] == 1
+
+
+def test_an_unfinished_training_run_is_resumed(folders, capsys):
+    out, _ = folders
+    _quick(folders)
+    (out / "metrics.json").unlink()  # as if stopped after training, before the evaluation finished
+    assert demo._resumable(out, json.loads((out / demo.PLAN_FILE).read_text())) == out / "train"
+    _quick(folders)
+    assert "resuming the interrupted training" in capsys.readouterr().out
+    assert (out / "metrics.json").is_file()
+
+
+def test_unwritable_folders_are_named(tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(UserError, match=r"demo output \(--out\) folder .*file/runs"):
+        demo.run_demo(blocker / "runs", tmp_path / "cache", quick=True, progress=False)
+    with pytest.raises(UserError, match=r"data cache \(--cache\) folder .*file/cache"):
+        demo.run_demo(tmp_path / "runs", blocker / "cache", quick=True, progress=False)
+    assert main(["demo", "--quick", "--out", str(blocker / "x"), "--cache", str(tmp_path / "c")]) == 2
+    assert str(blocker / "x") in capsys.readouterr().err
+    assert main(["demo", "--time-budget", "0"]) == 2
+
+
+def test_plan_epochs_hand_computed():
+    r = demo.CPU_RECIPE
+    # 1000 images at 0.02 s each, +25% overhead: 25 s an epoch; 300 s fit 12 epochs.
+    assert demo.plan_epochs(r, 0.02, 1000, 300.0) == 12
+    assert demo.plan_epochs(r, 0.02, 1000, 10.0) == r.min_epochs  # never below the minimum
+    assert demo.plan_epochs(r, 1e-6, 1000, 300.0) == r.epochs  # nor above the recipe's bound
+    assert demo.plan_epochs(r, 0.02, 1000, -5.0) == r.min_epochs
+
+
+def test_synth_anchors_cover_the_generated_sizes():
+    cfg = SynthConfig(size=256, min_size=8, max_frac=0.5)
+    anchors = demo.synth_anchors(cfg)
+    assert [len(s) for s in anchors] == [3, 3, 3]
+    flat = np.array([a for s in anchors for a in s])
+    sides = np.sqrt(flat[:, 0] * flat[:, 1])
+    assert np.all(np.diff(sides) > 0)  # larger anchors at coarser strides
+    assert math.isclose(sides[0], 10, rel_tol=0.02) and math.isclose(sides[-1], 96, rel_tol=0.02)
+
+
+def test_choose_recipe():
+    import torch
+
+    assert demo.choose_recipe(torch.device("cpu")) is demo.CPU_RECIPE
+    assert demo.choose_recipe(torch.device("cpu"), quick=True) is demo.QUICK_RECIPE
+    gpu = demo.choose_recipe(torch.device("cuda", 0))
+    assert gpu.width == 1.0 and gpu.img_size == 416
