@@ -111,3 +111,15 @@ def test_source_kinds(tmp_path) -> None:
     assert src.kind == "video" and len(src) == 3
     frames = list(src)
     assert [f.index for f in frames] == [0, 1, 2] and frames[0].image.shape == (64, 96, 3)
+
+
+def test_folder_mixing_images_and_a_video(tmp_path, weights) -> None:
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    cv2.imwrite(str(folder / "a.jpg"), np.full((40, 60, 3), 90, np.uint8))
+    make_video(folder / "b.mp4", 3)
+    out = tmp_path / "out"
+    assert detect(str(folder), "--weights", str(weights), "--out", str(out)) == 0
+    assert (out / "a.jpg").is_file() and count_frames(out / "b.mp4") == 3
+    records = [json.loads(x) for x in (out / "results.jsonl").read_text().splitlines()]
+    assert ["frame" in r for r in records] == [False, True, True, True]

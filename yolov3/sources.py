@@ -28,12 +28,14 @@ _MAX_BAD_FRAMES = 10  # consecutive unreadable frames before a video is given up
 @dataclass
 class Frame:
     """One picture to detect on. ``image``: ``(H, W, 3)`` uint8 RGB, or None with ``error`` set.
-    ``path``: the file (or ``webcam:N``); ``index``: the frame number in a video / stream, else 0."""
+    ``path``: the file (or ``webcam:N``); ``index``: the frame number in a video / stream, else 0;
+    ``fps``: the frame rate of its video (30 when the container does not say), None for images."""
 
     path: str
     image: np.ndarray | None = None
     index: int = 0
     error: str | None = None
+    fps: float | None = None
 
 
 def is_video_file(path: str | os.PathLike) -> bool:
@@ -86,30 +88,23 @@ class Source:
                     yield Frame(str(f), error=exc.reason)
 
 
-def video_properties(path: str | os.PathLike | int) -> tuple[float, int, int]:
-    """``(fps, width, height)`` of a video file or webcam; fps 30 when the container does not say."""
-    cap = cv2.VideoCapture(path if isinstance(path, int) else str(path))
-    fps = cap.get(cv2.CAP_PROP_FPS) or 30.0
-    w, h = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
-    cap.release()
-    return (fps if 0 < fps < 1000 else 30.0), w, h
-
-
 def _read_video(cap: cv2.VideoCapture, name: str, count: int | None) -> Iterator[Frame]:
     """Frames as RGB; an unreadable frame inside the stated length is reported and skipped."""
     limit = count if count and count > 0 else None  # None: a stream, or a container without a count
+    fps = cap.get(cv2.CAP_PROP_FPS)
+    fps = fps if 0 < fps < 1000 else 30.0
     index, bad = 0, 0
     try:
         while limit is None or index < limit:
             ok, frame = cap.read()
             if ok and frame is not None:
                 bad = 0
-                yield Frame(name, cv2.cvtColor(frame, cv2.COLOR_BGR2RGB), index)
+                yield Frame(name, cv2.cvtColor(frame, cv2.COLOR_BGR2RGB), index, fps=fps)
             elif limit is None or bad >= _MAX_BAD_FRAMES:
                 return
             else:
                 bad += 1
-                yield Frame(name, None, index, "unreadable video frame")
+                yield Frame(name, None, index, "unreadable video frame", fps)
             index += 1
     finally:
         cap.release()

@@ -25,7 +25,7 @@ from yolov3.data.dataset_config import load_dataset
 from yolov3.errors import UserError
 from yolov3.evaluate.coco import coco_results, default_category_ids
 from yolov3.predict import Detector, Result
-from yolov3.sources import Source, is_video_file, open_source, video_properties
+from yolov3.sources import Frame, is_video_file, open_source
 
 
 def add_model_options(p: argparse.ArgumentParser) -> None:
@@ -118,7 +118,8 @@ class Writers:
         self.used.add(name)
         return name
 
-    def add(self, r: Result, frame: int | None, source: Source) -> None:
+    def add(self, r: Result, source_frame: Frame, is_video: bool) -> None:
+        frame = source_frame.index if is_video else None
         self.count += 1
         stem = (
             Path(r.path).stem if r.path and not r.path.startswith("webcam:") else str(r.path).replace(":", "")
@@ -139,14 +140,13 @@ class Writers:
             if frame is None:
                 cv2.imwrite(str(self.out / self._unique(Path(r.path).name)), drawn)
             else:
-                self._video_frame(r.path, drawn, source)
+                self._video_frame(r.path, drawn, source_frame.fps or 30.0)
         if self.args.view_img:
             show(drawn)
 
-    def _video_frame(self, src: str, frame_bgr: np.ndarray, source: Source) -> None:
+    def _video_frame(self, src: str, frame_bgr: np.ndarray, fps: float) -> None:
         if src != self.video_src:
             self.close_video()
-            fps = video_properties(source.webcam if source.webcam is not None else src)[0]
             name = self._unique(f"{Path(src).stem if is_video_file(src) else src.replace(':', '')}.mp4")
             h, w = frame_bgr.shape[:2]
             self.video = cv2.VideoWriter(str(self.out / name), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
@@ -199,13 +199,13 @@ def run(args: argparse.Namespace) -> int:
     bar = tqdm(source, total=total, unit="frame" if source.kind != "images" else "img", desc="detect")
     try:
         for k, frame in enumerate(bar, 1):
-            where = frame.path + (f" frame {frame.index}" if source.kind != "images" else "")
+            where = frame.path + (f" frame {frame.index}" if frame.fps is not None else "")
             if frame.image is None:
                 skipped += 1
                 tqdm.write(f"skipped {where}: {frame.error}")
                 continue
             r = det.predict_arrays([frame.image], [frame.path])[0]
-            writers.add(r, frame.index if source.kind != "images" else None, source)
+            writers.add(r, frame, frame.fps is not None)
             done += 1
             times.update(r.speed)
             tqdm.write(f"{k}/{total or '?'} {where}: {summary_line(r)}")
