@@ -89,6 +89,9 @@ def test_trainer_call_and_perfect_detections(tmp_path, model) -> None:
     assert summary["map50"] == 1.0 and summary["map50_95"] == 1.0 and summary["coco"]["AP"] == 1.0
     with pytest.raises(UserError, match="no images"):
         evaluate(model, [], spec.names)
+    Path(spec.val[0].image).write_bytes(b"broken")  # unreadable: reported, left out, the rest scored
+    result = evaluate(model, spec.val, spec.names, img_size=64, device="cpu", batch_size=3, coco=False)
+    assert result["images"] == 3
 
 
 def test_coco_format_data_is_scored_against_its_own_annotation_file(tmp_path, weights) -> None:

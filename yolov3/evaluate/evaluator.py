@@ -46,6 +46,7 @@ from yolov3.evaluate.curves import ConfidenceCurves, confidence_curves, confusio
 from yolov3.evaluate.voc import ClassCurve, class_curves, match_all
 from yolov3.predict import Detector
 
+PREFETCH = 2  # batches of images read ahead of the one being detected on
 IOU_THRESHOLDS = tuple(np.round(np.arange(0.5, 0.96, 0.05), 2))  # 0.50 .. 0.95
 Dets = tuple[np.ndarray, np.ndarray, np.ndarray]  # boxes (D, 4) xyxy px, scores (D,), classes (D,)
 
@@ -194,10 +195,16 @@ def run_detector(
     totals = {"read": 0.0, "preprocess": 0.0, "inference": 0.0, "nms": 0.0}
     bs = detector.batch_size
     bar = tqdm(total=len(samples), desc="val", unit="img", disable=not progress, leave=False)
+    starts = list(range(0, len(samples), bs))
     with ThreadPoolExecutor(max(1, workers)) as pool:
-        loaded = pool.map(read, samples)
-        for start in range(0, len(samples), bs):
-            batch = [(start + k, next(loaded)) for k in range(min(bs, len(samples) - start))]
+        # Reads run ahead by PREFETCH batches only: memory stays bounded on large sets.
+        ahead = {b: [pool.submit(read, s) for s in samples[starts[b] : starts[b] + bs]]
+                 for b in range(min(PREFETCH, len(starts)))}  # fmt: skip
+        for b, start in enumerate(starts):
+            batch = [(start + k, f.result()) for k, f in enumerate(ahead.pop(b))]
+            nxt = b + PREFETCH
+            if nxt < len(starts):
+                ahead[nxt] = [pool.submit(read, s) for s in samples[starts[nxt] : starts[nxt] + bs]]
             good = [(i, im, ms) for i, (im, ms, err) in batch if im is not None]
             for _, (_, _, err) in batch:
                 if err:
