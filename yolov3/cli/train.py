@@ -14,6 +14,7 @@ from typing import Any
 from yolov3.config import DataConfig, ModelConfig, TrainConfig, load_yaml
 from yolov3.engine import options
 from yolov3.engine.checkpoint import load_checkpoint
+from yolov3.engine.distributed import env_dist_info
 from yolov3.engine.trainer import resolve_resume, train
 
 
@@ -87,5 +88,6 @@ def build_configs(args: argparse.Namespace) -> tuple[ModelConfig, DataConfig, Tr
 def run(args: argparse.Namespace) -> int:
     model_cfg, data_cfg, train_cfg = build_configs(args)
     metrics = train(model_cfg, data_cfg, train_cfg, resume=args.resume)
-    print(f"done: {metrics['run_dir']}  best fitness {metrics['best_fitness']:.4g}")
+    if env_dist_info().is_main:
+        print(f"done: {metrics['run_dir']}  best fitness {metrics['best_fitness']:.4g}")
     return 0

@@ -8,6 +8,7 @@ DDP averages gradients over processes, so N processes with batch B/N step like o
 
 from __future__ import annotations
 
+import datetime
 import os
 from dataclasses import dataclass
 
@@ -48,7 +49,9 @@ def init_distributed(info: DistInfo, device: torch.device) -> torch.device:
         torch.cuda.set_device(device)
     if not dist.is_initialized():
         backend = "nccl" if device.type == "cuda" else "gloo"
-        dist.init_process_group(backend, rank=info.rank, world_size=info.world_size)
+        # rank 0 validates while the others wait: allow far longer than NCCL's 10-minute default
+        timeout = datetime.timedelta(minutes=60)
+        dist.init_process_group(backend, rank=info.rank, world_size=info.world_size, timeout=timeout)
     return device
 
 

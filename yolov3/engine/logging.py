@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import torch
 import yaml
 
 from yolov3.errors import UserError
@@ -44,6 +45,32 @@ def seed_scalars(terms: dict[str, float], lr: float | None = None) -> dict[str, 
     if lr is not None:
         out = {"lr": lr, **out}
     return out
+
+
+def gpu_memory_gb(device: torch.device) -> float | None:
+    """Peak memory reserved on a CUDA device (GiB), None elsewhere."""
+    return torch.cuda.max_memory_reserved(device) / 2**30 if device.type == "cuda" else None
+
+
+def bar_postfix(sums: dict[str, float], count: int, lr: float, ips: float, device: torch.device) -> dict:
+    """The progress bar's fields: running mean of each loss term, lr, images/s, GPU memory."""
+    post = {k: f"{v / max(count, 1):.3g}" for k, v in sums.items()}
+    post.update(lr=f"{lr:.2e}", **{"img/s": f"{ips:.1f}"})
+    if (mem := gpu_memory_gb(device)) is not None:
+        post["mem"] = f"{mem:.1f}G"
+    return post
+
+
+def epoch_summary(epoch: int, epochs: int, step: int, m: dict[str, float], device: torch.device) -> str:
+    """The one line printed after each epoch."""
+    parts = [f"epoch {epoch + 1}/{epochs}", f"step {step}",
+             f"loss {m['loss/total_loss']:.4g} (giou {m['loss/giou_loss']:.3g} conf "
+             f"{m['loss/conf_loss']:.3g} prob {m['loss/prob_loss']:.3g})",
+             f"lr {m['lr']:.2e}", f"{m['img_per_s']:.1f} img/s"]  # fmt: skip
+    parts += [f"{k} {v:.4g}" for k, v in m.items() if k.startswith("val/")]
+    if (mem := gpu_memory_gb(device)) is not None:
+        parts.append(f"{mem:.1f} GB")
+    return "  ".join(parts)
 
 
 class RunLogger:

@@ -32,7 +32,7 @@ from yolov3.engine import builders
 from yolov3.engine import distributed as ddp
 from yolov3.engine.checkpoint import atomic_save, check_resumable, load_checkpoint, rng_state, set_rng_state
 from yolov3.engine.ema import ModelEMA
-from yolov3.engine.logging import RunLogger, make_run_dir, seed_scalars
+from yolov3.engine.logging import RunLogger, bar_postfix, epoch_summary, make_run_dir, seed_scalars
 from yolov3.engine.options import build_configs
 from yolov3.engine.schedule import build_optimizer, lr_at, schedule_steps, set_lr
 from yolov3.engine.validate import fitness, validate
@@ -276,20 +276,16 @@ class Trainer:
                 count += 1
                 for k in sums:
                     sums[k] += terms[k]
-            bar.set_postfix(self._postfix(sums, count, images / max(time.time() - t0, 1e-9)), refresh=False)
+            ips = images / max(time.time() - t0, 1e-9)
+            bar.set_postfix(
+                bar_postfix(sums, count, self.optimizer.param_groups[0]["lr"], ips, self.device),
+                refresh=False,
+            )
         bar.close()
         means = {k: v / max(count, 1) for k, v in sums.items()}
         means = ddp.mean_over_processes(means, self.dist, self.device)
         means["img_per_s"] = images * self.dist.world_size / max(time.time() - t0, 1e-9)
         return means
-
-    def _postfix(self, sums: dict, count: int, ips: float) -> dict[str, str]:
-        post = {k: f"{v / max(count, 1):.3g}" for k, v in sums.items()}
-        post["lr"] = f"{self.optimizer.param_groups[0]['lr']:.2e}"
-        post["img/s"] = f"{ips:.1f}"
-        if self.device.type == "cuda":
-            post["mem"] = f"{torch.cuda.max_memory_reserved(self.device) / 2**30:.1f}G"
-        return post
 
     def train_batch(self, batch: dict, i: int, n_batches: int) -> dict[str, float] | None:
         """Forward, loss, backward for one batch; an optimiser step at the end of each accumulation
@@ -366,6 +362,7 @@ class Trainer:
         if self.dist.is_main and ((epoch + 1) % self.cfg.val_interval == 0 or final):
             val = validate(self.eval_model(), self.data, self.criterion, self.device, self.amp_dtype,
                            self.data_cfg.img_size, self.eval_cfg, self.cfg.channels_last)  # fmt: skip
+        val = ddp.broadcast_object(val, self.dist)  # every process returns rank 0's metrics
         lr = self.optimizer.param_groups[0]["lr"]
         s.metrics = {**seed_scalars(means, lr), "img_per_s": means["img_per_s"], **val}
         improved = bool(val) and fitness(s.metrics) > s.best_fitness
@@ -373,7 +370,7 @@ class Trainer:
             s.best_fitness = fitness(s.metrics)
         self.rng_step = rng_state()  # after validation, which draws from the RNGs too
         self.log.epoch(epoch + 1, s.step, s.metrics)
-        self.log.message(self._summary(epoch, s.metrics))
+        self.log.message(epoch_summary(epoch, self.cfg.epochs, s.step, s.metrics, self.device))
         self.save("last")
         if improved or (final and not (self.run_dir / "weights" / "best.pt").exists()):
             self.save("best", self.eval_model().state_dict())
@@ -382,13 +379,3 @@ class Trainer:
     def eval_model(self) -> torch.nn.Module:
         """What validation and ``best.pt`` use: the EMA when kept, else the trained model."""
         return self.ema.module if self.ema else self.raw_model
-
-    def _summary(self, epoch: int, m: dict[str, float]) -> str:
-        parts = [f"epoch {epoch + 1}/{self.cfg.epochs}", f"step {self.state.step}",
-                 f"loss {m['loss/total_loss']:.4g} (giou {m['loss/giou_loss']:.3g} conf "
-                 f"{m['loss/conf_loss']:.3g} prob {m['loss/prob_loss']:.3g})",
-                 f"lr {m['lr']:.2e}", f"{m['img_per_s']:.1f} img/s"]  # fmt: skip
-        parts += [f"{k} {v:.4g}" for k, v in m.items() if k.startswith("val/")]
-        if self.device.type == "cuda":
-            parts.append(f"{torch.cuda.max_memory_reserved(self.device) / 2**30:.1f} GB")
-        return "  ".join(parts)
