@@ -67,7 +67,8 @@ class Result:
     def plot(
         self, image: np.ndarray | None = None, bgr: bool = False, line_width: int | None = None
     ) -> np.ndarray:
-        """The image with boxes, names and scores drawn; RGB, or BGR (for ``cv2.imwrite``) with ``bgr``."""
+        """The image with boxes, names and scores drawn; RGB, or BGR (for ``cv2.imwrite``) with ``bgr``.
+        An ``image`` passed in must be the same picture (same size), in that same colour order."""
         base = self.image if image is None else image
         if base is None:
             raise ValueError("this Result keeps no image: pass plot(image=...)")
