@@ -10,13 +10,13 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Sampler
 
 from yolov3.config import DataConfig, ModelConfig, TrainConfig
 from yolov3.darknet.weights import load_darknet_weights
 from yolov3.data.dataset import DetectionDataset
 from yolov3.data.dataset_config import DatasetSpec, load_dataset
-from yolov3.data.loader import build_loader
+from yolov3.data.loader import DetectionLoader, build_loader
 from yolov3.data.types import Sample
 from yolov3.engine.checkpoint import CheckpointError, load_checkpoint
 from yolov3.engine.distributed import DistInfo
@@ -137,3 +137,39 @@ def to_device_batch(batch: dict, device: torch.device, channels_last: bool) -> t
     labels = [x.to(device, non_blocking=True) for x in batch["labels"]]
     bboxes = [x.to(device, non_blocking=True) for x in batch["bboxes"]]
     return images, labels, bboxes
+
+
+class _SkipBatches(Sampler):
+    """The batches of ``inner`` after the first ``k`` (indices only: no image is loaded for them)."""
+
+    def __init__(self, inner: Sampler, k: int) -> None:
+        self.inner, self.k = inner, k
+
+    def __iter__(self):
+        batches = iter(self.inner)
+        for _ in range(self.k):
+            next(batches, None)
+        yield from batches
+
+    def __len__(self) -> int:
+        return max(len(self.inner) - self.k, 0)
+
+
+def rest_of_epoch(loader: DataLoader, k: int):
+    """An iterator over ``loader``'s current epoch from batch ``k`` on (a mid-epoch resume).
+
+    ``DetectionLoader`` batches depend only on (seed, epoch, index), so the first ``k`` are skipped
+    by index, loading nothing; any other loader is replayed (its first ``k`` batches loaded and
+    dropped) so that whatever random state it draws from advances exactly as in the original run.
+    """
+    if isinstance(loader, DetectionLoader) and k:
+        partial = DataLoader(
+            loader.dataset, batch_sampler=_SkipBatches(loader.batch_sampler, k),
+            num_workers=loader.num_workers, collate_fn=loader.collate_fn, pin_memory=loader.pin_memory,
+            worker_init_fn=loader.worker_init_fn, generator=loader.generator,
+        )  # fmt: skip
+        return iter(partial)
+    batches = iter(loader)
+    for _ in range(k):
+        next(batches)
+    return batches

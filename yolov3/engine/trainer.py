@@ -5,9 +5,11 @@ it, and so does each process under ``torchrun``. The run folder (``project/name`
 ``config.yaml``, ``weights/last.pt`` / ``best.pt``, ``tb/`` (TensorBoard), ``steps.csv``,
 ``results.csv`` and ``train.log``; only rank 0 writes there.
 
-Resume is exact in deterministic CPU mode: a checkpoint stores the RNG states at the start of the
-epoch and at the step, so a resumed run rebuilds the epoch's loader order, replays (and discards)
-the batches already trained on, restores the step's RNG state and continues bit for bit.
+Resume is exact in deterministic CPU mode: a checkpoint stores the step, the batches done in the
+epoch and the RNG states at the start of the epoch and at the step. A resumed run skips the
+batches already trained on (by index for ``DetectionLoader``, whose batches depend only on seed,
+epoch and index; by replaying them for any other loader), restores the step's RNG state and
+continues bit for bit.
 """
 
 from __future__ import annotations
@@ -240,7 +242,7 @@ class Trainer:
         )
 
     def _epoch_batches(self, epoch: int):
-        """The epoch's loader iterator; on a mid-epoch resume, replays the batches already done."""
+        """The epoch's loader iterator; on a mid-epoch resume, from the first batch not yet trained."""
         loader = self.data.train_loader
         inner = getattr(loader.batch_sampler, "sampler", None)
         candidates = (loader.dataset, loader.sampler, loader.batch_sampler, inner)
@@ -254,9 +256,7 @@ class Trainer:
             set_rng_state(resumed_state)
         self._resuming = False
         self.rng_epoch = rng_state()
-        batches = iter(loader)
-        for _ in range(skip):
-            next(batches)
+        batches = builders.rest_of_epoch(loader, skip)
         if skip and self.rng_step is not None:
             set_rng_state(self.rng_step)
         return batches, skip
