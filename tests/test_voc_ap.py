@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
+import torchvision
 
 from yolov3.evaluate.curves import confidence_curves, confusion_matrix
-from yolov3.evaluate.voc import class_curves, match_all, match_image, mean_ap, voc_ap
+from yolov3.evaluate.voc import box_iou_np, class_curves, match_all, match_image, mean_ap, voc_ap
 
 
 def det(*rows):
@@ -182,3 +184,13 @@ def test_equals_literal_voc_eval(seed: int) -> None:
         assert curves[c].ap[1] == pytest.approx(ref_voc_eval(dets, gts, c, 0.7), abs=1e-12)
     rec, prec = np.sort(rng.random(30)), rng.random(30)
     assert voc_ap(rec, prec) == pytest.approx(ref_voc_ap(rec, prec), abs=1e-12)
+
+
+def test_box_iou_equals_torchvision() -> None:
+    rng = np.random.default_rng(4)
+    a, b = rng.uniform(0, 50, (7, 4)), rng.uniform(0, 50, (5, 4))
+    a[:, 2:] += a[:, :2]
+    b[:, 2:] += b[:, :2]
+    want = torchvision.ops.box_iou(torch.from_numpy(a), torch.from_numpy(b)).numpy()
+    np.testing.assert_allclose(box_iou_np(a, b), want, rtol=1e-12)
+    assert box_iou_np(a, np.zeros((0, 4))).shape == (7, 0)

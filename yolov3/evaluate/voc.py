@@ -23,16 +23,19 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-import torch
-import torchvision
 
 
 def box_iou_np(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """``(N, 4) x (M, 4) -> (N, M)`` IoU of x1, y1, x2, y2 boxes (torchvision's ``box_iou``, float64)."""
-    if not len(a) or not len(b):
-        return np.zeros((len(a), len(b)))
-    return torchvision.ops.box_iou(torch.from_numpy(np.asarray(a, np.float64)), torch.from_numpy(
-        np.asarray(b, np.float64))).numpy()  # fmt: skip
+    """``(N, 4) x (M, 4) -> (N, M)`` IoU of x1, y1, x2, y2 boxes, float64 (torchvision's ``box_iou``
+    formula in NumPy: on the few boxes of one image torch's per-call cost would dominate)."""
+    a, b = np.asarray(a, np.float64).reshape(-1, 4), np.asarray(b, np.float64).reshape(-1, 4)
+    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
+    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    wh = np.clip(
+        np.minimum(a[:, None, 2:], b[None, :, 2:]) - np.maximum(a[:, None, :2], b[None, :, :2]), 0, None
+    )
+    inter = wh[..., 0] * wh[..., 1]
+    return inter / (area_a[:, None] + area_b[None, :] - inter)
 
 
 def voc_ap(recall: np.ndarray, precision: np.ndarray, use_07_metric: bool = False) -> float:
