@@ -186,7 +186,7 @@ def diou_nms(boxes: Tensor, scores: Tensor, iou_threshold: float) -> Tensor:
     return order[torch.as_tensor(keep, dtype=torch.int64, device=order.device)]
 
 
-NMS_CHUNK = 256  # boxes per torchvision.ops.nms call when groups are packed together
+NMS_CHUNK = 128  # boxes per torchvision.ops.nms call when groups are packed together
 
 
 def greedy_nms(boxes: Tensor, scores: Tensor, groups: Tensor, iou_threshold: float) -> Tensor:
@@ -281,8 +281,13 @@ def postprocess(
         scores = scores.clone()
         scores[keep] = scores_kept.to(scores.dtype)
     image_index, boxes, scores, labels = image_index[keep], boxes[keep], scores[keep], labels[keep]
-    out = []
-    for b in range(batch):
-        mine = torch.nonzero(image_index == b, as_tuple=True)[0][:max_det]  # already score-ordered
-        out.append(Detections(boxes[mine], scores[mine], labels[mine]))
+    # split by image keeping the score order (one stable sort, not a search per image)
+    order = torch.argsort(image_index, stable=True)
+    counts = torch.bincount(image_index, minlength=batch).tolist()
+    boxes, scores, labels = boxes[order], scores[order], labels[order]
+    out, start = [], 0
+    for n in counts:
+        m = min(n, max_det)
+        out.append(Detections(boxes[start : start + m], scores[start : start + m], labels[start : start + m]))
+        start += n
     return out
