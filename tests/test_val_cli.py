@@ -125,3 +125,16 @@ def test_coco_format_data_is_scored_against_its_own_annotation_file(tmp_path, we
     summary = json.loads((out / "summary.json").read_text())
     assert summary["coco_gt"] == str(tmp_path / "instances_val.json")
     assert summary["instances"] == 3 and summary["coco"]["AP"] >= 0
+
+
+def test_python_val(tmp_path, weights) -> None:
+    import yolov3
+
+    data = make_dataset(tmp_path / "ds")
+    result = yolov3.val(
+        weights, data, img_size=64, out=tmp_path / "v", plots=False, coco_backend="pycocotools"
+    )
+    assert result.summary["weights"] == str(weights) and result.summary["images"] == 4
+    assert json.loads((tmp_path / "v" / "summary.json").read_text())["map50"] == result.summary["map50"]
+    with pytest.raises(UserError, match="split"):
+        yolov3.val(weights, data, split="dev")

@@ -9,16 +9,11 @@ that file itself (official numbers, segment areas for APs / APm / APl); ``--coco
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from yolov3.cli.detect import add_model_options, next_run_dir
-from yolov3.config import load_yaml
-from yolov3.data.dataset_config import load_dataset
-from yolov3.errors import UserError
-from yolov3.evaluate.evaluator import check_labelled, evaluate
+from yolov3.evaluate.api import val
 from yolov3.evaluate.plots import save_plots
 from yolov3.evaluate.report import format_report, write_summary
-from yolov3.predict import Detector
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -44,48 +39,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def coco_annotation_file(data: Path, split: str) -> Path | None:
-    """The split's COCO annotation file when ``data`` is a COCO-format data.yaml with a single one."""
-    if data.suffix.lower() not in (".yaml", ".yml"):
-        return None
-    cfg = load_yaml(data)
-    if str(cfg.get("format", "")).lower() != "coco":
-        return None
-    entry = cfg.get(split)
-    entry = entry.get("annotations") if isinstance(entry, dict) else entry
-    if not isinstance(entry, str) or not entry.endswith(".json"):
-        return None
-    root = Path(cfg["path"]) if cfg.get("path") else data.parent
-    root = root if root.is_absolute() else data.parent / root
-    path = Path(entry) if Path(entry).is_absolute() else root / entry
-    return path if path.is_file() else None
-
-
 def run(args: argparse.Namespace) -> int:
-    spec = load_dataset(args.data)
-    samples = getattr(spec, args.split)
-    check_labelled(samples, f"{args.data}: split '{args.split}'")
-    names = args.names
-    if names is None and Path(args.weights).suffix == ".weights":
-        names = spec.names  # Darknet weights carry no names: the data set's (count checked on load)
-    det = Detector.load(args.weights, cfg=args.cfg, names=names, device=args.device, img_size=args.img,
-                        backend=args.backend, amp=args.amp, conf_threshold=args.conf, iou_threshold=args.iou,
-                        max_det=args.max_det, nms=args.nms, batch_size=args.batch)  # fmt: skip
-    if len(det.names) != len(spec.names):
-        raise UserError(
-            f"{args.weights} predicts {len(det.names)} classes but {args.data} has {len(spec.names)} "
-            f"class names: the weights were not trained on this data set"
-        )
-    det.warmup()
-    coco_gt = args.coco_gt or (None if args.no_coco else coco_annotation_file(Path(args.data), args.split))
-    result = evaluate(det, samples, spec.names, coco=not args.no_coco, coco_gt=coco_gt, full=True,
-                      category_ids=spec.category_ids, workers=args.workers, progress=True,
-                      coco_backend=args.coco_backend)  # fmt: skip
-    out = next_run_dir(args.out, "runs/val")
-    summary = {"weights": str(args.weights), "data": str(args.data), "split": args.split,
-               "coco_gt": str(coco_gt) if coco_gt else None, **result.summary}  # fmt: skip
-    print(format_report(summary))
-    write_summary(summary, out / "summary.json")
+    result = val(args.weights, args.data, args.split, cfg=args.cfg, names=args.names, device=args.device,
+                 img_size=args.img, batch_size=args.batch, conf_threshold=args.conf, iou_threshold=args.iou,
+                 max_det=args.max_det, nms=args.nms, amp=args.amp, backend=args.backend,
+                 coco=not args.no_coco, coco_gt=args.coco_gt, coco_backend=args.coco_backend,
+                 workers=args.workers, progress=True)  # fmt: skip
+    print(format_report(result.summary))
+    out = next_run_dir(args.out, "runs/val")  # made only once there is something to save
+    write_summary(result.summary, out / "summary.json")
     if not args.no_plots:
         save_plots(result, out)
     print(f"Results saved to {out}")
