@@ -242,3 +242,18 @@ def test_unreadable_file_is_named(tmp_path):
         inspect_onnx(bad)
     with pytest.raises(UserError, match="no such file"):
         inspect_onnx(tmp_path / "missing.onnx")
+
+
+def test_cli_exports_a_checkpoint_and_names_refused_settings(small, tmp_path, capsys):
+    from yolov3.checkpoint import save_model
+    from yolov3.cli import main
+
+    model, meta = small
+    weights = save_model(tmp_path / "m.safetensors", model, meta)
+    assert main(["export", "--weights", str(weights), "--img", str(IMG), "--nms", "--conf", "0.2"]) == 0
+    out = capsys.readouterr().out
+    assert "checked input (1, 3, 64, 64)" in out and "exported onnx (nms outputs)" in out
+    iface = inspect_onnx(tmp_path / "m.onnx")
+    assert iface.outputs == "nms" and iface.meta["conf_threshold"] == 0.2
+    assert main(["export", "--weights", str(weights), "--format", "darknet", "--dynamic"]) == 2
+    assert "--dynamic: not available with --format darknet" in capsys.readouterr().err

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from yolov3.checkpoint import load_model
-from yolov3.device import select_device
-from yolov3.export.exporter import FORMATS, ExportSettings, default_path, export_model, validate_settings
+from yolov3.export.exporter import FORMATS, export_weights
 from yolov3.export.onnx import MIN_OPSET
 
 
@@ -37,19 +35,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    settings = ExportSettings(
-        format=args.format, img_size=args.img, batch=args.batch, dynamic=args.dynamic, half=args.half,
-        outputs=args.outputs, nms=args.nms, opset=args.opset, conf_threshold=args.conf,
-        iou_threshold=args.iou, max_det=args.max_det,
+    report = export_weights(
+        args.weights, args.format, args.out, args.cfg, args.names, args.device, img_size=args.img,
+        batch=args.batch, dynamic=args.dynamic, half=args.half, outputs=args.outputs, nms=args.nms,
+        opset=args.opset, conf_threshold=args.conf, iou_threshold=args.iou, max_det=args.max_det,
     )  # fmt: skip
-    device = select_device(args.device)
-    validate_settings(settings, device)  # before loading the weights: a refused setting fails fast
-    model, meta = load_model(args.weights, cfg=args.cfg, names=args.names, device=device)
-    out = args.out or default_path(args.weights, settings)
-    report = export_model(model, meta, out, settings)
     for line in report.checks:
         print(f"checked {line}")
     files = ", ".join(str(f) for f in report.files)
-    kind = "" if args.format == "darknet" else f" ({settings.output_kind} outputs)"
+    kind = "" if args.format == "darknet" else f" ({'nms' if args.nms else args.outputs or 'raw'} outputs)"
     print(f"exported {args.format}{kind} in {report.seconds:.1f} s: {files}")
     return 0

@@ -11,7 +11,7 @@ from yolov3.export.backends import (
     load_backend,
 )
 from yolov3.export.check import ExportCheckError, inspect_onnx
-from yolov3.export.exporter import FORMATS, ExportReport, ExportSettings, export_model
+from yolov3.export.exporter import FORMATS, ExportReport, ExportSettings, export_model, export_weights
 
 __all__ = [
     "BACKENDS",
@@ -25,6 +25,7 @@ __all__ = [
     "TorchBackend",
     "TorchScriptBackend",
     "export_model",
+    "export_weights",
     "inspect_onnx",
     "load_backend",
 ]

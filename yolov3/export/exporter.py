@@ -20,7 +20,8 @@ import onnx
 import torch
 from torch import nn
 
-from yolov3.checkpoint import export_darknet
+from yolov3.checkpoint import export_darknet, load_model
+from yolov3.device import select_device
 from yolov3.errors import UserError
 from yolov3.export.backends import OpenCVBackend, ort_session
 from yolov3.export.check import ExportCheckError, check_inputs, compare_outputs, match_detections
@@ -138,6 +139,25 @@ def export_model(model: nn.Module, meta: dict[str, Any], out: str | Path, s: Exp
         report.checks.append(f"input {tuple(x.shape)}: {what}")
     report.seconds = time.perf_counter() - start
     return report
+
+
+def export_weights(
+    weights: str | Path,
+    format: str = "onnx",
+    out: str | Path | None = None,
+    cfg: str | Path | None = None,
+    names: str | Path | list[str] | None = None,
+    device: str = "cpu",
+    **settings: Any,
+) -> ExportReport:
+    """``yolov3 export`` as a function: load ``weights`` (checkpoint, or Darknet ``.weights`` with
+    ``cfg``), write ``format`` at ``out`` (default next to the weights), check it, report.
+    ``settings``: the fields of ``ExportSettings`` (img_size, dynamic, half, outputs, nms, ...)."""
+    s = ExportSettings(format=format, **settings)
+    dev = select_device(device)
+    validate_settings(s, dev)  # before loading the weights: a refused setting fails fast
+    model, meta = load_model(weights, cfg=cfg, names=names, device=dev)
+    return export_model(model, meta, out or default_path(weights, s), s)
 
 
 def _check_nms(
