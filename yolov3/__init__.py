@@ -10,6 +10,7 @@ __all__ = [
     "COCO_ANCHORS", "STRIDES", "Detector", "Result", "YOLOv3", "check_dataset", "convert_dataset", "decode",
     "decode_all", "load", "val", "load_dataset", "build_model", "load_model", "save_model",
     "DetectionDataset", "build_loader", "preprocess_true_boxes", "train", "YoloLoss",
+    "export_weights", "load_backend",
 ]  # fmt: skip
 
 # The detection API pulls in OpenCV, ONNX Runtime and pycocotools' neighbours: loaded on first use
@@ -21,7 +22,8 @@ _LAZY = {"Detector": "yolov3.predict", "Result": "yolov3.predict", "load": "yolo
          "load_model": "yolov3.checkpoint", "save_model": "yolov3.checkpoint",
          "DetectionDataset": "yolov3.data.dataset", "build_loader": "yolov3.data.loader",
          "preprocess_true_boxes": "yolov3.data.targets", "train": "yolov3.engine.trainer",
-         "YoloLoss": "yolov3.loss"}  # fmt: skip
+         "YoloLoss": "yolov3.loss",
+         "export_weights": "yolov3.export", "load_backend": "yolov3.export"}  # fmt: skip
 
 
 def __getattr__(name: str) -> Any:
