@@ -123,3 +123,15 @@ def test_folder_mixing_images_and_a_video(tmp_path, weights) -> None:
     assert (out / "a.jpg").is_file() and count_frames(out / "b.mp4") == 3
     records = [json.loads(x) for x in (out / "results.jsonl").read_text().splitlines()]
     assert ["frame" in r for r in records] == [False, True, True, True]
+
+
+def test_python_detect(tmp_path, weights) -> None:
+    import yolov3
+    from yolov3.inference import SaveOptions
+
+    img = tmp_path / "x.png"
+    cv2.imwrite(str(img), np.full((30, 50, 3), 200, np.uint8))
+    report = yolov3.detect(img, weights, tmp_path / "o", img_size=64, amp="off", save=SaveOptions(media=False),
+                           progress=False)  # fmt: skip
+    assert (report.processed, report.skipped) == (1, 0) and set(report.speed_ms) >= {"inference", "nms"}
+    assert not (tmp_path / "o" / "x.png").exists() and (tmp_path / "o" / "results.jsonl").is_file()

@@ -8,7 +8,7 @@ from yolov3.model import COCO_ANCHORS, STRIDES, YOLOv3
 __version__ = "0.1.0"
 __all__ = [
     "COCO_ANCHORS", "STRIDES", "Detector", "Result", "YOLOv3", "check_dataset", "convert_dataset", "decode",
-    "decode_all", "load", "val", "load_dataset", "build_model", "load_model", "save_model",
+    "decode_all", "detect", "load", "val", "load_dataset", "build_model", "load_model", "save_model",
     "DetectionDataset", "build_loader", "preprocess_true_boxes", "train", "YoloLoss",
     "export_weights", "load_backend",
 ]  # fmt: skip
@@ -16,7 +16,7 @@ __all__ = [
 # The detection API pulls in OpenCV, ONNX Runtime and pycocotools' neighbours: loaded on first use
 # (PEP 562) so that `import yolov3.<module>` stays light for training workers and the CLI.
 _LAZY = {"Detector": "yolov3.predict", "Result": "yolov3.predict", "load": "yolov3.predict",
-         "val": "yolov3.evaluate.api",
+         "val": "yolov3.evaluate.api", "detect": "yolov3.inference",
          "load_dataset": "yolov3.data.dataset_config", "check_dataset": "yolov3.data.check",
          "convert_dataset": "yolov3.data.convert", "build_model": "yolov3.model.factory",
          "load_model": "yolov3.checkpoint", "save_model": "yolov3.checkpoint",

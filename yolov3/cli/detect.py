@@ -1,31 +1,19 @@
 """``yolov3 detect SOURCE --weights W``: detect on an image, folder, glob, video file or webcam index.
 
-Writes into ``--out`` (default ``runs/detect/exp``, numbered when it exists): annotated images (same
-names) and videos (``<stem>.mp4``), ``results.jsonl`` (one JSON object per image or frame: boxes
-``[x1, y1, x2, y2]`` in original pixels, score, class), ``coco_results.json`` (COCO results format;
-official category ids for the 80 COCO names, else 1..C; image id = the numeric file stem, else the
-running number) and, with ``--save-txt``, ``labels/<stem>.txt`` in YOLO format (``class cx cy w h``
-normalised, ``+ score`` with ``--save-conf``). Unreadable images / frames are reported and skipped.
-Defaults are the seed's test settings: input 544, score 0.3, NMS IoU 0.45.
+Writes into ``--out`` (default ``runs/detect/exp``, numbered when it exists) what
+``yolov3.inference`` describes: annotated images and videos, ``results.jsonl``,
+``coco_results.json`` and, with ``--save-txt``, YOLO labels. Unreadable images / frames are reported
+and skipped. Defaults are the seed's test settings: input 544, score 0.3, NMS IoU 0.45.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-from collections import Counter
+import sys
 from pathlib import Path
-from typing import Any
 
-import cv2
-import numpy as np
-from tqdm import tqdm
-
-from yolov3.data.dataset_config import load_dataset
 from yolov3.errors import UserError
-from yolov3.evaluate.coco import coco_results, default_category_ids
-from yolov3.predict import Detector, Result
-from yolov3.sources import Frame, is_video_file, open_source
+from yolov3.inference import SaveOptions, detect, format_speed
 
 
 def add_model_options(p: argparse.ArgumentParser) -> None:
@@ -40,18 +28,20 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--backend", default="auto", help="auto | torch | onnxruntime | opencv")
 
 
-def next_run_dir(out: str | None, project: str, name: str = "exp") -> Path:
-    """``out`` as given, else ``project/exp``, ``project/exp2``, ... (the first that does not exist)."""
+def next_run_dir(out: str | None, project: str, name: str = "exp", create: bool = True) -> Path:
+    """``out`` as given, else ``project/exp``, ``project/exp2``, ... (the first that does not exist);
+    created unless ``create`` is False (the caller makes it once there is something to write)."""
     if out:
         path = Path(out)
     else:
         path, n = Path(project) / name, 2
         while path.exists():
             path, n = Path(project) / f"{name}{n}", n + 1
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UserError(f"cannot create output folder {path}: {exc.strerror or exc}") from exc
+    if create:
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UserError(f"cannot create output folder {path}: {exc.strerror or exc}") from exc
     return path
 
 
@@ -78,145 +68,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def yolo_lines(r: Result, with_conf: bool) -> list[str]:
-    """YOLO label lines ``class cx cy w h [score]`` normalised to the image size."""
-    out = []
-    for (x1, y1, x2, y2), s, c in zip(r.boxes.tolist(), r.scores.tolist(), r.class_ids.tolist()):
-        vals = [(x1 + x2) / 2 / r.width, (y1 + y2) / 2 / r.height, (x2 - x1) / r.width, (y2 - y1) / r.height]
-        line = f"{c} " + " ".join(f"{v:.6f}" for v in vals)
-        out.append(line + (f" {s:.5f}" if with_conf else ""))
-    return out
-
-
-def summary_line(r: Result) -> str:
-    counts = Counter(r.labels)
-    found = ", ".join(f"{n} {name}" for name, n in counts.items()) or "no detections"
-    return f"{found}; " + format_speed(r.speed)
-
-
-def format_speed(speed: dict[str, float]) -> str:
-    return ", ".join(f"{k} {speed[k]:.1f} ms" for k in ("preprocess", "inference", "nms"))
-
-
-class Writers:
-    """Every output file of a run (annotated media, JSON lines, COCO results, YOLO labels)."""
-
-    def __init__(self, out: Path, args: argparse.Namespace, names: list[str]) -> None:
-        self.out, self.args = out, args
-        self.jsonl = (out / "results.jsonl").open("w")
-        self.coco: list[dict[str, Any]] = []
-        self.category_ids = default_category_ids(names)
-        self.video: cv2.VideoWriter | None = None
-        self.video_src: str | None = None
-        self.used: set[str] = set()
-        self.count = 0
-
-    def _unique(self, name: str) -> str:
-        stem, suffix, n = Path(name).stem, Path(name).suffix, 2
-        while name in self.used:
-            name, n = f"{stem}_{n}{suffix}", n + 1
-        self.used.add(name)
-        return name
-
-    def add(self, r: Result, source_frame: Frame, is_video: bool) -> None:
-        frame = source_frame.index if is_video else None
-        self.count += 1
-        stem = (
-            Path(r.path).stem if r.path and not r.path.startswith("webcam:") else str(r.path).replace(":", "")
-        )
-        image_id = int(stem) if stem.isdigit() and frame is None else self.count
-        record = {"image_id": image_id, **r.to_json(), **({"frame": frame} if frame is not None else {})}
-        self.jsonl.write(json.dumps(record) + "\n")
-        self.coco += coco_results([(r.boxes, r.scores, r.class_ids)], [image_id], self.category_ids)
-        if self.args.save_txt:
-            label = self.out / "labels" / (f"{stem}_{frame}.txt" if frame is not None else f"{stem}.txt")
-            label.parent.mkdir(exist_ok=True)
-            label.write_text("".join(line + "\n" for line in yolo_lines(r, self.args.save_conf)))
-        if self.args.no_save and not self.args.view_img:
-            return
-        drawn = r.plot(bgr=True, line_width=self.args.line_width)
-        r.image = None  # the frame is no longer needed: keep memory flat on long videos
-        if not self.args.no_save:
-            if frame is None:
-                cv2.imwrite(str(self.out / self._unique(Path(r.path).name)), drawn)
-            else:
-                self._video_frame(r.path, drawn, source_frame.fps or 30.0)
-        if self.args.view_img:
-            show(drawn)
-
-    def _video_frame(self, src: str, frame_bgr: np.ndarray, fps: float) -> None:
-        if src != self.video_src:
-            self.close_video()
-            name = self._unique(f"{Path(src).stem if is_video_file(src) else src.replace(':', '')}.mp4")
-            h, w = frame_bgr.shape[:2]
-            self.video = cv2.VideoWriter(str(self.out / name), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
-            self.video_src = src
-        self.video.write(frame_bgr)
-
-    def close_video(self) -> None:
-        if self.video is not None:
-            self.video.release()
-            self.video, self.video_src = None, None
-
-    def close(self) -> None:
-        self.close_video()
-        self.jsonl.close()
-        (self.out / "coco_results.json").write_text(json.dumps(self.coco))
-
-
-def show(image_bgr: np.ndarray) -> None:
-    try:
-        cv2.imshow("yolov3 detect", image_bgr)
-        cv2.waitKey(1)
-    except cv2.error as exc:
-        raise UserError("--view-img needs an OpenCV build with GUI support (this one is headless)") from exc
-
-
-def load_detector(args: argparse.Namespace) -> Detector:
-    names: Any = args.names
-    data_names = load_dataset(args.data, check_files=False).names if args.data else None
-    if names is None and data_names and Path(args.weights).suffix == ".weights":
-        names = data_names
-    det = Detector.load(args.weights, cfg=args.cfg, names=names, device=args.device, img_size=args.img,
-                        backend=args.backend, amp=args.amp, conf_threshold=args.conf, iou_threshold=args.iou,
-                        classes=args.classes, max_det=args.max_det, nms=args.nms,
-                        multi_label=args.multi_label, batch_size=1)  # fmt: skip
-    if data_names is not None and len(data_names) != len(det.names):
-        raise UserError(f"{args.weights} predicts {len(det.names)} classes but {args.data} has "
-                        f"{len(data_names)} class names")  # fmt: skip
-    return det
-
-
 def run(args: argparse.Namespace) -> int:
-    source = open_source(args.source)  # empty folder / glob: a UserError before the model loads
-    det = load_detector(args)
-    det.warmup()
-    out = next_run_dir(args.out, "runs/detect")
-    writers = Writers(out, args, det.names)
-    total = len(source) or None
-    done = skipped = 0
-    times = Counter()
-    bar = tqdm(source, total=total, unit="frame" if source.kind != "images" else "img", desc="detect")
-    try:
-        for k, frame in enumerate(bar, 1):
-            where = frame.path + (f" frame {frame.index}" if frame.fps is not None else "")
-            if frame.image is None:
-                skipped += 1
-                tqdm.write(f"skipped {where}: {frame.error}")
-                continue
-            r = det.predict_arrays([frame.image], [frame.path])[0]
-            writers.add(r, frame, frame.fps is not None)
-            done += 1
-            times.update(r.speed)
-            tqdm.write(f"{k}/{total or '?'} {where}: {summary_line(r)}")
-    finally:
-        bar.close()
-        writers.close()
-    if done:
-        mean = {k: v / done for k, v in times.items()}
-        print(f"Speed per image: {format_speed(mean)} at {det.img_size}x{det.img_size}")
-    print(f"{done} processed, {skipped} skipped. Results saved to {out}")
-    if not done:
-        print("yolov3 detect: error: nothing could be read from the source", flush=True)
+    save = SaveOptions(media=not args.no_save, txt=args.save_txt, conf=args.save_conf, view=args.view_img,
+                       line_width=args.line_width)  # fmt: skip
+    out = next_run_dir(args.out, "runs/detect", create=False)  # made by detect once the model loads
+    report = detect(args.source, args.weights, out, cfg=args.cfg,
+                    names=args.names, data=args.data, device=args.device, img_size=args.img, save=save,
+                    conf_threshold=args.conf, iou_threshold=args.iou, classes=args.classes,
+                    max_det=args.max_det, nms=args.nms, multi_label=args.multi_label, amp=args.amp,
+                    backend=args.backend)  # fmt: skip
+    if report.processed:
+        print(f"Speed per image: {format_speed(report.speed_ms)} at {args.img}x{args.img}")
+    print(f"{report.processed} processed, {report.skipped} skipped. Results saved to {report.out}")
+    if not report.processed:
+        print("yolov3 detect: error: nothing could be read from the source", file=sys.stderr)
         return 1
     return 0
