@@ -131,7 +131,7 @@ def test_python_detect(tmp_path, weights) -> None:
 
     img = tmp_path / "x.png"
     cv2.imwrite(str(img), np.full((30, 50, 3), 200, np.uint8))
-    report = yolov3.detect(img, weights, tmp_path / "o", img_size=64, amp="off", save=SaveOptions(media=False),
-                           progress=False)  # fmt: skip
+    save = SaveOptions(media=False)
+    report = yolov3.detect(img, weights, tmp_path / "o", img_size=64, amp="off", save=save, progress=False)
     assert (report.processed, report.skipped) == (1, 0) and set(report.speed_ms) >= {"inference", "nms"}
     assert not (tmp_path / "o" / "x.png").exists() and (tmp_path / "o" / "results.jsonl").is_file()
