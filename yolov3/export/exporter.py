@@ -193,7 +193,8 @@ def _torchscript_runner(path: Path, device: torch.device):  # noqa: ANN202
     module, _ = load_torchscript(path, device)
 
     def run(x: torch.Tensor) -> list[torch.Tensor]:
-        with torch.no_grad():
+        # One call per checked shape: skip the JIT's profiling and fusion passes (seconds, for nothing).
+        with torch.no_grad(), torch.jit.optimized_execution(False):
             out = module(x)
         return [o.float() for o in out] if isinstance(out, (tuple, list)) else [out.float()]
 
