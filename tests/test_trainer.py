@@ -25,7 +25,7 @@ from yolov3.engine import trainer as trainer_mod
 from yolov3.engine.builders import load_initial_weights
 from yolov3.engine.checkpoint import CheckpointError, atomic_save, load_checkpoint
 from yolov3.engine.ema import ModelEMA
-from yolov3.engine.logging import make_run_dir
+from yolov3.engine.logging import RunLogger, make_run_dir
 from yolov3.engine.options import build_configs as build_options
 from yolov3.errors import UserError
 from yolov3.model import YOLOv3
@@ -281,3 +281,11 @@ def test_keyword_options_map_to_config_sections(tmp_path):
     assert (train_cfg.epochs, train_cfg.name, train_cfg.ema) == (3, "x", False)
     with pytest.raises(UserError, match="unknown training option"):
         trainer_mod.train(data="d.yaml", epoch=3)
+
+
+def test_unwritable_log_file_is_a_clear_error(tmp_path):
+    logger = RunLogger(make_run_dir(tmp_path, "run"))
+    (tmp_path / "run" / "steps.csv").mkdir()  # a write there fails like an unwritable file would
+    with pytest.raises(UserError, match=r"cannot write .*steps\.csv"):
+        logger.step(1, {"lr": 0.1})
+    logger.close()

@@ -7,6 +7,7 @@ no-op.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import re
 import sys
@@ -73,6 +74,17 @@ def epoch_summary(epoch: int, epochs: int, step: int, m: dict[str, float], devic
     return "  ".join(parts)
 
 
+@contextlib.contextmanager
+def _writing(path: Path):
+    """Turn a failed write (unwritable folder, full disk) into an error that names the file."""
+    try:
+        yield
+    except OSError as exc:
+        raise UserError(
+            f"cannot write {path}: {exc.strerror or exc} (run folder not writable or disk full?)"
+        ) from exc
+
+
 class RunLogger:
     """TensorBoard (``tb/``), ``steps.csv`` (every optimiser step), ``results.csv`` (every epoch),
     ``train.log`` and the console, for one run folder. ``enabled=False`` (ranks > 0) does nothing."""
@@ -88,7 +100,8 @@ class RunLogger:
 
     def save_config(self, config: dict[str, Any]) -> None:
         if self.enabled:
-            (self.run_dir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+            with _writing(self.run_dir / "config.yaml"):
+                (self.run_dir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
 
     def step(self, step: int, scalars: dict[str, float]) -> None:
         """Per optimiser step: TensorBoard and ``steps.csv``."""
@@ -112,7 +125,7 @@ class RunLogger:
         if not self.enabled:
             return
         print(text, file=sys.stderr, flush=True)
-        with open(self.run_dir / "train.log", "a") as f:
+        with _writing(self.run_dir / "train.log"), open(self.run_dir / "train.log", "a") as f:
             f.write(text + "\n")
 
     def close(self) -> None:
@@ -121,8 +134,11 @@ class RunLogger:
             self._tb = None
 
     def _append_csv(self, name: str, row: dict[str, Any]) -> None:
+        with _writing(self.run_dir / name):
+            self._append_row(self.run_dir / name, name, row)
+
+    def _append_row(self, path: Path, name: str, row: dict[str, Any]) -> None:
         """Append ``row``; a column not seen before (validation appearing later) rewrites the header."""
-        path = self.run_dir / name
         header = self._headers.get(name)
         if header is None and path.exists():
             with open(path, newline="") as f:
