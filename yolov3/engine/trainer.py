@@ -330,6 +330,7 @@ class Trainer:
             if self.ema:
                 self.ema.update(self.raw_model)
         self.optimizer.zero_grad(set_to_none=True)
+        self._window_bad = False  # the next accumulation window starts clean
         self.state.epoch_step = i + 1
         self.rng_step = rng_state()
         if not bad:
