@@ -112,8 +112,8 @@ class TorchBackend(Backend):
         x = images.to(self.device, self.dtype, non_blocking=True).contiguous(
             memory_format=torch.channels_last
         )
-        if self.cuda_graph:
-            return [r.float() for r in self._replay(x)]
+        if self.cuda_graph:  # copies: the graph's output buffers are overwritten by the next replay
+            return [r.to(torch.float32, copy=True) for r in self._replay(x)]
         return [r.float() for r in self.model(x)]
 
     def _replay(self, x: Tensor) -> list[Tensor]:
@@ -134,7 +134,7 @@ class TorchBackend(Backend):
         graph, static_in, static_out = self._graphs[key]
         static_in.copy_(x)
         graph.replay()
-        return [o.clone() for o in static_out]
+        return static_out
 
 
 class TorchScriptBackend(Backend):
