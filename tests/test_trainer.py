@@ -289,3 +289,19 @@ def test_unwritable_log_file_is_a_clear_error(tmp_path):
     with pytest.raises(UserError, match=r"cannot write .*steps\.csv"):
         logger.step(1, {"lr": 0.1})
     logger.close()
+
+
+def test_non_finite_gradient_skips_one_step_only(data_yaml, tmp_path, monkeypatch):
+    real = torch.nn.utils.clip_grad_norm_
+    calls = {"n": 0}
+
+    def inf_once(params, max_norm, *a, **k):
+        calls["n"] += 1
+        norm = real(params, max_norm, *a, **k)
+        return torch.tensor(float("inf")) if calls["n"] == 1 else norm
+
+    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", inf_once)
+    metrics = trainer_mod.train(*configs(data_yaml, tmp_path, epochs=1))
+    run = Path(metrics["run_dir"])
+    assert "non-finite grad_norm=inf" in (run / "train.log").read_text()
+    assert load_checkpoint(run / "weights" / "last.pt")["step"] == 1  # 2 batches, the first skipped
