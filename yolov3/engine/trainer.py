@@ -216,6 +216,10 @@ class Trainer:
         self.steps_per_epoch = math.ceil(len(loader) / self.cfg.accumulate)
         self.warmup_steps, self.total_steps = schedule_steps(self.cfg, self.steps_per_epoch)
         self.log.message(self._banner())
+        if self.state.epoch >= self.cfg.epochs:
+            self.log.message(
+                f"already trained {self.state.epoch}/{self.cfg.epochs} epochs; --epochs N trains on"
+            )
         try:
             for epoch in range(self.state.epoch, self.cfg.epochs):
                 epoch_means = self.train_epoch(epoch)
