@@ -154,7 +154,11 @@ class Collate:
                 torch.div(it["image"], 255.0, out=images[k])
             else:
                 images[k].copy_(it["image"])
-        boxes = [it["boxes"] for it in items]
+        # the boxes as views of one tensor: one shared-memory segment on the way out, not one per image
+        lengths = [len(it["boxes"]) for it in items]
+        flat = _empty((sum(lengths), 5))
+        torch.cat([it["boxes"] for it in items], out=flat)
+        boxes = list(flat.split(lengths))
         if "labels" in items[0]:
             labels = [torch.stack([it["labels"][i] for it in items]) for i in range(len(items[0]["labels"]))]
             bboxes = [torch.stack([it["bboxes"][i] for it in items]) for i in range(len(items[0]["bboxes"]))]
@@ -189,9 +193,9 @@ def _keep_heap() -> None:
 
 
 def _worker_init(worker_id: int) -> None:
-    """One OpenCV / torch thread per worker (the workers are the parallelism), glibc keeps its heap,
-    and the global generators are seeded (the dataset itself draws only from per-item generators)."""
-    cv2.setNumThreads(1)
+    """One torch thread per worker (the workers are the parallelism; OpenCV was set to one thread
+    before the fork, see ``build_loader``), glibc keeps its heap, and the global generators are
+    seeded (the dataset itself draws only from per-item generators)."""
     torch.set_num_threads(1)
     _keep_heap()
     seed = torch.initial_seed() % 2**32  # base_seed (from the loader's seeded generator) + worker_id
@@ -218,11 +222,16 @@ def build_loader(
 ) -> DetectionLoader:
     """A loader of batch dicts (module docstring) over ``dataset``.
 
-    ``workers`` processes (persistent; 0 loads in the calling process), pinned memory when CUDA is
+    ``workers`` processes (persistent, forked; 0 loads in the calling process; > 0 also sets this
+    process's OpenCV to one thread, which fork needs), pinned memory when CUDA is
     available, a ``DistributedSampler`` (rank / world from the process group) when ``distributed``,
     a new input size from ``MULTI_SCALE_SIZES`` per batch when ``multi_scale``. ``seed`` sets the
     order, the sizes and every item's augmentation (it replaces the dataset's own seed).
     """
+    if workers > 0:
+        # OpenCV's thread pool does not survive fork: a worker forked while the pool has threads can
+        # hang in its first cv2 call. One thread here (workers are the parallelism) before any fork.
+        cv2.setNumThreads(1)
     view = dataset.loader_view() if isinstance(dataset, DetectionDataset) else dataset
     if isinstance(view, DetectionDataset):
         view.seed = int(seed)
