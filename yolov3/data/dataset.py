@@ -181,14 +181,17 @@ class DetectionDataset(Dataset):
         )
 
     # ----- one item --------------------------------------------------------------------------
+    def _parse_key(self, key: Key) -> tuple[int, int, int]:
+        """``index`` | ``(index, size)`` | ``(index, size, epoch)`` -> ``(index, size, epoch)``."""
+        if isinstance(key, int | np.integer):
+            return int(key), self.img_size, self.epoch
+        if len(key) == 2:
+            return int(key[0]), int(key[1]), self.epoch
+        return int(key[0]), int(key[1]), int(key[2])
+
     def __getitem__(self, key: Key) -> dict[str, Any]:
-        index, size, epoch = (
-            (key, self.img_size, self.epoch)
-            if isinstance(key, int | np.integer)
-            else ((*key, self.epoch) if len(key) == 2 else key)
-        )
-        index, size = int(index), int(size)
-        rng = np.random.default_rng((self.seed, int(epoch), index))
+        index, size, epoch = self._parse_key(key)
+        rng = np.random.default_rng((self.seed, epoch, index))
         j, image, boxes, scale, (orig_h, orig_w) = self._load(index)
         if self.augment:
             if self.mosaic:
