@@ -137,6 +137,7 @@ def cpu_benchmarks(steps: int, batch: int, size: int) -> None:
 
 def cuda_benchmarks(steps: int) -> None:
     gpu = torch.device("cuda")
+    torch.backends.cudnn.benchmark = True  # as the trainer sets it
     name = torch.cuda.get_device_name(gpu)
     data = synthetic_batch(YOLOv3(80), 64, 416)
     fp32 = time_steps(Step(gpu, None, False), repeat(data), steps)

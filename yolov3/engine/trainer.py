@@ -137,7 +137,7 @@ class Trainer:
         random.seed(seed)
         if self.cfg.deterministic:
             torch.use_deterministic_algorithms(True)
-            torch.backends.cudnn.benchmark = False
+        torch.backends.cudnn.benchmark = not self.cfg.deterministic  # fastest conv per input shape
 
     def _run_dir(self, resume) -> Path:
         if resume:
