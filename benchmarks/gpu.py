@@ -57,7 +57,7 @@ from yolov3.model.factory import build_model
 from yolov3.model.fuse import prepare_for_inference
 from yolov3.postprocess import postprocess
 
-FULL = dict(img=416, batch=64, width=1.0, warmup=3, steps=10, synth=768, compile_backend="inductor")
+FULL = dict(img=416, batch=64, width=1.0, warmup=3, steps=10, synth=640, compile_backend="inductor")
 SMOKE = dict(img=32, batch=2, width=0.125, warmup=1, steps=1, synth=6, compile_backend="eager")
 
 
@@ -67,7 +67,7 @@ class Bench:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
         self.s = dict(SMOKE if args.smoke else FULL)
-        for k in ("img", "batch", "steps", "warmup", "width"):
+        for k in ("img", "batch", "steps", "warmup", "width", "synth"):
             if getattr(args, k) is not None:
                 self.s[k] = getattr(args, k)
         self.device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -316,6 +316,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--steps", type=int)
     p.add_argument("--warmup", type=int)
     p.add_argument("--width", type=float, help="channel multiplier of the native YOLOv3 (1.0)")
+    p.add_argument("--synth", type=int, help="training images of the synthetic set (640: 10 batches of 64)")
     p.add_argument("--workers", type=int, help="loader workers (default: all cores)")
     p.add_argument("--budget-s", type=float, default=450.0, help="start no section after this many seconds")
     p.add_argument("--only", help="comma-separated section names (train_plain, train_compiled, ...)")
