@@ -34,7 +34,7 @@ def test_quick_demo_writes_every_output_then_reuses_the_data(folders, capsys):
         0.0 <= metrics["map50"] <= 1.0
         and metrics["images"] == demo.synth_config(demo.QUICK_RECIPE).split_sizes()[1]
     )
-    assert set(metrics["per_class"]) == {"circle", "square", "triangle", "letter-A", "digit-3"}
+    assert set(metrics["per_class"]) == {"circle", "square", "triangle", "letter-X", "digit-3"}
     for name in ("pr_curve.png", "loss_curves.png", "detections.jpg"):
         img = cv2.imread(str(out / name))
         assert img is not None and img.std() > 1, name  # a real, non-blank picture

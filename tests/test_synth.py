@@ -103,7 +103,8 @@ def test_objects_are_visible_where_labelled():
         for x1, y1, x2, y2 in boxes.astype(int):
             outside[y1:y2, x1:x2] = False
         for x1, y1, x2, y2 in boxes.astype(int):
-            assert diff[y1:y2, x1:x2].mean() > diff[outside].mean() + 8
+            # the glyphs fill only part of their box: look at the box's most changed tenth
+            assert np.percentile(diff[y1:y2, x1:x2], 90) > diff[outside].mean() + 20
 
 
 def test_labels_read_back_through_the_yolo_and_coco_readers(tmp_path):

@@ -71,10 +71,11 @@ class Recipe:
 
 
 CPU_RECIPE = Recipe(
-    model="yolov3", width=0.25, img_size=256, n_images=2400, batch=16, lr_init=2e-3, lr_end=2e-5,
+    model="yolov3-tiny", width=1.0, img_size=256, n_images=2400, batch=16, lr_init=2e-3, lr_end=2e-5,
     warmup_epochs=0.5, epochs=60, min_epochs=3, workers=1,
-    why="native YOLOv3 at width 0.25 (3.9 M parameters) at 256 px: it keeps the stride-8 head that "
-    "8-pixel objects need (YOLOv3-tiny has none) at about the cost of YOLOv3-tiny on a CPU",
+    why="YOLOv3-tiny (8.7 M parameters) at 256 px: on this data it learns about 10x faster per step than "
+    "the deep Darknet-53 scaled to the same CPU cost (width 0.125-0.25), which is what a fixed time "
+    "budget needs; its two output scales (strides 16, 32) still find 8-pixel objects",
 )  # fmt: skip
 GPU_RECIPE = Recipe(
     model="yolov3", width=1.0, img_size=416, n_images=4000, batch=32, lr_init=1e-3, lr_end=1e-5,
@@ -100,17 +101,17 @@ def synth_config(recipe: Recipe, seed: int = 0) -> SynthConfig:
     return SynthConfig(n=recipe.n_images, seed=seed, size=recipe.img_size, val_fraction=1 / 6)
 
 
-def synth_anchors(cfg: SynthConfig) -> list[list[list[float]]]:
-    """Nine anchors (input pixels, three per scale by increasing stride) spread over the generator's
-    object sizes: sides log-spaced from ~1.25x the smallest to ~0.75x the largest, aspect ratios
-    1, 1.5 and 1/1.5 at each scale — the data's own size range rather than COCO's."""
+def synth_anchors(cfg: SynthConfig, num_scales: int = 3) -> list[list[list[float]]]:
+    """``3 * num_scales`` anchors (input pixels, three per scale by increasing stride) spread over the
+    generator's object sizes: sides log-spaced from ~1.25x the smallest to ~0.75x the largest,
+    aspect ratios 1, 1.5 and 1/1.5 at each scale — the data's own size range rather than COCO's."""
     lo, hi = cfg.min_size * 1.25, cfg.max_frac * cfg.size * 0.75
-    sides = np.exp(np.linspace(math.log(lo), math.log(hi), 9))
-    aspects = [1.0, 1.5, 1 / 1.5] * 3
-    anchors = [
+    sides = np.exp(np.linspace(math.log(lo), math.log(hi), 3 * num_scales))
+    aspects = [1.0, 1.5, 1 / 1.5] * num_scales
+    flat = [
         [round(float(s * math.sqrt(a)), 1), round(float(s / math.sqrt(a)), 1)] for s, a in zip(sides, aspects)
     ]
-    return [anchors[0:3], anchors[3:6], anchors[6:9]]
+    return [flat[3 * k : 3 * k + 3] for k in range(num_scales)]
 
 
 def measure_speed(
@@ -226,7 +227,7 @@ def run_demo(
     _say(f"[1/4] data: {n_train} + {n_val} synthetic {scfg.size}px images in {cache}")
     data_yaml, reused = prepare_data(cache, scfg, progress)
     _say(f"      {'reused the cached set' if reused else 'drawn'} ({time.time() - t0:.0f} s): {data_yaml}")
-    anchors = synth_anchors(scfg)
+    anchors = synth_anchors(scfg, 2 if recipe.model == "yolov3-tiny" else 3)
     plan = _plan(recipe, data_yaml, anchors, 0, dev, amp, out)
     resume = _resumable(out, plan)
     if resume is not None:
@@ -357,7 +358,8 @@ def summary_text(m: dict[str, Any], out: Path) -> str:
     """The closing lines: the score, the time, where the pictures are, what to try next."""
     r = m["recipe"]
     minutes, seconds = divmod(int(round(m["seconds_total"])), 60)
-    model = f"YOLOv3 width {r['width']:g}" if r["width"] != 1 else "YOLOv3"
+    model = {"yolov3": "YOLOv3", "yolov3-tiny": "YOLOv3-tiny"}.get(r["model"], r["model"])
+    model += f" width {r['width']:g}" if r["width"] != 1 else ""
     return "\n".join([
         f"[4/4] done in {minutes} min {seconds:02d} s: mAP@0.5 {m['map50']:.3f} "
         f"(mAP@0.5:0.95 {m['map50_95']:.3f}) on {m['images']} held-out images",

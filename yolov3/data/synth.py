@@ -5,9 +5,11 @@ Every image is drawn from its own generator seeded by ``(seed, split, index)``, 
 same bytes for the same settings, whatever order (or process) the images are drawn in. Objects:
 
 * classes: ``CLASS_NAMES`` — filled circle (ellipse), square (rectangle), triangle, and the glyphs
-  "A" and "3" rendered with ``cv2.putText`` and stretched to the box;
-* scale: the geometric mean side is log-uniform in ``[min_size, max_frac * size]`` (about 8 px up to
-  half the image); aspect ratio w/h log-uniform in ``[1/max_aspect, max_aspect]``;
+  "X" and "3" rendered with ``cv2.putText`` and stretched to the box (no "A": it is a triangle);
+* scale: the geometric mean side is ``min_size * (hi / min_size) ** (u ** 0.6)``, u uniform, from
+  ``min_size`` (about 8 px) to ``hi = max_frac * size`` (half the image): log-uniform bent towards
+  larger sizes, so that about 1 object in 6 is under twice the smallest size; aspect ratio w/h
+  log-uniform in ``[1/max_aspect, max_aspect]``;
 * overlaps: a new object may overlap earlier ones (IoU up to ``max_iou``) but never hide more than
   ``max_cover`` of an earlier box; every object lies wholly inside the image; its box is the tight box
   of its own (unoccluded) silhouette;
@@ -36,10 +38,10 @@ from yolov3.data.formats.yolo import format_labels
 from yolov3.data.types import Sample
 from yolov3.errors import UserError
 
-CLASS_NAMES: tuple[str, ...] = ("circle", "square", "triangle", "letter-A", "digit-3")
-_GLYPHS = {"letter-A": "A", "digit-3": "3"}
+CLASS_NAMES: tuple[str, ...] = ("circle", "square", "triangle", "letter-X", "digit-3")
+_GLYPHS = {"letter-X": "X", "digit-3": "3"}
 MARKER = ".complete"  # written last: its presence (with matching settings) means the set is whole
-FORMAT_VERSION = 1  # bump when the drawing changes, so cached sets are regenerated
+FORMAT_VERSION = 2  # bump when the drawing changes, so cached sets are regenerated
 
 
 @dataclass(frozen=True)
@@ -146,7 +148,7 @@ def _shape_mask(name: str, w: int, h: int, rng: np.random.Generator) -> np.ndarr
     elif name == "square":
         big[:] = 255
     elif name == "triangle":
-        apex = int(rng.uniform(0.2, 0.8) * W)
+        apex = int(rng.uniform(0.3, 0.7) * W)
         pts = np.array([[0, H], [W, H], [apex, 0]], np.int32)
         if rng.random() < 0.5:  # pointing down as often as up
             pts[:, 1] = H - pts[:, 1]
@@ -170,7 +172,7 @@ def _place(rng: np.random.Generator, cfg: SynthConfig, boxes: list[np.ndarray]) 
     """A box (x1, y1, x2, y2) in integer pixels that respects the overlap rules, or None."""
     hi = cfg.max_frac * cfg.size
     for _ in range(30):
-        side = math.exp(rng.uniform(math.log(cfg.min_size), math.log(hi)))
+        side = cfg.min_size * (hi / cfg.min_size) ** (rng.uniform() ** 0.6)
         aspect = math.exp(rng.uniform(-math.log(cfg.max_aspect), math.log(cfg.max_aspect)))
         w = int(round(min(max(side * math.sqrt(aspect), cfg.min_size), hi)))
         h = int(round(min(max(side / math.sqrt(aspect), cfg.min_size), hi)))
