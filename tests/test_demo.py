@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -11,7 +12,7 @@ import pytest
 
 import yolov3.demo as demo
 from yolov3.cli import main
-from yolov3.data.synth import SynthConfig, is_complete
+from yolov3.data.synth import SynthConfig, draw_image, is_complete
 from yolov3.errors import UserError
 
 
@@ -101,13 +102,22 @@ def test_unwritable_folders_are_named(tmp_path, capsys):
     assert main(["demo", "--time-budget", "0"]) == 2
 
 
-def test_plan_epochs_hand_computed():
-    r = demo.CPU_RECIPE
-    # 1000 images at 0.02 s each, +25% overhead: 25 s an epoch; 300 s fit 12 epochs.
-    assert demo.plan_epochs(r, 0.02, 1000, 300.0) == 12
-    assert demo.plan_epochs(r, 0.02, 1000, 10.0) == r.min_epochs  # never below the minimum
-    assert demo.plan_epochs(r, 1e-6, 1000, 300.0) == r.epochs  # nor above the recipe's bound
-    assert demo.plan_epochs(r, 0.02, 1000, -5.0) == r.min_epochs
+def test_plan_training_hand_computed(tmp_path):
+    r = demo.replace(demo.CPU_RECIPE, min_epochs=2, epochs=60, batch=16)
+    # 1000 images at 0.02 s each, +25% overhead: 25 s an epoch; 300 s fit 12 epochs of every image.
+    assert demo.plan_training(r, 0.02, 1000, 300.0) == (12, 1000)
+    assert demo.plan_training(r, 1e-6, 1000, 300.0) == (60, 1000)  # never above the recipe's bound
+    # 30 s fit 1200 images: not 2 epochs of 1000, so 2 epochs of the first 600.
+    assert demo.plan_training(r, 0.02, 1000, 30.0) == (2, 600)
+    assert demo.plan_training(r, 0.02, 1000, -5.0) == (2, 32)  # at least two batches
+    # The subset's data.yaml lists the first images and keeps the val split.
+    cfg = SynthConfig(n=12, size=64, val_fraction=0.25)
+    data_yaml, _ = demo.generate(tmp_path / "data", cfg, progress=False)
+    spec = demo.load_dataset(demo.subset_yaml(data_yaml, 5, tmp_path))
+    assert [Path(s.image).name for s in spec.train] == [f"train_{i:06d}.jpg" for i in range(5)]
+    assert len(spec.val) == 3
+    for i, s in enumerate(spec.train):  # the labels came along with the listed images
+        np.testing.assert_allclose(s.boxes, draw_image(cfg, "train", i)[1], atol=1e-3)
 
 
 def test_synth_anchors_cover_the_generated_sizes():

@@ -27,6 +27,7 @@ from typing import Any
 import cv2
 import numpy as np
 import torch
+import yaml
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
@@ -72,14 +73,14 @@ class Recipe:
 
 CPU_RECIPE = Recipe(
     model="yolov3-tiny", width=1.0, img_size=256, n_images=2400, batch=16, lr_init=2e-3, lr_end=2e-5,
-    warmup_epochs=0.5, epochs=60, min_epochs=3, workers=1,
+    warmup_epochs=0.5, epochs=60, min_epochs=1, workers=1,
     why="YOLOv3-tiny (8.7 M parameters) at 256 px: on this data it learns about 10x faster per step than "
     "the deep Darknet-53 scaled to the same CPU cost (width 0.125-0.25), which is what a fixed time "
     "budget needs; its two output scales (strides 16, 32) still find 8-pixel objects",
 )  # fmt: skip
 GPU_RECIPE = Recipe(
     model="yolov3", width=1.0, img_size=416, n_images=4000, batch=32, lr_init=1e-3, lr_end=1e-5,
-    warmup_epochs=1.0, epochs=40, min_epochs=5, workers=4,
+    warmup_epochs=1.0, epochs=40, min_epochs=1, workers=4,
     why="the full YOLOv3 (Darknet-53, 61.5 M parameters at 5 classes) at the seed's 416 px",
 )  # fmt: skip
 QUICK_RECIPE = Recipe(
@@ -145,12 +146,32 @@ def measure_speed(
     return best / batch
 
 
-def plan_epochs(recipe: Recipe, sec_per_image: float, n_train: int, train_seconds: float) -> int:
-    """Epochs that fit ``train_seconds`` at ``sec_per_image`` (plus 25% for data loading and
-    logging), within ``[recipe.min_epochs, recipe.epochs]``."""
-    per_epoch = n_train * sec_per_image * 1.25
-    fits = int(train_seconds // max(per_epoch, 1e-9))
-    return max(recipe.min_epochs, min(recipe.epochs, fits))
+def plan_training(
+    recipe: Recipe, sec_per_image: float, n_train: int, train_seconds: float
+) -> tuple[int, int]:
+    """``(epochs, images per epoch)`` that fit ``train_seconds`` at ``sec_per_image`` (plus 25% for
+    data loading, logging and validation). Every training image is used when ``recipe.min_epochs``
+    epochs of them fit, with as many epochs as fit up to ``recipe.epochs``; on a slower machine the
+    demo keeps its time bound by training ``min_epochs`` epochs on the first images only (at least
+    two batches)."""
+    images = max(train_seconds, 0.0) / max(sec_per_image * 1.25, 1e-9)
+    if images >= n_train * recipe.min_epochs:
+        return min(recipe.epochs, int(images // n_train)), n_train
+    return recipe.min_epochs, min(n_train, max(2 * recipe.batch, int(images // recipe.min_epochs)))
+
+
+def subset_yaml(data_yaml: Path, count: int, out: Path) -> Path:
+    """A data.yaml in ``out`` whose train split is the first ``count`` training images of
+    ``data_yaml``'s set (a list file of absolute paths) and whose val split is the same."""
+    root = data_yaml.parent
+    images = sorted((root / "images" / "train").glob("*.jpg"))[:count]
+    listing = out / "train_subset.txt"
+    listing.write_text("".join(f"{p.resolve()}\n" for p in images))
+    doc = {"train": str(listing.resolve()), "val": str((root / "images" / "val").resolve()),
+           "names": list(CLASS_NAMES)}  # fmt: skip
+    path = out / "data_subset.yaml"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return path
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -202,7 +223,15 @@ def _fresh_out(out: Path) -> None:
     """Remove what an earlier demo left in ``out`` (only the demo's own names)."""
     shutil.rmtree(out / "train", ignore_errors=True)
     shutil.rmtree(out / "val_images", ignore_errors=True)
-    for name in (PLAN_FILE, "metrics.json", "pr_curve.png", "loss_curves.png", "detections.jpg"):
+    for name in (
+        PLAN_FILE,
+        "train_subset.txt",
+        "data_subset.yaml",
+        "metrics.json",
+        "pr_curve.png",
+        "loss_curves.png",
+        "detections.jpg",
+    ):
         (out / name).unlink(missing_ok=True)
 
 
@@ -239,12 +268,13 @@ def run_demo(
         sec = measure_speed(model_cfg, recipe.img_size, recipe.batch, dev, amp)
         reserve = 25 + n_val * sec  # evaluation, pictures and plots (inference ~1/3 of a training step)
         train_s = time_budget - (time.time() - t0) - reserve
-        epochs = recipe.epochs if quick else plan_epochs(recipe, sec, n_train, train_s)
-        plan = _plan(recipe, data_yaml, anchors, epochs, dev, amp, out)
+        epochs, used = (recipe.epochs, n_train) if quick else plan_training(recipe, sec, n_train, train_s)
+        train_yaml = data_yaml if used == n_train else subset_yaml(data_yaml, used, out)
+        plan = _plan(recipe, train_yaml, anchors, epochs, dev, amp, out)
         (out / PLAN_FILE).write_text(json.dumps(plan, indent=1))
         dtype = {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[autocast_dtype(dev, amp)]
         _say(f"[2/4] model: {recipe.why}.\n      {dtype} on {dev}: {1 / sec:.0f} training images/s -> "
-             f"{epochs} epochs of {n_train} images to fit ~{max(train_s, 0):.0f} s")  # fmt: skip
+             f"{epochs} epoch(s) of {used} images to fit ~{max(train_s, 0):.0f} s")  # fmt: skip
     try:
         if resume is not None:
             result = train(resume=resume)
