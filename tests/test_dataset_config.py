@@ -222,3 +222,15 @@ def test_a_folder_is_pointed_to_its_config_and_a_coco_json_reads_directly(tmp_pa
     )
     spec = load_dataset(path)
     assert spec.names == ["x"] and len(spec.val) == 1 and spec.format == "coco"
+
+
+@pytest.mark.parametrize("with_path", [False, True])
+def test_relative_config_path_from_another_working_directory(yolo_set, monkeypatch, with_path):
+    # `yolov3 data check data/data.yaml` from the folder above: `path:` (or its absence) is relative
+    # to the config's own folder, never joined twice.
+    doc = {"train": "images/train", "val": "images/val", "names": ["a", "b"]}
+    dump(yolo_set / "data.yaml", {"path": ".", **doc} if with_path else doc)
+    monkeypatch.chdir(yolo_set.parent)
+    spec = load_dataset("data/data.yaml")
+    assert len(spec.train) == 2 and len(spec.val) == 1
+    assert all(Path(s.image).is_file() for s in spec.train + spec.val)

@@ -74,8 +74,8 @@ def _entries(value: object) -> list:
 def _load_yaml(path: Path, report: LoadReport, check_files: bool) -> DatasetSpec:
     cfg = load_yaml(path)
     where = str(path)
-    root = Path(cfg["path"]) if cfg.get("path") else path.parent
-    root = root if root.is_absolute() else path.parent / root
+    # `path:` is relative to the config file's folder (ultralytics); without it, that folder is the root.
+    root = path.parent / cfg["path"] if cfg.get("path") else path.parent
     fmt = str(cfg.get("format", "yolo")).lower()
     if fmt not in FORMATS:
         raise LabelError(where, f"format: {fmt!r} is not one of {list(FORMATS)}", "names")
