@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -84,7 +85,12 @@ def worker(runtime: str, folder: Path, runs: int, threads: int) -> None:
 
 
 def _child(args: list[str], timeout: float = 300) -> dict:
-    out = subprocess.run([sys.executable, __file__, *args], capture_output=True, text=True, timeout=timeout)
+    # PyTorch's OpenMP threads spin-wait between layers by default; when another process holds a core
+    # they burn their slice waiting for each other (3-5x slower here). Passive waiting costs ~nothing
+    # on an idle machine. (OpenCV and ONNX Runtime have their own pools; ORT's spinning is off.)
+    env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}
+    cmd = [sys.executable, __file__, *args]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
     if out.returncode:
         raise RuntimeError(f"{args}: {out.stderr.strip().splitlines()[-1:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
