@@ -46,11 +46,15 @@ def _time(fn, runs: int) -> list[float]:
     return times
 
 
-def worker(kind: str, folder: Path, size: int, runs: int) -> dict:
+def worker(kind: str, folder: Path, size: int, runs: int, threads: int) -> dict:
     x = torch.load(folder / "input.pt")
+    if threads:
+        torch.set_num_threads(threads)
     if kind == "opencv":
         import cv2
 
+        if threads:
+            cv2.setNumThreads(threads)
         net = cv2.dnn.readNetFromDarknet(str(folder / "model.cfg"), str(folder / "model.weights"))
         names = net.getUnconnectedOutLayersNames()
         blob = x.numpy()
@@ -88,9 +92,9 @@ def worker(kind: str, folder: Path, size: int, runs: int) -> dict:
     return result
 
 
-def _spawn(kind: str, folder: Path, size: int, runs: int) -> dict:
+def _spawn(kind: str, folder: Path, size: int, runs: int, threads: int) -> dict:
     cmd = [sys.executable, __file__, "--worker", kind, "--dir", str(folder), "--size", str(size),
-           "--runs", str(runs)]  # fmt: skip
+           "--runs", str(runs), "--threads", str(threads)]  # fmt: skip
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
     return json.loads(out.strip().splitlines()[-1])
 
@@ -109,11 +113,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=416)
     parser.add_argument("--runs", type=int, default=10)
+    parser.add_argument("--threads", type=int, default=0, help="threads per runtime (0: each one's default)")
     parser.add_argument("--worker", choices=["opencv", "eager", "fused", "bf16"])
     parser.add_argument("--dir", type=Path)
     args = parser.parse_args()
     if args.worker:
-        print(json.dumps(worker(args.worker, args.dir, args.size, args.runs)))
+        print(json.dumps(worker(args.worker, args.dir, args.size, args.runs, args.threads)))
         return
 
     from yolov3 import YOLOv3
@@ -131,13 +136,14 @@ def main() -> None:
         torch.save(x, folder / "input.pt")
         del model
         res = {
-            kind: _spawn(kind, folder, args.size, args.runs) for kind in ("opencv", "eager", "fused", "bf16")
+            kind: _spawn(kind, folder, args.size, args.runs, args.threads)
+            for kind in ("opencv", "eager", "fused", "bf16")
         }
         fp32 = np.load(folder / "decoded_fused.npy")
         errors = {k: _errors(np.load(folder / f"decoded_{k}.npy"), fp32) for k in ("eager", "bf16")}
 
     anchor = statistics.median(res["opencv"]["ms"])
-    what = f"yolov3 {args.size} batch-1 CPU latency"
+    what = f"yolov3 {args.size} batch-1 CPU latency ({args.threads or 'default'} threads)"
     rows = [
         ("eager", f"{what}, eager fp32 vs OpenCV DNN", "report", "plain model.eval()"),
         ("fused", f"{what}, fused BN + channels_last + inference_mode fp32 vs OpenCV DNN", "<= 0.6", ""),
