@@ -122,6 +122,8 @@ def test_bad_backend_requests_are_named(files, tmp_path):
         load_backend(files["onnx"], "torch", "cpu")
     with pytest.raises(UserError, match="--backend onnxruntime runs .onnx files"):
         load_backend(files["ckpt"], "onnxruntime", "cpu")
+    with pytest.raises(UserError, match="--backend opencv runs .onnx exports or Darknet .weights"):
+        load_backend(files["ckpt"], "opencv", "cpu")
     with pytest.raises(UserError, match="reads Darknet weights with their --cfg"):
         load_backend(files["weights"], "opencv", "cpu")
     model, meta = files["model"], files["meta"]

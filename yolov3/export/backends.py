@@ -291,6 +291,9 @@ def load_backend(path: str | Path, kind: str = "auto", device: str | torch.devic
     if kind == "opencv":
         if dev.type != "cpu":
             raise UserError(f"--backend opencv runs on the CPU only, got --device {dev}")
+        if suffix not in (".onnx", ".weights"):
+            raise UserError(f"--backend opencv runs .onnx exports or Darknet .weights with --cfg, got {path} "
+                            "(yolov3 export --format onnx writes one)")  # fmt: skip
         return OpenCVBackend(path, cfg, names, options.get("threads"))
     if suffix == ".onnx":
         raise UserError(f"--backend torch cannot run {path}: use --backend onnxruntime or opencv")
