@@ -154,8 +154,9 @@ def test_the_check_fails_when_the_file_differs(small, tmp_path, monkeypatch):
     other = YOLOv3(3, width=0.125).eval()  # same interface, other weights
     real = exporter_module.export_onnx
     monkeypatch.setattr(exporter_module, "export_onnx", lambda m, *a, **k: real(other, *a, **k))
-    with pytest.raises(ExportCheckError, match="raw_8.*differs from PyTorch"):
+    with pytest.raises(ExportCheckError, match="raw_8.*differs from PyTorch.*the file was removed"):
         export_model(model, meta, tmp_path / "bad.onnx", ExportSettings(img_size=IMG))
+    assert not (tmp_path / "bad.onnx").exists()
 
 
 @pytest.mark.parametrize(
@@ -257,3 +258,19 @@ def test_cli_exports_a_checkpoint_and_names_refused_settings(small, tmp_path, ca
     assert iface.outputs == "nms" and iface.meta["conf_threshold"] == 0.2
     assert main(["export", "--weights", str(weights), "--format", "darknet", "--dynamic"]) == 2
     assert "--dynamic: not available with --format darknet" in capsys.readouterr().err
+
+
+def test_match_detections_hand_cases():
+    from yolov3.export.check import match_detections
+
+    row = lambda b, x, s, c: [b, x, 0.0, x + 10, 10.0, s, c]  # noqa: E731
+    want = torch.tensor([row(0, 0, 0.9, 1), row(0, 50, 1.0, 1), row(0, 80, 1.0, 1)])
+    same = np.array([row(0, 80, 1.0, 1), row(0, 0, 0.9, 1), row(0, 50, 1.0, 1)], np.float32)
+    assert match_detections(same, want, 1e-4) == 0.0  # order does not matter
+    tie_swap = np.array([row(0, 0, 0.9, 1), row(0, 50, 1.0, 1), row(0, 120, 1.0, 1)], np.float32)
+    assert match_detections(tie_swap, want, 1e-4) == 0.0  # which tied box survived: not a defect
+    moved = np.array([row(0, 5, 0.9, 1), row(0, 50, 1.0, 1), row(0, 80, 1.0, 1)], np.float32)
+    assert match_detections(moved, want, 1e-4) == 2 / 6  # an untied box moved: one miss each way
+    other_class = np.array([row(0, 0, 0.9, 2), row(0, 50, 1.0, 1), row(0, 80, 1.0, 1)], np.float32)
+    assert match_detections(other_class, want, 1e-4) == 2 / 6
+    assert match_detections(np.zeros((0, 7), np.float32), want, 1e-4) == 1.0

@@ -28,13 +28,23 @@ class ExportCheckError(UserError):
 
 
 def max_rel_error(got: np.ndarray | Tensor, want: np.ndarray | Tensor) -> float:
-    """``max |got - want| / max(1, max |want|)``: the largest error relative to the output's scale."""
-    got = torch.as_tensor(np.asarray(got, dtype=np.float32) if not isinstance(got, Tensor) else got).float()
-    want = torch.as_tensor(want).float().cpu()
+    """``max |got - want| / max(1, max |want|)`` over the finite values: the largest error relative to
+    the output's scale. Non-finite values (``exp`` overflowing to inf in a decoded box) must match
+    exactly, else the error is inf."""
+    got = torch.as_tensor(np.asarray(got, dtype=np.float32) if not isinstance(got, Tensor) else got)
+    got, want = got.detach().float().cpu(), torch.as_tensor(want).detach().float().cpu()
     if got.shape != want.shape:
         return float("inf")
-    scale = max(1.0, float(want.abs().max())) if want.numel() else 1.0
-    return float((got.cpu() - want).abs().max()) / scale if want.numel() else 0.0
+    finite = torch.isfinite(want)
+    same_specials = torch.equal(torch.isfinite(got), finite) and torch.equal(
+        got[~finite].nan_to_num(), want[~finite].nan_to_num()
+    )
+    if not same_specials:
+        return float("inf")
+    if not bool(finite.any()):
+        return 0.0
+    got, want = got[finite], want[finite]
+    return float((got - want).abs().max()) / max(1.0, float(want.abs().max()))
 
 
 def compare_outputs(got: list, want: list[Tensor], names: list[str], tol: float, source: str) -> float:
@@ -57,23 +67,33 @@ def compare_outputs(got: list, want: list[Tensor], names: list[str], tol: float,
 
 def match_detections(got: np.ndarray | Tensor, want: Tensor, tol: float) -> float:
     """Fraction of rows (``[batch, x1, y1, x2, y2, score, class]``) of either set with no partner in the
-    other: same batch and class, every coordinate within ``tol * max(1, |x|)`` and the score within
-    ``tol``. Order does not matter. Near-tie NMS decisions may flip between runtimes, hence a fraction."""
-    a = torch.as_tensor(np.asarray(got, dtype=np.float32)).float()
-    b = want.detach().float().cpu()
+    other: same batch and class, the score within ``tol`` and every coordinate within
+    ``tol * max(1, |x|)``. Order does not matter. A row whose score ties another of its image and class
+    needs no box match: which of two equal scores survives NMS or the ``max_det`` cut is up to each
+    runtime's sort. Near-tie decisions may still flip between runtimes, hence a fraction."""
+    a = torch.as_tensor(np.asarray(got, dtype=np.float32)).float().reshape(-1, 7)
+    b = want.detach().float().cpu().reshape(-1, 7)
     if len(a) == 0 and len(b) == 0:
         return 0.0
+    missing = 0
+    for key in torch.unique(torch.cat([a[:, [0, 6]], b[:, [0, 6]]]), dim=0):  # per (image, class)
+        ga = a[(a[:, 0] == key[0]) & (a[:, 6] == key[1])]
+        gb = b[(b[:, 0] == key[0]) & (b[:, 6] == key[1])]
+        missing += _unmatched(ga, gb, tol) + _unmatched(gb, ga, tol)
+    return missing / (len(a) + len(b))
 
-    def unmatched(x: Tensor, y: Tensor) -> int:
-        if len(y) == 0:
-            return len(x)
-        same = (x[:, None, 0] == y[None, :, 0]) & (x[:, None, 6] == y[None, :, 6])
-        box_tol = tol * x[:, None, 1:5].abs().clamp(min=1.0)
-        close = ((x[:, None, 1:5] - y[None, :, 1:5]).abs() <= box_tol).all(-1)
-        close &= (x[:, None, 5] - y[None, :, 5]).abs() <= tol
-        return int((~(same & close).any(1)).sum())
 
-    return (unmatched(a, b) + unmatched(b, a)) / (len(a) + len(b))
+def _unmatched(x: Tensor, y: Tensor, tol: float) -> int:
+    """Rows of ``x`` (one image and class) with no partner in ``y`` (see ``match_detections``)."""
+    if len(y) == 0:
+        return len(x)
+    score_close = (x[:, None, 5] - y[None, :, 5]).abs() <= tol  # (n, m)
+    box_close = ((x[:, None, 1:5] - y[None, :, 1:5]).abs() <= tol * x[:, None, 1:5].abs().clamp(min=1.0)).all(
+        -1
+    )
+    ties = ((x[:, None, 5] - x[None, :, 5]).abs() <= 1e-6).sum(1) > 1  # (n,): another row, same score
+    matched = (score_close & (box_close | ties[:, None])).any(1)
+    return int((~matched).sum())
 
 
 def check_inputs(img_size: int, batch: int, dynamic: bool, dtype: torch.dtype, device) -> list[Tensor]:  # noqa: ANN001

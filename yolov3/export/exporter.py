@@ -122,10 +122,24 @@ def export_model(model: nn.Module, meta: dict[str, Any], out: str | Path, s: Exp
     else:
         files = [Path(p) for p in export_darknet(model, meta, out).values()]
         run = _darknet_runner(files, meta)
+    try:
+        report = _check(files, run, model, meta, s)
+    except ExportCheckError as exc:
+        for f in files:  # a file that failed its check must not be mistaken for a good export
+            f.unlink(missing_ok=True)
+        raise ExportCheckError(f"{exc} (the file was removed)") from exc
+    report.seconds = time.perf_counter() - start
+    return report
+
+
+def _check(files: list[Path], run, model: nn.Module, meta: dict[str, Any], s: ExportSettings) -> ExportReport:  # noqa: ANN001
+    """Run the written file on the check inputs and compare with PyTorch (module docstring)."""
+    kind = s.output_kind
     reference = build_head(model, meta, kind, s.conf_threshold, s.iou_threshold, s.max_det).eval()
     tol = HALF_TOLERANCE if s.half else FLOAT_TOLERANCE
     report = ExportReport(s.format, files, 0.0)
     dtype = torch.float16 if s.half else torch.float32
+    device = next(model.parameters()).device
     for x in check_inputs(s.img_size, s.batch, s.dynamic, dtype, device):
         with torch.no_grad():
             if kind == "nms":
@@ -137,7 +151,6 @@ def export_model(model: nn.Module, meta: dict[str, Any], out: str | Path, s: Exp
                 what = f"max relative error {err:.2e}"
         report.max_error = max(report.max_error, err)
         report.checks.append(f"input {tuple(x.shape)}: {what}")
-    report.seconds = time.perf_counter() - start
     return report
 
 
