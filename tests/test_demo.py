@@ -137,3 +137,22 @@ def test_choose_recipe():
     assert demo.choose_recipe(torch.device("cpu"), quick=True) is demo.QUICK_RECIPE
     gpu = demo.choose_recipe(torch.device("cuda", 0))
     assert gpu.width == 1.0 and gpu.img_size == 416
+
+
+def test_prior_init_sets_output_biases_hand_computed(tmp_path):
+    import torch
+
+    from yolov3.config import ModelConfig
+
+    anchors = demo.synth_anchors(SynthConfig(size=160), 2)
+    path = demo.prior_init_checkpoint(ModelConfig("yolov3-tiny", 5, anchors), 160, tmp_path / "init.pt", 4.0)
+    state = torch.load(path, weights_only=True)["model"]
+    heads = {k: v.view(3, 10) for k, v in state.items() if k.endswith("conv.bias") and v.numel() == 30}
+    assert len(heads) == 2
+    # 160 px: stride 32 -> 5x5 cells x 3 anchors; stride 16 -> 10x10 x 3. p = 4 / slots.
+    expected = sorted([math.log((4 / 75) / (1 - 4 / 75)), math.log((4 / 300) / (1 - 4 / 300))])
+    got = sorted(float(v[0, 4]) for v in heads.values())
+    np.testing.assert_allclose(got, expected, rtol=1e-5)  # -4.304, -2.876
+    for v in heads.values():
+        assert torch.allclose(v[:, 4], v[0, 4])
+        np.testing.assert_allclose(v[:, 5:].numpy(), math.log(0.6 / 4.01), rtol=1e-5)

@@ -6,9 +6,10 @@ same bytes for the same settings, whatever order (or process) the images are dra
 
 * classes: ``CLASS_NAMES`` — filled circle (ellipse), square (rectangle), triangle, and the glyphs
   "X" and "3" rendered with ``cv2.putText`` and stretched to the box (no "A": it is a triangle);
-* scale: the geometric mean side is ``min_size * (hi / min_size) ** (u ** 0.6)``, u uniform, from
-  ``min_size`` (about 8 px) to ``hi = max_frac * size`` (half the image): log-uniform bent towards
-  larger sizes, so that about 1 object in 6 is under twice the smallest size; aspect ratio w/h
+* scale: the geometric mean side is ``min_size * (hi / min_size) ** (u ** size_power)``, u uniform,
+  from ``min_size`` (about 8 px) to ``hi = max_frac * size`` (half the image): log-uniform bent
+  towards larger sizes (``size_power`` < 1; at 0.6 and 416 px about 1 object in 6 is under twice the
+  smallest size); aspect ratio w/h
   log-uniform in ``[1/max_aspect, max_aspect]``;
 * overlaps: a new object may overlap earlier ones (IoU up to ``max_iou``) but never hide more than
   ``max_cover`` of an earlier box; every object lies wholly inside the image; its box is the tight box
@@ -60,6 +61,7 @@ class SynthConfig:
     max_aspect: float = 1.8
     max_iou: float = 0.3
     max_cover: float = 0.4
+    size_power: float = 0.6  # side = min_size * (hi / min_size) ** (u ** size_power); 1 = log-uniform
 
     def split_sizes(self) -> tuple[int, int]:
         """``(n_train, n_val)``."""
@@ -172,7 +174,7 @@ def _place(rng: np.random.Generator, cfg: SynthConfig, boxes: list[np.ndarray]) 
     """A box (x1, y1, x2, y2) in integer pixels that respects the overlap rules, or None."""
     hi = cfg.max_frac * cfg.size
     for _ in range(30):
-        side = cfg.min_size * (hi / cfg.min_size) ** (rng.uniform() ** 0.6)
+        side = cfg.min_size * (hi / cfg.min_size) ** (rng.uniform() ** cfg.size_power)
         aspect = math.exp(rng.uniform(-math.log(cfg.max_aspect), math.log(cfg.max_aspect)))
         w = int(round(min(max(side * math.sqrt(aspect), cfg.min_size), hi)))
         h = int(round(min(max(side / math.sqrt(aspect), cfg.min_size), hi)))
