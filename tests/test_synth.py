@@ -154,3 +154,11 @@ def test_cli_writes_a_dataset_and_names_an_unwritable_folder(tmp_path, capsys):
     assert main(["data", "synth", "--out", str(out), "--n", "0"]) == 2
     with pytest.raises(UserError, match="a-file"):
         generate(blocker, SynthConfig(n=1, size=64), progress=False)
+
+
+def test_parallel_generation_writes_the_same_bytes(tmp_path):
+    cfg = SynthConfig(n=80, seed=7, size=48)  # 64 train images: enough for the worker pool
+    generate(tmp_path / "one", cfg, progress=False, workers=1)
+    generate(tmp_path / "two", cfg, progress=False, workers=2)
+    one, two = _files(tmp_path / "one"), _files(tmp_path / "two")
+    assert len(one) == 80 * 2 + 2 and one == two

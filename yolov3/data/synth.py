@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import math
+import multiprocessing
 import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -257,7 +258,7 @@ def _marker_content(cfg: SynthConfig) -> dict:
 
 
 def generate(
-    out: str | Path, cfg: SynthConfig, coco: bool = False, progress: bool = True
+    out: str | Path, cfg: SynthConfig, coco: bool = False, progress: bool = True, workers: int = 1
 ) -> tuple[Path, list[Sample]]:
     """Write the data set to ``out`` (replacing whatever synthetic set is there) and return the path of
     its ``data.yaml`` and the validation samples.
@@ -265,16 +266,35 @@ def generate(
     Layout: ``images/{train,val}/*.jpg``, ``labels/{train,val}/*.txt``, ``data.yaml`` (``train`` /
     ``val`` image folders relative to it, ``nc``, ``names``); with ``coco``,
     ``annotations/instances_{train,val}.json`` too (category ids 1..C, image ids 1..N per split);
-    the marker ``.complete`` last.
+    the marker ``.complete`` last. ``workers`` > 1 draws in that many forked processes (same bytes:
+    each image has its own generator).
     """
     out = writable_dir(out, "data set")
     try:
-        return _generate(out, cfg, coco, progress)
+        return _generate(out, cfg, coco, progress, workers)
     except OSError as exc:
         raise UserError(f"writing the data set to {out} failed: {exc}") from exc
 
 
-def _generate(out: Path, cfg: SynthConfig, coco: bool, progress: bool) -> tuple[Path, list[Sample]]:
+def _write_one(task: tuple[Path, SynthConfig, str, int]) -> Sample:
+    """Draw image ``i`` of ``split`` and write it with its label file; the sample written."""
+    out, cfg, split, i = task
+    img, boxes, classes = draw_image(cfg, split, i)
+    stem = f"{split}_{i:06d}"
+    image_path = out / "images" / split / f"{stem}.jpg"
+    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(img, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 92])
+    if not ok:
+        raise OSError(f"{image_path}: JPEG encoding failed")
+    image_path.write_bytes(buf.tobytes())
+    flags = np.zeros(len(classes), bool)  # no difficult / crowd boxes here
+    sample = Sample(str(image_path), boxes, classes, flags, flags.copy(), cfg.size, cfg.size, i + 1)
+    (out / "labels" / split / f"{stem}.txt").write_text(format_labels(sample))
+    return sample
+
+
+def _generate(
+    out: Path, cfg: SynthConfig, coco: bool, progress: bool, workers: int
+) -> tuple[Path, list[Sample]]:
     (out / MARKER).unlink(missing_ok=True)
     for sub in ("images", "labels", "annotations"):
         shutil.rmtree(out / sub, ignore_errors=True)
@@ -284,19 +304,13 @@ def _generate(out: Path, cfg: SynthConfig, coco: bool, progress: bool) -> tuple[
         (out / "images" / split).mkdir(parents=True, exist_ok=True)
         (out / "labels" / split).mkdir(parents=True, exist_ok=True)
         samples[split] = []
-        for i in tqdm(range(count), desc=f"synth {split}", unit="img", disable=not progress, leave=False):
-            img, boxes, classes = draw_image(cfg, split, i)
-            stem = f"{split}_{i:06d}"
-            image_path = out / "images" / split / f"{stem}.jpg"
-            bgr = cv2.cvtColor(img, cv2.COLOR_RGB2BGR)
-            ok, buf = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, 92])
-            if not ok:
-                raise OSError(f"{image_path}: JPEG encoding failed")
-            image_path.write_bytes(buf.tobytes())
-            flags = np.zeros(len(classes), bool)  # no difficult / crowd boxes here
-            sample = Sample(str(image_path), boxes, classes, flags, flags.copy(), cfg.size, cfg.size, i + 1)
-            (out / "labels" / split / f"{stem}.txt").write_text(format_labels(sample))
-            samples[split].append(sample)
+        tasks = [(out, cfg, split, i) for i in range(count)]
+        bar = dict(desc=f"synth {split}", unit="img", total=count, disable=not progress, leave=False)
+        if workers > 1 and count >= 64:
+            with multiprocessing.get_context("fork").Pool(workers) as pool:
+                samples[split] = list(tqdm(pool.imap(_write_one, tasks, chunksize=16), **bar))
+        else:
+            samples[split] = [_write_one(t) for t in tqdm(tasks, **bar)]
     # No ``path`` key: the paths are relative to data.yaml's folder (this package's loader and
     # Ultralytics' both read it so), which keeps the folder relocatable.
     data = {"train": "images/train", "val": "images/val", "nc": len(CLASS_NAMES), "names": list(CLASS_NAMES)}
