@@ -2,9 +2,11 @@
 
 1. draw the synthetic data set (``yolov3.data.synth``) into a cache folder, or reuse it when it is
    complete (an interrupted generation has no completion marker and is redrawn);
-2. choose the model for the device (``choose_recipe``): on a CPU a width-scaled native YOLOv3 at a
-   small input size, in bf16 autocast where the CPU has it; on a GPU the full YOLOv3 at 416;
-3. time a few training steps, then pick the number of epochs that fits the time budget;
+2. choose the model for the device (``choose_recipe``): on a CPU YOLOv3-tiny at 192 px (see
+   ``CPU_RECIPE`` for why), in bf16 autocast where the CPU has it; on a GPU the full YOLOv3 at 416;
+3. time a few training steps (on a CPU with 1 and with all threads, keeping the faster), then pick
+   the epochs and images per epoch that fill the time budget, and start from prior-initialised
+   output biases;
 4. train with the project's trainer (``yolov3.engine.trainer.train``) into ``OUT/train``;
    an interrupted run is resumed from its ``last.pt`` when the demo is run again;
 5. evaluate the held-out split (mAP@0.5, PR curve), draw detections on validation images, plot the
@@ -199,9 +201,9 @@ def plan_training(
     """``(epochs, images per epoch)`` that fill ``train_seconds`` at ``sec_per_image`` (plus 20%: the
     real steps add data loading, target encoding and logging to what ``measure_speed`` times, and
     measured 1.11-1.14x slower on a quiet machine here, 1.5x when it got busy mid-run): the fewest
-    whole epochs (at least ``recipe.min_epochs``,
-    at most ``recipe.epochs``) that use the time, each over the first ``images / epochs`` training
-    images (all of them when they fit; at least two batches). Whole epochs of the full set would
+    whole epochs (at least ``recipe.min_epochs``, at most ``recipe.epochs``) that use the time, each
+    over the first ``images / epochs`` training images (all of them when they fit; at least two
+    batches). Whole epochs of the full set would
     leave up to an epoch of the budget unused."""
     images = max(train_seconds, 0.0) / max(sec_per_image * 1.2, 1e-9)
     epochs = min(recipe.epochs, max(recipe.min_epochs, math.ceil(images / n_train - 1e-6)))
