@@ -462,3 +462,19 @@ def test_seed_lines_cannot_hold_paths_with_spaces(tmp_path):
     sample = make_sample(tmp_path / "my photo.jpg", [[1, 1, 4, 4]], [0], 10, 10)
     with pytest.raises(LabelError, match="path with spaces"):
         seed_lines.format_line(sample, tmp_path)
+
+
+def test_coco_writer_keeps_boxes_of_samples_built_without_flags(tmp_path):
+    # Sample(image, boxes, classes) leaves iscrowd empty: its boxes are ordinary ones, not dropped.
+    from pycocotools.coco import COCO
+
+    from yolov3.data.types import Sample
+
+    img = tmp_path / "img" / "a.jpg"
+    make_images(img.parent, {"a.jpg": (40, 30)})
+    sample = Sample(str(img), np.array([[1, 2, 11, 22]], np.float32), np.array([1], np.int64))
+    write("coco", {"train": [sample]}, ["x", "y"], tmp_path / "out")
+    gt = COCO(str(tmp_path / "out" / "annotations" / "instances_train.json"))
+    anns = gt.loadAnns(gt.getAnnIds())
+    # class index 1 -> COCO category id 2 (ids are 1-based when the source had none)
+    assert [(a["bbox"], a["category_id"], a["iscrowd"]) for a in anns] == [([1, 2, 10, 20], 2, 0)]

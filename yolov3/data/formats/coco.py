@@ -167,7 +167,10 @@ def write_coco(
             sample.width, sample.height = image_size(sample.image)
         place_image(sample.image, images_dir / file, link)
         out_images.append({"id": image_id, "file_name": file, "width": sample.width, "height": sample.height})
-        for box, cls, crowd in zip(sample.boxes.astype(np.float64), sample.classes, sample.iscrowd):
+        # A Sample built without flags has an empty iscrowd: every box is then a normal one (zip over
+        # the empty array would silently drop all of them).
+        crowds = sample.iscrowd if len(sample.iscrowd) else np.zeros(len(sample.boxes), bool)
+        for box, cls, crowd in zip(sample.boxes.astype(np.float64), sample.classes, crowds, strict=True):
             x, y, w, h = box[0], box[1], box[2] - box[0], box[3] - box[1]
             bbox = [float(fmt_num(v)) for v in (x, y, w, h)]
             out_anns.append(
