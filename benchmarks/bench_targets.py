@@ -1,7 +1,7 @@
 """Target encoding: the vectorised encoder vs the seed's literal loop (images/s, one core).
 
 20 random boxes per image, 80 classes, input 416, the seed's anchors. The anchor is the slow literal
-transcription kept in tests/test_targets.py (the seed's own float64 output, no final cast), measured
+transcription kept in tests/seed_reference.py (the seed's own float64 output, no final cast), measured
 in the same run. Prints one JSON line.
 """
 
@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def load_reference():
-    spec = importlib.util.spec_from_file_location("test_targets", ROOT / "tests" / "test_targets.py")
+    spec = importlib.util.spec_from_file_location("seed_reference", ROOT / "tests" / "seed_reference.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module.seed_preprocess_true_boxes
@@ -68,7 +68,7 @@ def main() -> None:
     batches = [images[i : i + 16] for i in range(0, len(images), 16)]
     batched = 16 * rate(encoder.encode_batch, batches, 6.0)
     common = {"anchor": round(anchor, 1), "unit": "images/s", "target": ">= 20"}
-    note = "one core, CPU time, best of 3; anchor = the seed's loop transcribed in tests/test_targets.py"
+    note = "one core, CPU time, best of 3; anchor = the seed's loop transcribed in tests/seed_reference.py"
     for what, value in [
         ("target encoding, one image per call (preprocess_true_boxes), 20 boxes, C=80, 416", ours),
         ("target encoding, batch of 16 per call (TargetEncoder.encode_batch, the collate's path)", batched),

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from seed_reference import seed_preprocess_true_boxes
 
 from yolov3.loss import YoloLoss
 from yolov3.model import YOLOv3
@@ -122,50 +123,6 @@ def seed_compute_loss(pred, conv, label, bboxes, i, num_class):
     return giou_loss, conf_loss, prob_loss, int(((1.0 - respond_bbox) * (max_iou >= IOU_LOSS_THRESH)).sum())
 
 
-def seed_preprocess_true_boxes(bboxes, input_size, num_classes, max_bbox_per_scale=150):
-    """The seed's target encoder (dataset.py), for one image; ``bboxes`` rows x1, y1, x2, y2, class."""
-    anchors = ANCHORS_PX / STRIDES[:, None, None]
-    sizes = input_size // STRIDES
-    label = [np.zeros((sizes[i], sizes[i], 3, 5 + num_classes)) for i in range(3)]
-    bboxes_xywh = [np.zeros((max_bbox_per_scale, 4)) for _ in range(3)]
-    bbox_count = np.zeros((3,))
-    for bbox in bboxes:
-        bbox_coor, bbox_class_ind = bbox[:4], int(bbox[4])
-        onehot = np.zeros(num_classes)
-        onehot[bbox_class_ind] = 1.0
-        smooth_onehot = onehot * (1 - 0.01) + 0.01 * np.full(num_classes, 1.0 / num_classes)
-        bbox_xywh = np.concatenate([(bbox_coor[2:] + bbox_coor[:2]) * 0.5, bbox_coor[2:] - bbox_coor[:2]])
-        bbox_xywh_scaled = 1.0 * bbox_xywh[np.newaxis, :] / STRIDES[:, np.newaxis]
-        iou, exist_positive = [], False
-        for i in range(3):
-            anchors_xywh = np.zeros((3, 4))
-            anchors_xywh[:, 0:2] = np.floor(bbox_xywh_scaled[i, 0:2]).astype(np.int32) + 0.5
-            anchors_xywh[:, 2:4] = anchors[i]
-            iou_scale = seed_bbox_iou(bbox_xywh_scaled[i][np.newaxis, :], anchors_xywh)
-            iou.append(iou_scale)
-            iou_mask = iou_scale > 0.3
-            if np.any(iou_mask):
-                xind, yind = np.floor(bbox_xywh_scaled[i, 0:2]).astype(np.int32)
-                label[i][yind, xind, iou_mask, :] = 0
-                label[i][yind, xind, iou_mask, 0:4] = bbox_xywh
-                label[i][yind, xind, iou_mask, 4:5] = 1.0
-                label[i][yind, xind, iou_mask, 5:] = smooth_onehot
-                bboxes_xywh[i][int(bbox_count[i] % max_bbox_per_scale), :4] = bbox_xywh
-                bbox_count[i] += 1
-                exist_positive = True
-        if not exist_positive:
-            best_anchor_ind = np.argmax(np.array(iou).reshape(-1), axis=-1)
-            best_detect, best_anchor = int(best_anchor_ind / 3), int(best_anchor_ind % 3)
-            xind, yind = np.floor(bbox_xywh_scaled[best_detect, 0:2]).astype(np.int32)
-            label[best_detect][yind, xind, best_anchor, :] = 0
-            label[best_detect][yind, xind, best_anchor, 0:4] = bbox_xywh
-            label[best_detect][yind, xind, best_anchor, 4:5] = 1.0
-            label[best_detect][yind, xind, best_anchor, 5:] = smooth_onehot
-            bboxes_xywh[best_detect][int(bbox_count[best_detect] % max_bbox_per_scale), :4] = bbox_xywh
-            bbox_count[best_detect] += 1
-    return label, bboxes_xywh
-
-
 # ---------------------------------------------------------------- helpers
 def make_batch(rng, input_size=128, num_classes=3, boxes_per_image=(6, 0, 3)):
     """Seed-encoded labels for random boxes; image 1 is empty. Returns per-scale stacked arrays."""
@@ -174,7 +131,10 @@ def make_batch(rng, input_size=128, num_classes=3, boxes_per_image=(6, 0, 3)):
         wh = rng.uniform(6, min(70, input_size // 2), size=(n, 2))
         c = rng.uniform(wh / 2, input_size - wh / 2)
         rows = np.concatenate([c - wh / 2, c + wh / 2, rng.integers(0, num_classes, (n, 1))], 1)
-        lab, bb = seed_preprocess_true_boxes(rows, input_size, num_classes)
+        anchors = ANCHORS_PX / STRIDES[:, None, None]  # the seed's anchors are in stride units
+        lab, bb = seed_preprocess_true_boxes(
+            rows, num_classes, input_size, anchors, STRIDES, as_float32=False
+        )
         for i in range(3):
             labels[i].append(lab[i])
             bboxes[i].append(bb[i])
