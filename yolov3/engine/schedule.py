@@ -58,10 +58,24 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
 
 def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     """Adam (the seed's; Keras' epsilon 1e-7, no weight decay) or SGD with momentum and weight
-    decay on conv weights only. The lr is set per step by ``set_lr``."""
+    decay on conv weights only. The lr is set per step by ``set_lr``.
+
+    Both use PyTorch's fused kernels where the parameters live on a CPU or CUDA device: the same
+    update (to float rounding) as the default per-tensor loop, which on this 2-core CPU took
+    14-17 ms of a 150-220 ms YOLOv3-tiny training step."""
+    fused = _fusable(model)
     if cfg.optimizer == "adam":
-        return torch.optim.Adam(model.parameters(), lr=cfg.lr_init, betas=(0.9, 0.999), eps=1e-7)
+        return torch.optim.Adam(model.parameters(), lr=cfg.lr_init, betas=(0.9, 0.999), eps=1e-7, fused=fused)
     if cfg.optimizer == "sgd":
         groups = param_groups(model, cfg.weight_decay)
-        return torch.optim.SGD(groups, lr=cfg.lr_init, momentum=cfg.momentum)
+        return torch.optim.SGD(groups, lr=cfg.lr_init, momentum=cfg.momentum, fused=fused)
     raise UserError(f"optimizer {cfg.optimizer!r}: expected adam or sgd")
+
+
+def _fusable(model: nn.Module) -> bool | None:
+    """True when every parameter is a floating tensor on one CPU or CUDA device (what the fused
+    optimiser kernels take), else None (PyTorch's default implementation)."""
+    params = list(model.parameters())
+    devices = {p.device for p in params}
+    ok = len(devices) == 1 and next(iter(devices)).type in ("cpu", "cuda")
+    return True if ok and all(p.is_floating_point() for p in params) else None
