@@ -19,7 +19,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default=DEFAULT_OUT, help=f"output folder (default {DEFAULT_OUT})")
     p.add_argument("--cache", default=DEFAULT_CACHE, help=f"data set cache folder (default {DEFAULT_CACHE})")
     p.add_argument(
-        "--time-budget", type=float, default=480.0, help="seconds for the whole demo (default 480)"
+        "--time-budget", type=float, default=540.0, help="seconds for the whole demo (default 540)"
     )
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default auto)")
     p.add_argument("--quick", action="store_true", help="a seconds-long smoke run of every step (tests)")
