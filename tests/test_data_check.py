@@ -40,6 +40,9 @@ def messy(tmp_path) -> Path:
     (labels / "b.txt").write_text("1 0.5 0.5 0.5 0.5\n")  # 50x50 px
     (labels / "c.txt").write_text("1 0.5 0.5 0.02 0.04\n")  # 4x4 px
     # d.jpg has no label file
+    (labels / "e.txt").write_text("0 0.5 0.5 0.1 0.1\n")  # no image reads it -> orphan warning
+    (labels / "gone.txt").write_text("0 0.5 0.5 0.1 0.1\n")  # its image is missing: reported as that
+    (labels / "classes.txt").write_text("cat\ndog\nbird\n")  # a labelling tool's class list: not an orphan
     (tmp_path / "train.txt").write_text("images/a.jpg\nimages/b.jpg\nimages/d.jpg\nimages/gone.jpg\n")
     (tmp_path / "val.txt").write_text("images/c.jpg\nimages/b.jpg\n")
     cfg = tmp_path / "data.yaml"
@@ -57,6 +60,11 @@ def test_check_finds_every_planted_problem(messy):
     assert {("a.txt:4", "clipped"), ("a.txt:5", "dropped"), ("gone.jpg", "missing-image")} <= warned
     assert ("a.jpg", "duplicate-box") in warned
     assert (r.load.clipped, r.load.dropped, r.load.skipped_images, r.duplicate_boxes) == (1, 1, 1, 1)
+    orphans = [p for p in r.load.warnings if p.kind == "orphan-label"]
+    assert [(p.where, p.message.split(":")[0]) for p in orphans] == [
+        (str(messy.parent / "labels"), "1 label file(s) that no image reads")
+    ]
+    assert "e.txt" in orphans[0].message and "gone.txt" not in orphans[0].message
 
     train, val = r.splits["train"], r.splits["val"]
     assert (train.images, train.boxes, train.no_boxes) == (3, 4, 1)

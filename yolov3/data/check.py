@@ -2,8 +2,9 @@
 
 ``check_dataset(config) -> CheckReport``: the problems (file and line), then a summary per split:
 images, boxes per class, a box-size histogram, images without boxes, duplicate images (same path or
-same bytes) and duplicate boxes, plus advice for the usual causes of a model that trains to mAP 0
-(labels not found, classes without boxes, boxes tiny at the input size, many boxes clipped).
+same bytes) and duplicate boxes, YOLO label files that no image reads (a renamed or missing image),
+plus advice for the usual causes of a model that trains to mAP 0 (labels not found, classes without
+boxes, boxes tiny at the input size, many boxes clipped).
 ``CheckReport.ok`` is False when there are errors; ``format()`` renders it for the terminal.
 """
 
@@ -18,6 +19,7 @@ import numpy as np
 
 from yolov3.data.dataset_config import load_dataset
 from yolov3.data.formats.common import LoadReport, Problem
+from yolov3.data.formats.yolo import label_path_for
 from yolov3.data.images import ImageError, image_size
 from yolov3.data.types import Sample
 
@@ -191,8 +193,35 @@ def check_dataset(config: str | os.PathLike, strict: bool = False, input_size: i
     out.splits = {k: _split_stats(v, len(spec.names), input_size) for k, v in splits.items() if v}
     out.duplicate_images, out.cross_split = find_duplicates(splits)
     out.duplicate_boxes = _duplicate_boxes(splits, report)
+    if spec.format == "yolo":
+        _orphan_labels(splits, report)
     out.advice = _advice(out, report)
     return out
+
+
+ORPHAN_EXEMPT = ("classes.txt",)  # the class list some labelling tools write beside the labels
+
+
+def _orphan_labels(splits: dict[str, list[Sample]], report: LoadReport) -> int:
+    """Warn, per label folder, about ``.txt`` files that no listed image reads: their boxes are not
+    trained on (usually an image renamed or deleted after labelling). Returns how many."""
+    skipped = [p.where for p in report.problems if p.kind == "missing-image"]
+    images = [s.image for samples in splits.values() for s in samples] + skipped
+    used = {os.path.normcase(os.path.abspath(label_path_for(i))) for i in images}
+    folders = sorted({os.path.dirname(u) for u in used})
+    total = 0
+    for folder in folders:
+        try:
+            names = sorted(n for n in os.listdir(folder) if n.endswith(".txt") and n not in ORPHAN_EXEMPT)
+        except OSError:
+            continue
+        orphans = [n for n in names if os.path.normcase(os.path.join(folder, n)) not in used]
+        if orphans:
+            total += len(orphans)
+            shown = ", ".join(orphans[:3]) + (" ..." if len(orphans) > 3 else "")
+            message = f"{len(orphans)} label file(s) that no image reads: {shown} (their boxes are not used; "
+            report.warn(folder, message + "was an image renamed or removed?)", "orphan-label")
+    return total
 
 
 def _advice(r: CheckReport, report: LoadReport) -> list[str]:
