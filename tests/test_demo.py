@@ -104,14 +104,14 @@ def test_unwritable_folders_are_named(tmp_path, capsys):
 
 def test_plan_training_hand_computed(tmp_path):
     r = demo.replace(demo.CPU_RECIPE, min_epochs=2, epochs=60, batch=16)
-    # 1000 images at 0.02 s each, +25% overhead: 0.025 s an image; 325 s fit 13000 images:
+    # 1000 images at 0.02 s each, +20% overhead: 0.024 s an image; 312 s fit 13000 images:
     # 13 epochs of all 1000.
-    assert demo.plan_training(r, 0.02, 1000, 325.0) == (13, 1000)
-    # 337.5 s fit 13500 images: 14 epochs of the first 964 rather than 13 of 1000 and time unused.
-    assert demo.plan_training(r, 0.02, 1000, 337.5) == (14, 964)
+    assert demo.plan_training(r, 0.02, 1000, 312.0) == (13, 1000)
+    # 324 s fit 13500 images: 14 epochs of the first 964 rather than 13 of 1000 and time unused.
+    assert demo.plan_training(r, 0.02, 1000, 324.0) == (14, 964)
     assert demo.plan_training(r, 1e-6, 1000, 300.0) == (60, 1000)  # never above the recipe's bound
-    # 25 s fit 1000 images: at least 2 epochs, so 2 epochs of the first 500.
-    assert demo.plan_training(r, 0.02, 1000, 25.0) == (2, 500)
+    # 24 s fit 1000 images: at least 2 epochs, so 2 epochs of the first 500.
+    assert demo.plan_training(r, 0.02, 1000, 24.0) == (2, 500)
     assert demo.plan_training(r, 0.02, 1000, -5.0) == (2, 32)  # at least two batches
     # The subset's data.yaml lists the first images and no val split (the demo evaluates it once).
     cfg = SynthConfig(n=12, size=64, val_fraction=0.25)
