@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from seed_reference import seed_preprocess_true_boxes
+from seed_reference import seed_bbox_iou, seed_preprocess_true_boxes
 
 from yolov3.loss import YoloLoss
 from yolov3.model import YOLOv3
@@ -27,23 +27,6 @@ IOU_LOSS_THRESH = 0.5
 
 
 # ---------------------------------------------------------------- the seed, transcribed to NumPy
-def seed_bbox_iou(boxes1, boxes2):
-    boxes1_area = boxes1[..., 2] * boxes1[..., 3]
-    boxes2_area = boxes2[..., 2] * boxes2[..., 3]
-    boxes1 = np.concatenate(
-        [boxes1[..., :2] - boxes1[..., 2:] * 0.5, boxes1[..., :2] + boxes1[..., 2:] * 0.5], -1
-    )
-    boxes2 = np.concatenate(
-        [boxes2[..., :2] - boxes2[..., 2:] * 0.5, boxes2[..., :2] + boxes2[..., 2:] * 0.5], -1
-    )
-    left_up = np.maximum(boxes1[..., :2], boxes2[..., :2])
-    right_down = np.minimum(boxes1[..., 2:], boxes2[..., 2:])
-    inter_section = np.maximum(right_down - left_up, 0.0)
-    inter_area = inter_section[..., 0] * inter_section[..., 1]
-    union_area = boxes1_area + boxes2_area - inter_area
-    return inter_area / union_area
-
-
 def seed_bbox_giou(boxes1, boxes2):
     boxes1 = np.concatenate(
         [boxes1[..., :2] - boxes1[..., 2:] * 0.5, boxes1[..., :2] + boxes1[..., 2:] * 0.5], -1
