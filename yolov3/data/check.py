@@ -27,6 +27,7 @@ from yolov3.data.types import Sample
 SIZE_EDGES = (8, 16, 32, 64, 128, 256)
 SIZE_LABELS = ("<8", "8-16", "16-32", "32-64", "64-128", "128-256", ">256")
 SHOW_PER_KIND = 10  # problems printed per kind; the report keeps them all
+ORPHAN_EXEMPT = ("classes.txt",)  # the class list some labelling tools write beside the labels
 
 
 @dataclass
@@ -197,9 +198,6 @@ def check_dataset(config: str | os.PathLike, strict: bool = False, input_size: i
         _orphan_labels(splits, report)
     out.advice = _advice(out, report)
     return out
-
-
-ORPHAN_EXEMPT = ("classes.txt",)  # the class list some labelling tools write beside the labels
 
 
 def _orphan_labels(splits: dict[str, list[Sample]], report: LoadReport) -> int:

@@ -13,9 +13,9 @@ same bytes for the same settings, whatever order (or process) the images are dra
   log-uniform in ``[1/max_aspect, max_aspect]``;
 * overlaps: a new object may overlap earlier ones (IoU up to ``max_iou``) but the objects drawn
   over an earlier one never hide more than ``max_cover`` of its box, all of them together (format
-  version 2 checked each pair alone, so three later objects could bury 80% of a box; the demo's
-  model then missed 7% of its largest objects); every object lies wholly inside the image; its box
-  is the tight box of its own (unoccluded) silhouette;
+  version 2 checked each pair alone, so three later objects could bury 80% of a box, and such
+  boxes were most of what the demo's model missed among its largest objects); every object lies
+  wholly inside the image; its box is the tight box of its own (unoccluded) silhouette;
 * backgrounds: two-colour gradients, low-frequency colour noise, lines, arcs and soft blobs that are
   not objects; then optional Gaussian blur and pixel noise over everything.
 
