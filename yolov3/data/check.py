@@ -200,26 +200,22 @@ def check_dataset(config: str | os.PathLike, strict: bool = False, input_size: i
     return out
 
 
-def _orphan_labels(splits: dict[str, list[Sample]], report: LoadReport) -> int:
+def _orphan_labels(splits: dict[str, list[Sample]], report: LoadReport) -> None:
     """Warn, per label folder, about ``.txt`` files that no listed image reads: their boxes are not
-    trained on (usually an image renamed or deleted after labelling). Returns how many."""
+    trained on (usually an image renamed or deleted after labelling)."""
     skipped = [p.where for p in report.problems if p.kind == "missing-image"]
     images = [s.image for samples in splits.values() for s in samples] + skipped
     used = {os.path.normcase(os.path.abspath(label_path_for(i))) for i in images}
-    folders = sorted({os.path.dirname(u) for u in used})
-    total = 0
-    for folder in folders:
+    for folder in sorted({os.path.dirname(u) for u in used}):
         try:
             names = sorted(n for n in os.listdir(folder) if n.endswith(".txt") and n not in ORPHAN_EXEMPT)
         except OSError:
             continue
         orphans = [n for n in names if os.path.normcase(os.path.join(folder, n)) not in used]
         if orphans:
-            total += len(orphans)
             shown = ", ".join(orphans[:3]) + (" ..." if len(orphans) > 3 else "")
             message = f"{len(orphans)} label file(s) that no image reads: {shown} (their boxes are not used; "
             report.warn(folder, message + "was an image renamed or removed?)", "orphan-label")
-    return total
 
 
 def _advice(r: CheckReport, report: LoadReport) -> list[str]:
