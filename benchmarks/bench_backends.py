@@ -30,13 +30,17 @@ from pathlib import Path
 
 import torch
 
-from yolov3.checkpoint import export_darknet, load_model, model_meta, save_model
 from yolov3.config import ModelConfig
 from yolov3.darknet.synthetic import randomize
 from yolov3.device import autocast_dtype
-from yolov3.export.backends import OnnxRuntimeBackend, OpenCVBackend, TorchBackend, cpu_cores
+from yolov3.export.darknet import export_darknet
 from yolov3.export.onnx import export_onnx
+from yolov3.infer.backends import cpu_cores
+from yolov3.infer.backends.opencv import OpenCVBackend
+from yolov3.infer.backends.ort import OnnxRuntimeBackend
+from yolov3.infer.backends.pytorch import TorchBackend
 from yolov3.model.factory import build_model
+from yolov3.modelfile import ExportInfo, ModelMeta, load_model, save_model
 
 SIZE = 416
 TARGETS = {"onnxruntime": "<= 0.5", "torch": "<= 0.25"}
@@ -47,12 +51,12 @@ def prepare(model_name: str, out: Path) -> None:
     torch.manual_seed(0)
     model = build_model(ModelConfig(name=model_name))
     randomize(model, torch.rand(2, 3, 64, 64))  # BN statistics from small images: cheap, sane
-    meta = model_meta(model, None, SIZE, ModelConfig(name=model_name))
+    meta = ModelMeta.of_model(model, None, SIZE, model_name)
     save_model(out / "model.safetensors", model, meta)
     paths = export_darknet(model, meta, out)
     (out / "darknet.json").write_text(json.dumps({k: str(v) for k, v in paths.items()}))
-    export_onnx(model, meta, out / "b1.onnx", SIZE)
-    export_onnx(model, meta, out / "dyn.onnx", SIZE, dynamic=True)
+    export_onnx(model, meta.replace(export=ExportInfo()), out / "b1.onnx")
+    export_onnx(model, meta.replace(export=ExportInfo(dynamic=True)), out / "dyn.onnx")
 
 
 def _backend(runtime: str, folder: Path, batch: int, threads: int):  # noqa: ANN202

@@ -1,4 +1,4 @@
-"""Post-processing one 416 image (10,647 candidates, 80 classes) on the CPU: ``yolov3.postprocess``
+"""Post-processing one 416 image (10,647 candidates, 80 classes) on the CPU: ``yolov3.infer.postprocess``
 (decode + score + threshold 0.3 + NMS 0.45 + undo the letterbox) against the literal NumPy
 transcription of the seed's ``postprocess_boxes`` + ``nms`` (kept in tests/test_postprocess.py), in
 the same run, one thread each. The seed's timing starts from maps already decoded (its decode runs
@@ -23,9 +23,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from test_postprocess import seed_nms, seed_postprocess_boxes  # noqa: E402
 
 from yolov3.boxes import Letterbox  # noqa: E402
+from yolov3.config import COCO_ANCHORS, STRIDES  # noqa: E402
 from yolov3.decode import decode_all  # noqa: E402
-from yolov3.model import COCO_ANCHORS, STRIDES  # noqa: E402
-from yolov3.postprocess import postprocess  # noqa: E402
+from yolov3.infer.postprocess import postprocess  # noqa: E402
 
 SIZE, C, IMAGE_WH = 416, 80, (640, 480)
 

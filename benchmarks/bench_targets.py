@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from yolov3.data.targets import SEED_ANCHORS, SEED_STRIDES, TargetEncoder, preprocess_true_boxes
+from yolov3.data.targets import TargetEncoder, preprocess_true_boxes
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -24,7 +24,7 @@ def load_reference():
     spec = importlib.util.spec_from_file_location("seed_reference", ROOT / "tests" / "seed_reference.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return module.seed_preprocess_true_boxes
+    return module
 
 
 def make_images(
@@ -56,7 +56,8 @@ def rate(fn, images, min_seconds: float) -> float:
 
 def main() -> None:
     torch.set_num_threads(1)
-    seed_loop = load_reference()
+    ref = load_reference()
+    seed_loop, SEED_ANCHORS, SEED_STRIDES = ref.seed_preprocess_true_boxes, ref.SEED_ANCHORS, ref.SEED_STRIDES
     images = make_images(200)
     ours = rate(lambda b: preprocess_true_boxes(b, 80, 416), images, 6.0)
     anchor = rate(

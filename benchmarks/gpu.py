@@ -18,7 +18,7 @@ Each line: ``{"what", "settings", "images_per_s", "ms", "peak_mem_gib", "card", 
    files of the synthetic data set, the seed's augmentations, targets in the loader workers (all
    cores), loss, Adam, EMA, bf16, channels_last, compiled. Target >= 1,150 images/s.
 6. ``loader_only``: the same loader alone, all cores.
-7. ``infer_batch``: batch-64 inference incl. decode + NMS (``yolov3.postprocess``), BN folded, bf16,
+7. ``infer_batch``: batch-64 inference incl. decode + NMS (``yolov3.infer.postprocess``), BN folded, bf16,
    channels_last, compiled. Target >= 4,500 images/s.
 8. ``latency_b1_eager`` / ``latency_b1_cuda_graph``: one 416 image, tensor in to boxes out, fp16,
    eager vs the CUDA-graph replay of ``TorchBackend(cuda_graph=True)`` (GPU only). Target <= 2 ms.
@@ -43,19 +43,19 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from yolov3.checkpoint import model_meta
-from yolov3.config import DataConfig, ModelConfig, TrainConfig
+from yolov3.config import DataConfig, InferConfig, ModelConfig, TrainConfig
 from yolov3.darknet.synthetic import randomize
 from yolov3.data.synth import SynthConfig, generate
 from yolov3.data.targets import TargetEncoder
 from yolov3.device import autocast
 from yolov3.engine.schedule import schedule_steps
 from yolov3.engine.trainer import Trainer
-from yolov3.export.backends import TorchBackend
+from yolov3.infer.backends.pytorch import TorchBackend
+from yolov3.infer.postprocess import postprocess
 from yolov3.loss import YoloLoss
 from yolov3.model.factory import build_model
 from yolov3.model.fuse import prepare_for_inference
-from yolov3.postprocess import postprocess
+from yolov3.modelfile import ModelMeta
 
 FULL = dict(img=416, batch=64, width=1.0, warmup=3, steps=10, synth=640, compile_backend="inductor")
 SMOKE = dict(img=32, batch=2, width=0.125, warmup=1, steps=1, synth=6, compile_backend="eager")
@@ -104,7 +104,7 @@ class Bench:
         """YOLOv3 (width per settings) with trained-like activations (``randomize``: BN statistics
         from images) and objectness (bias -6: a few dozen boxes per image pass 0.3, as in real use)."""
         torch.manual_seed(0)
-        model = build_model(ModelConfig(name="yolov3", num_classes=num_classes, width=self.s["width"]))
+        model = build_model(ModelConfig(name="yolov3", width=self.s["width"]), num_classes)
         randomize(model, torch.rand(2, 3, self.s["img"], self.s["img"]))
         with torch.no_grad():
             for out in (model.out_s, model.out_m, model.out_l):
@@ -251,7 +251,7 @@ def train_real(bench: Bench) -> None:
 
 def infer_batch(bench: Bench) -> None:
     model = bench.model().eval()
-    meta = model_meta(model, None, bench.s["img"])
+    meta = ModelMeta.of_model(model, None, bench.s["img"])
     dtype = torch.bfloat16
     net = torch.compile(prepare_for_inference(model, bench.device, dtype), backend=bench.s["compile_backend"])
     x = torch.rand(bench.s["batch"], 3, bench.s["img"], bench.s["img"], device=bench.device)
@@ -261,7 +261,7 @@ def infer_batch(bench: Bench) -> None:
     @torch.inference_mode()
     def run() -> None:
         raws = [r.float() for r in net(x)]
-        dets = postprocess(raws, meta["anchors"], meta["strides"], conf_threshold=0.3, iou_threshold=0.45)
+        dets = postprocess(raws, meta.anchors, meta.strides, settings=InferConfig())
         counts.append(sum(len(d) for d in dets))
 
     bench.reset_peak()
@@ -275,7 +275,7 @@ def infer_batch(bench: Bench) -> None:
 
 def latency_b1(bench: Bench) -> None:
     model = bench.model().eval()
-    meta = model_meta(model, None, bench.s["img"])
+    meta = ModelMeta.of_model(model, None, bench.s["img"])
     x = torch.rand(1, 3, bench.s["img"], bench.s["img"], device=bench.device)
     amp = "fp16" if bench.cuda else "off"
     for graph in (False, True):
@@ -286,7 +286,7 @@ def latency_b1(bench: Bench) -> None:
         backend = TorchBackend(model, meta, bench.device, amp=amp, cuda_graph=graph)
 
         def run(backend: TorchBackend = backend) -> None:
-            postprocess(backend(x), backend.anchors, backend.strides, conf_threshold=0.3)
+            postprocess(backend(x), backend.anchors, backend.strides, settings=InferConfig())
             bench.sync()  # boxes out: the result is on the host's clock
 
         n = 100 if bench.cuda else 1

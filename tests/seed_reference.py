@@ -5,8 +5,19 @@ from __future__ import annotations
 
 import numpy as np
 
+# The seed's settings as its code base writes them (docs/seed.md): anchors in stride units, one row per
+# scale, and the strides. Literal here, so the tests do not take them from the code under test.
+SEED_ANCHORS = np.array(
+    [
+        [[1.25, 1.625], [2.0, 3.75], [4.125, 2.875]],
+        [[1.875, 3.8125], [3.875, 2.8125], [3.6875, 7.4375]],
+        [[3.625, 2.8125], [4.875, 6.1875], [11.65625, 10.1875]],
+    ]
+)
+SEED_STRIDES = (8, 16, 32)
+
 # ----------------------------------------------------------------------------------------------
-# The reference: the seed's Dataset.bbox_iou and Dataset.preprocess_true_boxes (yolov3-deep-dive.md),
+# The reference: the seed's Dataset.bbox_iou and Dataset.preprocess_true_boxes (docs/seed.md),
 # line by line. Changes: `self.` attributes become arguments, np.float -> float (removed from NumPy),
 # `bbox[4]` through int() (float arrays can't index), range(3) -> range(len(strides)) for -tiny,
 # and the outputs cast to float32 at the end.

@@ -55,14 +55,14 @@ def test_boxes_scaled_by_the_letterbox_and_crowds_left_out() -> None:
 def test_cli_writes_a_config_the_trainer_reads(tmp_path, capsys) -> None:
     data = make_dataset(tmp_path / "ds", n=6)
     base = tmp_path / "base.yaml"
-    base.write_text(yaml.safe_dump({"model": {"num_classes": 3}, "train": {"epochs": 3}}))
+    base.write_text(yaml.safe_dump({"model": {"width": 0.5}, "train": {"epochs": 3}}))
     out = tmp_path / "anchors.yaml"
     assert main(["anchors", "--data", str(data), "--n", "9", "--img", "416", "--config", str(base),
                  "--out", str(out)]) == 0  # fmt: skip
     text = capsys.readouterr().out
     assert "mean best IoU" in text and "Darknet cfg: anchors = " in text
     doc = yaml.safe_load(out.read_text())
-    assert doc["train"] == {"epochs": 3} and doc["model"]["num_classes"] == 3
+    assert doc["train"] == {"epochs": 3} and doc["model"]["width"] == 0.5
     cfg = from_dict(ModelConfig, doc["model"])
     assert np.array(cfg.anchors).shape == (3, 3, 2)
     areas = np.prod(np.array(cfg.anchors).reshape(-1, 2), axis=1)

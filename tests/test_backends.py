@@ -3,27 +3,31 @@ OpenCV DNN (ONNX and Darknet files) with the shared post-processing; dispatch an
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 
-from yolov3.checkpoint import model_meta, save_model
+from yolov3.config import InferConfig
 from yolov3.darknet.synthetic import randomize
 from yolov3.device import cpu_supports_bf16
 from yolov3.errors import UserError
-from yolov3.export import (
-    ExportSettings,
-    OnnxRuntimeBackend,
-    OpenCVBackend,
-    TorchBackend,
-    TorchScriptBackend,
-    export_model,
-    load_backend,
-)
+from yolov3.export import ExportSettings, export_model
+from yolov3.infer.backends import load_backend
+from yolov3.infer.backends.opencv import OpenCVBackend
+from yolov3.infer.backends.ort import OnnxRuntimeBackend
+from yolov3.infer.backends.pytorch import TorchBackend, TorchScriptBackend
+from yolov3.infer.detector import Detector
 from yolov3.model import YOLOv3
-from yolov3.predict import Detector
+from yolov3.modelfile import ModelMeta, save_model
 
 IMG = 96
+LEGACY = Path(__file__).parent / "fixtures" / "legacy_v0"
+
+
+def settings(fmt: str = "onnx", **kw) -> ExportSettings:
+    return ExportSettings(fmt, infer=InferConfig(img_size=IMG), **kw)
 
 
 @pytest.fixture(scope="module")
@@ -36,12 +40,12 @@ def files(tmp_path_factory):
         for out in (model.out_s, model.out_m, model.out_l):
             out[-1].weight *= 0.2
     model.eval()
-    meta = model_meta(model, ["red", "green", "blue"], IMG)
+    meta = ModelMeta.of_model(model, ["red", "green", "blue"], IMG)
     d = tmp_path_factory.mktemp("backends")
     out = {"model": model, "meta": meta, "ckpt": save_model(d / "m.safetensors", model, meta)}
-    out["onnx"] = export_model(model, meta, d / "m.onnx", ExportSettings(img_size=IMG)).files[0]
-    out["ts"] = export_model(model, meta, d / "m.torchscript", ExportSettings("torchscript", IMG)).files[0]
-    darknet = export_model(model, meta, d / "dk", ExportSettings("darknet", IMG)).files
+    out["onnx"] = export_model(model, meta, d / "m.onnx", settings()).files[0]
+    out["ts"] = export_model(model, meta, d / "m.torchscript", settings("torchscript")).files[0]
+    darknet = export_model(model, meta, d / "dk", settings("darknet")).files
     out["cfg"], out["weights"] = (next(f for f in darknet if f.suffix == s) for s in (".cfg", ".weights"))
     return out
 
@@ -57,7 +61,9 @@ def _image() -> np.ndarray:
 
 
 def _detect(backend) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # noqa: ANN001
-    det = Detector(backend, backend.names, backend.anchors, backend.strides, IMG, backend.device)
+    det = Detector(
+        backend, backend.names, backend.anchors, backend.strides, InferConfig(img_size=IMG), backend.device
+    )
     r = det.predict_arrays([_image()])[0]
     order = np.lexsort((r.boxes[:, 0], -r.scores))
     return r.boxes[order], r.scores[order], r.class_ids[order]
@@ -127,11 +133,32 @@ def test_bad_backend_requests_are_named(files, tmp_path):
     with pytest.raises(UserError, match="reads Darknet weights with their --cfg"):
         load_backend(files["weights"], "opencv", "cpu")
     model, meta = files["model"], files["meta"]
-    dyn = export_model(model, meta, tmp_path / "dyn.onnx", ExportSettings(img_size=IMG, dynamic=True)).files[
-        0
-    ]
+    dyn = export_model(model, meta, tmp_path / "dyn.onnx", settings(dynamic=True)).files[0]
     with pytest.raises(UserError, match="symbolic sizes; OpenCV DNN .* export without --dynamic"):
         load_backend(dyn, "opencv", "cpu")
-    dec = export_model(model, meta, tmp_path / "dec.onnx", ExportSettings(img_size=IMG, outputs="decoded"))
+    dec = export_model(model, meta, tmp_path / "dec.onnx", settings(outputs="decoded"))
     with pytest.raises(UserError, match="exported with --outputs decoded; a backend needs --outputs raw"):
         load_backend(dec.files[0], "onnxruntime", "cpu")
+
+
+@pytest.mark.parametrize("name", ["native.onnx", "native.torchscript"])
+def test_exports_written_before_the_typed_meta_still_run(name):
+    """Version-0 metadata (flat export settings) in files of the previous version."""
+    backend = load_backend(LEGACY / name, device="cpu")
+    assert backend.names == ["cat", "dog"] and backend.strides == [8, 16, 32]
+    data = np.load(LEGACY / "outputs.npz")
+    for i, got in enumerate(backend(torch.from_numpy(data["x"]))):
+        np.testing.assert_allclose(got.numpy(), data[f"native_{i}"], rtol=1e-4, atol=1e-4)
+
+
+def test_training_imports_no_runtime():
+    """Training, the loss and the data pipeline load no ONNX Runtime, ONNX or OpenCV DNN backend (cv2
+    itself is the data pipeline's image reader)."""
+    import subprocess
+    import sys
+
+    code = ("import sys, yolov3.engine.trainer, yolov3.loss, yolov3.data.loader; "
+            "print(sorted(m for m in ('onnxruntime', 'onnx', 'yolov3.infer.backends.opencv', "
+            "'yolov3.infer.backends.ort', 'yolov3.export') if m in sys.modules))")  # fmt: skip
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

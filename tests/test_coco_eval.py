@@ -16,6 +16,7 @@ from yolov3.data.formats.common import LoadReport
 from yolov3.errors import UserError
 from yolov3.evaluate.coco import STAT_NAMES
 from yolov3.evaluate.evaluator import check_labelled, evaluate_detections
+from yolov3.infer.results import Detections
 
 CAT_IDS = [1, 3, 7]  # sparse, as COCO's
 NAMES = ["cat", "dog", "kite"]
@@ -49,14 +50,15 @@ def random_detections(rng, samples):
         boxes = np.concatenate([jit, jit[: len(jit) // 2] + 2.0, noise])
         cls = np.concatenate([s.classes, s.classes[: len(jit) // 2], rng.integers(0, 3, 4)])
         cls = np.where(rng.random(len(cls)) < 0.15, rng.integers(0, 3, len(cls)), cls).astype(np.int64)
-        dets.append((boxes, rng.random(len(boxes)), cls))
+        dets.append(Detections(boxes, rng.random(len(boxes)), cls))
     return dets
 
 
 def pycocotools_stats(json_path, samples, dets) -> dict[str, float]:
     """The official tool on the file, with a results list made here from the same detections."""
     results = []
-    for s, (boxes, scores, classes) in zip(samples, dets):
+    for s, d in zip(samples, dets):
+        boxes, scores, classes = d.boxes, d.scores, d.class_ids
         for b, sc, c in zip(boxes, scores, classes):
             results.append({"image_id": s.image_id, "category_id": CAT_IDS[c],
                             "bbox": [b[0], b[1], b[2] - b[0], b[3] - b[1]], "score": sc})  # fmt: skip
@@ -104,7 +106,7 @@ def test_no_detections_and_no_labels(tmp_path) -> None:
     path = tmp_path / "instances_val.json"
     path.write_text(json.dumps(make_coco(rng)))
     samples, names, ids = read_coco(path, tmp_path, LoadReport(), check_files=False)
-    empty = [(np.zeros((0, 4)), np.zeros(0), np.zeros(0, np.int64))] * len(samples)
+    empty = [Detections(np.zeros((0, 4)), np.zeros(0), np.zeros(0, np.int64))] * len(samples)
     summary = evaluate_detections(empty, samples, names, category_ids=ids).summary
     assert summary["coco"]["AP"] == 0.0 and summary["map50"] == 0.0 and summary["detections"] == 0
     for s in samples:

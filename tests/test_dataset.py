@@ -10,12 +10,11 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from seed_reference import SEED_ANCHORS, SEED_STRIDES, seed_preprocess_true_boxes
 from test_letterbox import seed_image_preporcess
-from test_targets import seed_preprocess_true_boxes
 
 from yolov3.data.dataset import DetectionDataset, SkippedImageWarning
 from yolov3.data.images import ImageError
-from yolov3.data.targets import SEED_ANCHORS, SEED_STRIDES
 from yolov3.data.types import Sample
 from yolov3.errors import UserError
 

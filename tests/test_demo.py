@@ -33,7 +33,7 @@ def test_quick_demo_writes_every_output_then_reuses_the_data(folders, capsys):
     metrics = json.loads((out / "metrics.json").read_text())
     assert (
         0.0 <= metrics["map50"] <= 1.0
-        and metrics["images"] == demo.synth_config(demo.QUICK_RECIPE).split_sizes()[1]
+        and metrics["images"] == demo.synth_config(demo.recipes()["quick"]).split_sizes()[1]
     )
     assert set(metrics["per_class"]) == {"circle", "square", "triangle", "letter-X", "digit-3"}
     for name in ("pr_curve.png", "loss_curves.png", "detections.jpg"):
@@ -61,7 +61,7 @@ def test_interrupted_generation_is_redrawn_and_interrupted_training_restarts(fol
     monkeypatch.setitem(demo.generate.__globals__, "draw_image", flaky_draw)
     with pytest.raises(KeyboardInterrupt):
         _quick(folders)
-    scfg = demo.synth_config(demo.QUICK_RECIPE)
+    scfg = demo.synth_config(demo.recipes()["quick"])
     folder = next(cache.iterdir())
     assert not is_complete(folder, scfg)
     monkeypatch.setitem(demo.generate.__globals__, "draw_image", real_draw)
@@ -103,7 +103,8 @@ def test_unwritable_folders_are_named(tmp_path, capsys):
 
 
 def test_plan_training_hand_computed(tmp_path):
-    r = demo.replace(demo.CPU_RECIPE, min_epochs=2, epochs=60, batch=16)
+    cpu = demo.recipes()["cpu"]
+    r = demo.replace(cpu, min_epochs=2, train=demo.replace(cpu.train, epochs=60, batch=16))
     # 1000 images at 0.02 s each, +20% overhead: 0.024 s an image; 312 s fit 13000 images:
     # 13 epochs of all 1000.
     assert demo.plan_training(r, 0.02, 1000, 312.0) == (13, 1000)
@@ -133,13 +134,26 @@ def test_synth_anchors_cover_the_generated_sizes():
     assert math.isclose(sides[0], 10, rel_tol=0.02) and math.isclose(sides[-1], 96, rel_tol=0.02)
 
 
-def test_choose_recipe():
+def test_recipes_are_data_that_change_only_what_differs():
     import torch
+    import yaml
 
-    assert demo.choose_recipe(torch.device("cpu")) is demo.CPU_RECIPE
-    assert demo.choose_recipe(torch.device("cpu"), quick=True) is demo.QUICK_RECIPE
+    from yolov3.config import DataConfig, ModelConfig, TrainConfig
+
+    recipes = demo.recipes()
+    assert demo.choose_recipe(torch.device("cpu")) is recipes["cpu"]
+    assert demo.choose_recipe(torch.device("cpu"), quick=True) is recipes["quick"]
     gpu = demo.choose_recipe(torch.device("cuda", 0))
-    assert gpu.width == 1.0 and gpu.img_size == 416
+    assert gpu.model == ModelConfig() and gpu.data.img_size == 416  # the full YOLOv3 at the seed's size
+    cpu = recipes["cpu"]
+    assert (cpu.model.name, cpu.data.img_size, cpu.train.batch) == ("yolov3-tiny", 192, 16)
+    doc = yaml.safe_load((Path(demo.__file__).parent / "cfg" / "demo.yaml").read_text())
+    defaults = {"model": ModelConfig(), "data": DataConfig(), "train": TrainConfig()}
+    for name, recipe in doc["recipes"].items():  # a key set to its default would say nothing
+        for section, values in recipe.items():
+            if section in defaults:
+                same = [k for k, v in values.items() if getattr(defaults[section], k) == v]
+                assert not same, f"{name}.{section} repeats defaults {same}"
 
 
 def test_prior_init_sets_output_biases_hand_computed(tmp_path):
@@ -148,7 +162,7 @@ def test_prior_init_sets_output_biases_hand_computed(tmp_path):
     from yolov3.config import ModelConfig
 
     anchors = demo.synth_anchors(SynthConfig(size=160), 2)
-    path = demo.prior_init_checkpoint(ModelConfig("yolov3-tiny", 5, anchors), 160, tmp_path / "init.pt", 4.0)
+    path = demo.prior_init_checkpoint(ModelConfig("yolov3-tiny", anchors), 5, 160, tmp_path / "init.pt", 4.0)
     state = torch.load(path, weights_only=True)["model"]
     heads = {k: v.view(3, 10) for k, v in state.items() if k.endswith("conv.bias") and v.numel() == 30}
     assert len(heads) == 2

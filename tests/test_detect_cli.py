@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 import torch
 
-from yolov3.checkpoint import model_meta, save_model
 from yolov3.cli import main
+from yolov3.infer.sources import open_source
 from yolov3.model import YOLOv3
-from yolov3.sources import open_source
+from yolov3.modelfile import ModelMeta, save_model
 
 NAMES = ["cat", "dog", "kite"]
 
@@ -22,7 +22,7 @@ NAMES = ["cat", "dog", "kite"]
 def weights(tmp_path_factory) -> Path:
     torch.manual_seed(0)
     m = YOLOv3(3, width=0.125)
-    return save_model(tmp_path_factory.mktemp("w") / "m.safetensors", m, model_meta(m, NAMES, 64))
+    return save_model(tmp_path_factory.mktemp("w") / "m.safetensors", m, ModelMeta.of_model(m, NAMES, 64))
 
 
 def make_video(path: Path, frames: int, size=(96, 64)) -> Path:
@@ -104,6 +104,24 @@ def test_bad_sources_and_names(tmp_path, weights, capsys) -> None:
     assert detect(str(tmp_path / "only_bad"), "--weights", str(weights), "--out", str(tmp_path / "o")) == 1
 
 
+def test_bad_settings_and_output_folder_are_named(tmp_path, weights, capsys) -> None:
+    img = tmp_path / "a.jpg"
+    cv2.imwrite(str(img), np.zeros((32, 32, 3), np.uint8))
+    cases = [("--conf", "-1", "conf_threshold (--conf-threshold) = -1.0: expected a score in [0, 1]"),
+             ("--iou-threshold", "0", "iou_threshold (--iou-threshold) = 0.0: expected an IoU in (0, 1]"),
+             ("--max-det", "0", "max_det (--max-det) = 0: expected a positive whole number"),
+             ("--img", "100", "img_size (--img-size) = 100: expected a positive multiple of 32")]  # fmt: skip
+    for option, value, words in cases:
+        assert main(["detect", str(img), "--weights", str(weights), option, value]) == 2
+        assert words in capsys.readouterr().err
+    blocker = tmp_path / "some_file"
+    blocker.write_text("")
+    assert detect(str(img), "--weights", str(weights), "--out", str(blocker / "sub")) == 2
+    err = capsys.readouterr().err
+    assert f"cannot create the output folder (--out) {blocker / 'sub'}: a file is in the way" in err
+    assert "Traceback" not in err
+
+
 def test_source_kinds(tmp_path) -> None:
     assert open_source("0").kind == "webcam"
     video = make_video(tmp_path / "v.avi", 3)
@@ -127,7 +145,7 @@ def test_folder_mixing_images_and_a_video(tmp_path, weights) -> None:
 
 def test_python_detect(tmp_path, weights) -> None:
     import yolov3
-    from yolov3.inference import SaveOptions
+    from yolov3.infer.runner import SaveOptions
 
     img = tmp_path / "x.png"
     cv2.imwrite(str(img), np.full((30, 50, 3), 200, np.uint8))

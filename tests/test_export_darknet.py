@@ -9,13 +9,15 @@ import numpy as np
 import pytest
 import torch
 
-from yolov3.checkpoint import load_model, model_meta
+from yolov3.config import InferConfig
 from yolov3.darknet import DarknetModel, parse_cfg
 from yolov3.darknet.synthetic import randomize
 from yolov3.decode import decode_all
-from yolov3.export import ExportSettings, OpenCVBackend, export_model
+from yolov3.export import ExportSettings, export_model
+from yolov3.infer.backends.opencv import OpenCVBackend
 from yolov3.model import YOLOv3
 from yolov3.model.factory import cfg_path
+from yolov3.modelfile import ModelMeta, load_model
 
 IMG = 64
 
@@ -34,9 +36,9 @@ def _tame(model: torch.nn.Module, images: torch.Tensor) -> torch.nn.Module:
 def exported(tmp_path_factory):
     torch.manual_seed(0)
     model = _tame(YOLOv3(2, width=0.125), torch.rand(2, 3, IMG, IMG))
-    meta = model_meta(model, ["ant", "bee"], IMG)
+    meta = ModelMeta.of_model(model, ["ant", "bee"], IMG)
     out = tmp_path_factory.mktemp("darknet")
-    report = export_model(model, meta, out, ExportSettings(format="darknet", img_size=IMG))
+    report = export_model(model, meta, out, ExportSettings(format="darknet", infer=InferConfig(img_size=IMG)))
     files = {f.suffix: f for f in report.files}
     return model, meta, files, report
 
@@ -51,7 +53,7 @@ def test_opencv_darknet_reader_decodes_the_same_boxes(exported):
     outs = net.forward(net.getUnconnectedOutLayersNames())  # stride 32, 16, 8 (cfg order)
     got = np.concatenate(outs[::-1])  # (N, 5 + C): cx, cy, w, h / input size, conf, conf * prob
     with torch.no_grad():
-        want = decode_all(model(x), meta["anchors"], meta["strides"])[0].numpy()
+        want = decode_all(model(x), meta.anchors, meta.strides)[0].numpy()
     assert got.shape == want.shape
     np.testing.assert_allclose(got[:, :4] * IMG, want[:, :4], rtol=1e-3, atol=1e-3)
     np.testing.assert_allclose(got[:, 4], want[:, 4], atol=1e-4)
@@ -64,7 +66,7 @@ def test_opencv_darknet_reader_decodes_the_same_boxes(exported):
 def test_project_loader_reads_the_files_back(exported):
     model, _, files, _ = exported
     loaded, meta = load_model(files[".weights"], cfg=files[".cfg"], names=files[".names"])
-    assert meta["names"] == ["ant", "bee"]
+    assert meta.names == ("ant", "bee")
     x = torch.rand(2, 3, IMG, 96)
     with torch.no_grad():
         for g, w in zip(loaded(x), model(x)):
@@ -74,8 +76,10 @@ def test_project_loader_reads_the_files_back(exported):
 def test_tiny_cfg_model_exports_and_opencv_backend_gives_raw_maps(tmp_path):
     torch.manual_seed(1)
     model = _tame(DarknetModel(parse_cfg(cfg_path("yolov3-tiny")), num_classes=2), torch.rand(2, 3, IMG, IMG))
-    meta = model_meta(model, None, IMG)
-    report = export_model(model, meta, tmp_path, ExportSettings(format="darknet", img_size=IMG))
+    meta = ModelMeta.of_model(model, None, IMG)
+    report = export_model(
+        model, meta, tmp_path, ExportSettings(format="darknet", infer=InferConfig(img_size=IMG))
+    )
     files = {f.suffix: f for f in report.files}
     assert "[maxpool]" in files[".cfg"].read_text()
     backend = OpenCVBackend(files[".weights"], cfg=files[".cfg"])

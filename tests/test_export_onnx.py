@@ -10,13 +10,16 @@ import pytest
 import torch
 from onnx import TensorProto, helper
 
-from yolov3.checkpoint import model_meta
+from yolov3.config import InferConfig
 from yolov3.darknet.synthetic import randomize
 from yolov3.decode import decode_all
 from yolov3.errors import UserError
-from yolov3.export import ExportCheckError, ExportSettings, OnnxRuntimeBackend, export_model, inspect_onnx
+from yolov3.export import ExportCheckError, ExportSettings, export_model
 from yolov3.export import exporter as exporter_module
+from yolov3.infer.backends.onnxfile import inspect_onnx
+from yolov3.infer.backends.ort import OnnxRuntimeBackend
 from yolov3.model import YOLOv3
+from yolov3.modelfile import ModelMeta
 
 IMG = 64
 
@@ -27,7 +30,7 @@ def small():
     torch.manual_seed(0)
     model = YOLOv3(3, width=0.125)
     randomize(model, torch.rand(2, 3, IMG, IMG, generator=torch.Generator().manual_seed(1)))
-    return model.eval(), model_meta(model, ["a", "b", "c"], IMG)
+    return model.eval(), ModelMeta.of_model(model, ["a", "b", "c"], IMG)
 
 
 def _run(path, x: torch.Tensor) -> list[np.ndarray]:
@@ -46,7 +49,7 @@ def _close(got: np.ndarray, want: torch.Tensor, tol: float) -> None:
 def raw_dynamic(small, tmp_path_factory):
     model, meta = small
     path = tmp_path_factory.mktemp("onnx") / "raw.onnx"
-    report = export_model(model, meta, path, ExportSettings(img_size=IMG, dynamic=True))
+    report = export_model(model, meta, path, ExportSettings(dynamic=True, infer=InferConfig(img_size=IMG)))
     return path, report
 
 
@@ -73,17 +76,17 @@ def test_graph_is_standard_ops_with_metadata(raw_dynamic):
     iface = inspect_onnx(path)
     assert iface.input_name == "images" and iface.output_names == ["raw_8", "raw_16", "raw_32"]
     assert iface.input_shape == ["batch", 3, "height", "width"]
-    assert iface.meta["names"] == ["a", "b", "c"] and iface.meta["strides"] == [8, 16, 32]
+    assert iface.meta.names == ("a", "b", "c") and iface.meta.strides == (8, 16, 32)
 
 
 def test_decoded_outputs_equal_decode_of_model(small, tmp_path):
     model, meta = small
     path = export_model(
-        model, meta, tmp_path / "d.onnx", ExportSettings(img_size=IMG, outputs="decoded")
+        model, meta, tmp_path / "d.onnx", ExportSettings(outputs="decoded", infer=InferConfig(img_size=IMG))
     ).files[0]
     x = torch.rand(1, 3, IMG, IMG, generator=torch.Generator().manual_seed(3))
     with torch.no_grad():
-        want = decode_all(model(x), meta["anchors"], meta["strides"])
+        want = decode_all(model(x), meta.anchors, meta.strides)
     (got,) = _run(path, x)
     assert got.shape == (1, (8 * 8 + 4 * 4 + 2 * 2) * 3, 5 + 3)
     _close(got, want, 1e-4)
@@ -121,13 +124,15 @@ def _slow_nms(decoded: np.ndarray, size: tuple[int, int], conf: float, iou: floa
 
 def test_nms_in_graph_matches_slow_greedy_reference(small, tmp_path):
     model, meta = small
-    settings = ExportSettings(img_size=IMG, nms=True, dynamic=True, conf_threshold=0.25, iou_threshold=0.4)
+    settings = ExportSettings(
+        nms=True, dynamic=True, infer=InferConfig(img_size=IMG, conf_threshold=0.25, iou_threshold=0.4)
+    )
     path = export_model(model, meta, tmp_path / "n.onnx", settings).files[0]
     ops = {n.op_type for n in onnx.load(str(path)).graph.node}
     assert "NonMaxSuppression" in ops
     x = torch.rand(2, 3, IMG, 96, generator=torch.Generator().manual_seed(4))
     with torch.no_grad():
-        decoded = decode_all(model(x), meta["anchors"], meta["strides"]).numpy()
+        decoded = decode_all(model(x), meta.anchors, meta.strides).numpy()
     want = np.array(_slow_nms(decoded, (IMG, 96), 0.25, 0.4, 300), dtype=np.float32)
     (got,) = _run(path, x)
     assert len(want) > 5 and got.shape == want.shape  # the random net does detect things
@@ -138,7 +143,9 @@ def test_nms_in_graph_matches_slow_greedy_reference(small, tmp_path):
 
 def test_half_export_runs_on_cpu_and_stays_close(small, tmp_path):
     model, meta = small
-    report = export_model(model, meta, tmp_path / "h.onnx", ExportSettings(img_size=IMG, half=True))
+    report = export_model(
+        model, meta, tmp_path / "h.onnx", ExportSettings(half=True, infer=InferConfig(img_size=IMG))
+    )
     x = torch.rand(1, 3, IMG, IMG, generator=torch.Generator().manual_seed(5))
     got = _run(report.files[0], x.half())
     assert got[0].dtype == np.float16
@@ -155,7 +162,7 @@ def test_the_check_fails_when_the_file_differs(small, tmp_path, monkeypatch):
     real = exporter_module.export_onnx
     monkeypatch.setattr(exporter_module, "export_onnx", lambda m, *a, **k: real(other, *a, **k))
     with pytest.raises(ExportCheckError, match="raw_8.*differs from PyTorch.*the file was removed"):
-        export_model(model, meta, tmp_path / "bad.onnx", ExportSettings(img_size=IMG))
+        export_model(model, meta, tmp_path / "bad.onnx", ExportSettings(infer=InferConfig(img_size=IMG)))
     assert not (tmp_path / "bad.onnx").exists()
 
 
@@ -168,7 +175,6 @@ def test_the_check_fails_when_the_file_differs(small, tmp_path, monkeypatch):
         (ExportSettings(format="darknet", outputs="decoded"), "--outputs decoded"),
         (ExportSettings(format="torchscript", nms=True), "--nms"),
         (ExportSettings(opset=13), "--opset 13"),
-        (ExportSettings(img_size=100), "--img 100"),
         (ExportSettings(nms=True, outputs="raw"), "--nms with --outputs raw"),
         (ExportSettings(format="tflite"), "--format 'tflite'"),
     ],
@@ -246,8 +252,8 @@ def test_unreadable_file_is_named(tmp_path):
 
 
 def test_cli_exports_a_checkpoint_and_names_refused_settings(small, tmp_path, capsys):
-    from yolov3.checkpoint import save_model
     from yolov3.cli import main
+    from yolov3.modelfile import save_model
 
     model, meta = small
     weights = save_model(tmp_path / "m.safetensors", model, meta)
@@ -255,9 +261,11 @@ def test_cli_exports_a_checkpoint_and_names_refused_settings(small, tmp_path, ca
     out = capsys.readouterr().out
     assert "checked input (1, 3, 64, 64)" in out and "exported onnx (nms outputs)" in out
     iface = inspect_onnx(tmp_path / "m.onnx")
-    assert iface.outputs == "nms" and iface.meta["conf_threshold"] == 0.2
+    assert iface.outputs == "nms" and iface.meta.export.conf_threshold == 0.2
     assert main(["export", "--weights", str(weights), "--format", "darknet", "--dynamic"]) == 2
     assert "--dynamic: not available with --format darknet" in capsys.readouterr().err
+    assert main(["export", "--weights", str(weights), "--img", "100"]) == 2
+    assert "img_size (--img-size) = 100: expected a positive multiple of 32" in capsys.readouterr().err
 
 
 def test_match_detections_hand_cases():

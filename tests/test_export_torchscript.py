@@ -6,13 +6,14 @@ from __future__ import annotations
 import pytest
 import torch
 
-from yolov3.checkpoint import model_meta
+from yolov3.config import InferConfig
 from yolov3.darknet.synthetic import randomize
 from yolov3.decode import decode_all
 from yolov3.errors import UserError
-from yolov3.export import ExportSettings, TorchScriptBackend, export_model
-from yolov3.export.torchscript import load_torchscript
+from yolov3.export import ExportSettings, export_model
+from yolov3.infer.backends.pytorch import TorchScriptBackend, load_torchscript
 from yolov3.model import YOLOv3
+from yolov3.modelfile import ModelMeta
 
 IMG = 64
 pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit:FutureWarning")  # still LibTorch's format
@@ -26,7 +27,7 @@ def small():
     with torch.no_grad():  # tame t_w, t_h so that decoded sizes stay near the anchors (exp amplifies)
         for out in (model.out_s, model.out_m, model.out_l):
             out[-1].weight *= 0.2
-    return model.eval(), model_meta(model, ["cat", "dog"], IMG)
+    return model.eval(), ModelMeta.of_model(model, ["cat", "dog"], IMG)
 
 
 def _rel(got: torch.Tensor, want: torch.Tensor) -> float:
@@ -37,7 +38,9 @@ def _rel(got: torch.Tensor, want: torch.Tensor) -> float:
 def test_raw_file_runs_alone_at_other_sizes(small, tmp_path):
     model, meta = small
     path = tmp_path / "m.torchscript"
-    report = export_model(model, meta, path, ExportSettings(format="torchscript", img_size=IMG, dynamic=True))
+    report = export_model(
+        model, meta, path, ExportSettings(format="torchscript", dynamic=True, infer=InferConfig(img_size=IMG))
+    )
     assert report.files == [path] and len(report.checks) == 2
     module = torch.jit.load(str(path))  # plain torch: no yolov3 code needed to run it
     for shape in [(1, 3, IMG, IMG), (2, 3, 32, 128)]:
@@ -47,17 +50,19 @@ def test_raw_file_runs_alone_at_other_sizes(small, tmp_path):
         assert isinstance(got, tuple) and len(got) == 3
         assert max(_rel(g, w) for g, w in zip(got, want)) < 1e-4
     _, stored = load_torchscript(path)
-    assert stored["names"] == ["cat", "dog"] and stored["outputs"] == "raw" and stored["dynamic"] is True
+    assert stored.names == ("cat", "dog") and stored.export.outputs == "raw" and stored.export.dynamic is True
 
 
 def test_decoded_half_file_on_cpu(small, tmp_path):
     model, meta = small
-    settings = ExportSettings(format="torchscript", img_size=IMG, outputs="decoded", half=True)
+    settings = ExportSettings(
+        format="torchscript", outputs="decoded", half=True, infer=InferConfig(img_size=IMG)
+    )
     path = export_model(model, meta, tmp_path / "d.torchscript", settings).files[0]
     x = torch.rand(1, 3, IMG, IMG, generator=torch.Generator().manual_seed(3))
     with torch.no_grad():
         got = torch.jit.load(str(path))(x.half())
-        want = decode_all(model(x), meta["anchors"], meta["strides"])
+        want = decode_all(model(x), meta.anchors, meta.strides)
     assert got.dtype == torch.float32  # decoded in float32 even from a half network
     assert _rel(got, want) < 0.1
     with pytest.raises(UserError, match="exported with --outputs decoded; a backend needs --outputs raw"):
@@ -67,7 +72,7 @@ def test_decoded_half_file_on_cpu(small, tmp_path):
 def test_backend_and_bad_files(small, tmp_path):
     model, meta = small
     path = export_model(
-        model, meta, tmp_path / "r.ts", ExportSettings(format="torchscript", img_size=IMG)
+        model, meta, tmp_path / "r.ts", ExportSettings(format="torchscript", infer=InferConfig(img_size=IMG))
     ).files[0]
     backend = TorchScriptBackend(path)
     assert backend.names == ["cat", "dog"] and backend.strides == [8, 16, 32]

@@ -15,7 +15,7 @@ from yolov3.data.dataset import DetectionDataset
 from yolov3.data.loader import MULTI_SCALE_SIZES, build_loader
 from yolov3.data.types import Sample
 
-KEYS = {"images", "labels", "bboxes", "boxes", "paths", "orig_sizes", "letterboxes"}
+KEYS = {"images", "labels", "bboxes", "boxes", "paths", "orig_sizes", "letterboxes", "skipped"}
 
 
 @pytest.fixture(scope="module")

@@ -14,8 +14,16 @@ import torch
 import torchvision
 
 from yolov3.boxes import Letterbox
+from yolov3.config import InferConfig
 from yolov3.decode import decode_all
-from yolov3.postprocess import greedy_nms, postprocess, select_candidates
+from yolov3.infer.postprocess import greedy_nms, select_candidates
+from yolov3.infer.postprocess import postprocess as _postprocess
+
+
+def postprocess(raws, anchors, strides, letterboxes=None, image_sizes=None, **settings):
+    """``yolov3.infer.postprocess.postprocess`` with the settings as keywords (an ``InferConfig``)."""
+    return _postprocess(raws, anchors, strides, letterboxes, image_sizes, InferConfig(**settings))
+
 
 ANCHORS = [
     [(10, 13), (16, 30), (33, 23)],
@@ -120,7 +128,7 @@ def as_rows(det) -> np.ndarray:
         [
             det.boxes.double().numpy(),
             det.scores.double().numpy()[:, None],
-            det.classes.double().numpy()[:, None],
+            det.class_ids.double().numpy()[:, None],
         ],
         axis=1,
     )
@@ -242,8 +250,8 @@ def test_batch_equals_single_images_and_caps() -> None:
         assert len(cap) == 5
         torch.testing.assert_close(cap.scores, full.scores[:5])
     only = postprocess(raws, ANCHORS, STRIDES, lbs, sizes, classes=[1], max_det=1000)
-    assert all(set(d.classes.tolist()) == {1} for d in only)
-    assert sum(map(len, only)) == sum(int((d.classes == 1).sum()) for d in batched)
+    assert all(set(d.class_ids.tolist()) == {1} for d in only)
+    assert sum(map(len, only)) == sum(int((d.class_ids == 1).sum()) for d in batched)
 
 
 def test_nothing_passes_and_half_precision_maps() -> None:

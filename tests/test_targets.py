@@ -6,15 +6,21 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from seed_reference import seed_preprocess_true_boxes  # tests/ is on sys.path (pytest rootdir)
+from seed_reference import SEED_ANCHORS, SEED_STRIDES, seed_preprocess_true_boxes  # tests/ is on sys.path
 
-from yolov3.data.targets import (
-    SEED_ANCHORS,
-    SEED_STRIDES,
-    TargetEncoder,
-    encode_targets,
-    preprocess_true_boxes,
-)
+from yolov3.config import COCO_ANCHORS, STRIDES
+from yolov3.data import targets
+from yolov3.data.targets import TargetEncoder, encode_targets, preprocess_true_boxes
+
+
+def test_the_seeds_anchors_are_the_defaults():
+    """The one anchor table (input pixels) is the seed's stride-unit table times the strides."""
+    assert STRIDES == SEED_STRIDES
+    np.testing.assert_array_equal(
+        np.array(COCO_ANCHORS), SEED_ANCHORS * np.array(SEED_STRIDES)[:, None, None]
+    )
+    np.testing.assert_array_equal(targets.SEED_ANCHORS, SEED_ANCHORS)
+
 
 # ----------------------------------------------------------------------------------------------
 # Random images with the awkward cases mixed in.

@@ -1,13 +1,15 @@
 """The trainer end to end on a tiny generated data set, and its fault handling.
 
 Tiny model (width 0.125), 64 px inputs, a handful of steps. Independent references: TensorBoard's
-own event reader, ``csv``, ``torch.load(weights_only=True)``, H1's ``load_model``, hand formulas.
+own event reader, ``csv``, ``torch.load(weights_only=True)``, ``yolov3.modelfile.load_model``, hand
+formulas, and a checkpoint written by the previous version (``tests/fixtures/legacy_v0``).
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import errno
 import math
 from pathlib import Path
@@ -16,19 +18,21 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from yolov3.checkpoint import load_model
-from yolov3.cli.train import build_configs, register
+from yolov3.cli.train import register
 from yolov3.config import DataConfig, ModelConfig, TrainConfig
 from yolov3.darknet.weights import conv_units, save_darknet_weights
 from yolov3.data.synth import SynthConfig, generate
 from yolov3.engine import trainer as trainer_mod
 from yolov3.engine.builders import load_initial_weights
-from yolov3.engine.checkpoint import CheckpointError, atomic_save, load_checkpoint
 from yolov3.engine.ema import ModelEMA
-from yolov3.engine.logging import RunLogger, make_run_dir
-from yolov3.engine.options import build_configs as build_options
+from yolov3.engine.logging import RunLogger
+from yolov3.engine.options import OPTIONS, build_configs
 from yolov3.errors import UserError
+from yolov3.files import WriteError, next_run_dir
 from yolov3.model import YOLOv3
+from yolov3.modelfile import CheckpointError, load_model, read_checkpoint, write_torch
+
+LEGACY = Path(__file__).parent / "fixtures" / "legacy_v0"
 
 SEED_TAGS = {"lr", "loss/total_loss", "loss/giou_loss", "loss/conf_loss", "loss/prob_loss"}
 
@@ -86,9 +90,9 @@ def test_checkpoint_contents_and_readers(finished_run):
     for key in ("model", "meta", "optimizer", "ema", "step", "epoch", "rng", "config", "names"):
         assert key in ckpt, key
     assert ckpt["step"] == 6 and ckpt["epoch"] == 3 and ckpt["epoch_step"] == 0
-    assert ckpt["meta"]["num_classes"] == 5 and ckpt["config"]["model"]["num_classes"] == 5
-    model, meta = load_model(run / "weights" / "best.pt")  # H1's reader: detection can use it
-    assert meta["names"] == ckpt["names"]
+    assert ckpt["meta"]["num_classes"] == 5 and "num_classes" not in ckpt["config"]["model"]
+    model, meta = load_model(run / "weights" / "best.pt")  # the model-file reader: detection can use it
+    assert list(meta.names) == ckpt["names"]
     assert model(torch.zeros(1, 3, 64, 64))[0].shape == (1, 30, 8, 8)
     # no temporary files left behind by the atomic writes
     assert not [p for p in (run / "weights").iterdir() if p.name.startswith(".")]
@@ -119,7 +123,7 @@ def test_non_finite_loss_skipped_then_stops_with_checkpoint(data_yaml, tmp_path,
     run = tmp_path / "run"
     log = (run / "train.log").read_text()
     assert "non-finite" in log and ".jpg" in log  # the batch's image paths are named
-    ckpt = load_checkpoint(run / "weights" / "last.pt")
+    ckpt = read_checkpoint(run / "weights" / "last.pt")
     assert ckpt["step"] == 1  # one good step; the skipped ones did not move the weights
     assert all(torch.isfinite(v).all() for v in ckpt["model"].values() if v.is_floating_point())
 
@@ -137,11 +141,11 @@ def test_ctrl_c_saves_last_and_resume_continues(data_yaml, tmp_path, monkeypatch
     monkeypatch.setattr(trainer_mod.Trainer, "train_batch", interrupt_third)
     with pytest.raises(KeyboardInterrupt):
         trainer_mod.train(*configs(data_yaml, tmp_path))
-    ckpt = load_checkpoint(tmp_path / "run" / "weights" / "last.pt")
+    ckpt = read_checkpoint(tmp_path / "run" / "weights" / "last.pt")
     assert (ckpt["step"], ckpt["epoch"], ckpt["epoch_step"]) == (2, 1, 0)
     monkeypatch.setattr(trainer_mod.Trainer, "train_batch", real)
     metrics = trainer_mod.train(resume=tmp_path / "run")
-    assert load_checkpoint(tmp_path / "run" / "weights" / "last.pt")["step"] == 4
+    assert read_checkpoint(tmp_path / "run" / "weights" / "last.pt")["step"] == 4
     assert metrics["run_dir"] == str(tmp_path / "run")
 
 
@@ -159,23 +163,23 @@ def test_resume_with_other_model_or_classes_names_the_difference(finished_run, t
 
 def test_full_disk_keeps_previous_checkpoint(tmp_path, monkeypatch):
     path = tmp_path / "last.pt"
-    atomic_save({"model": {"w": torch.ones(3)}}, path)
+    write_torch({"model": {"w": torch.ones(3)}}, path)
 
     def disk_full(obj, f, *a, **k):
         f.write(b"partial bytes")
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(torch, "save", disk_full)
-    with pytest.raises(CheckpointError, match="No space left on device.*intact"):
-        atomic_save({"model": {"w": torch.zeros(3)}}, path)
+    with pytest.raises(WriteError, match="No space left on device.*intact"):
+        write_torch({"model": {"w": torch.zeros(3)}}, path)
     monkeypatch.undo()
-    assert torch.equal(load_checkpoint(path)["model"]["w"], torch.ones(3))
+    assert torch.equal(read_checkpoint(path)["model"]["w"], torch.ones(3))
     assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]
 
 
 def test_weights_from_checkpoint_transfer_to_other_class_count(finished_run):
     run, _ = finished_run
-    src = load_checkpoint(run / "weights" / "last.pt")["model"]
+    src = read_checkpoint(run / "weights" / "last.pt")["model"]
     model = YOLOv3(3, width=0.125)
     with pytest.raises(CheckpointError, match="use --transfer"):
         load_initial_weights(model, str(run / "weights" / "last.pt"), transfer=False)
@@ -203,17 +207,21 @@ def test_cli_resume_layers_given_options_over_saved_config(finished_run):
     parser = argparse.ArgumentParser()
     register(parser.add_subparsers())
     args = parser.parse_args(["train", "--resume", str(run), "--epochs", "9"])
-    model_cfg, data_cfg, train_cfg = build_configs(args)
+    options = {k: getattr(args, k) for k in OPTIONS}
+    model_cfg, data_cfg, train_cfg = build_configs(options, args.config, args.resume)
     assert train_cfg.epochs == 9 and train_cfg.lr_init == 2e-3 and model_cfg.width == 0.125
     assert data_cfg.img_size == 64
 
 
 def test_run_folder_increments_unless_exist_ok(tmp_path):
-    assert make_run_dir(tmp_path, "exp") == tmp_path / "exp"
-    assert make_run_dir(tmp_path, "exp") == tmp_path / "exp2"
-    assert make_run_dir(tmp_path, "exp") == tmp_path / "exp3"
-    assert make_run_dir(tmp_path, "exp", exist_ok=True) == tmp_path / "exp"
-    assert (tmp_path / "exp3" / "weights").is_dir()
+    assert next_run_dir(tmp_path, "exp") == tmp_path / "exp"
+    assert next_run_dir(tmp_path, "exp") == tmp_path / "exp2"
+    assert next_run_dir(tmp_path, "exp") == tmp_path / "exp3"
+    assert next_run_dir(tmp_path, "exp3") == tmp_path / "exp4"  # a numbered name counts on
+    assert next_run_dir(tmp_path, "exp", exist_ok=True) == tmp_path / "exp"
+    assert (
+        next_run_dir(tmp_path, "exp", create=False) == tmp_path / "exp5" and not (tmp_path / "exp5").exists()
+    )
 
 
 @pytest.mark.parametrize(
@@ -226,7 +234,7 @@ def test_run_folder_increments_unless_exist_ok(tmp_path):
 )
 def test_training_options_run_and_stay_finite(data_yaml, tmp_path, options):
     metrics = trainer_mod.train(*configs(data_yaml, tmp_path, epochs=1, **options))
-    ckpt = load_checkpoint(Path(metrics["run_dir"]) / "weights" / "last.pt")
+    ckpt = read_checkpoint(Path(metrics["run_dir"]) / "weights" / "last.pt")
     assert math.isfinite(metrics["loss/total_loss"]) and math.isfinite(metrics["val/total_loss"])
     assert ckpt["step"] == (1 if options.get("accumulate") == 2 else 2)
     assert (ckpt["scaler"] is not None) == (options["amp"] == "fp16")
@@ -275,16 +283,16 @@ def test_darknet_weights_full_truncated_and_transfer(tmp_path):
 
 
 def test_keyword_options_map_to_config_sections(tmp_path):
-    model_cfg, data_cfg, train_cfg = build_options({"data": "d.yaml", "img": 96, "model": "yolov3-tiny",
+    model_cfg, data_cfg, train_cfg = build_configs({"data": "d.yaml", "img_size": 96, "model": "yolov3-tiny",
                                                     "epochs": 3, "name": "x", "ema": None})  # fmt: skip
     assert (model_cfg.name, data_cfg.path, data_cfg.img_size) == ("yolov3-tiny", "d.yaml", 96)
     assert (train_cfg.epochs, train_cfg.name, train_cfg.ema) == (3, "x", False)
-    with pytest.raises(UserError, match="unknown training option"):
+    with pytest.raises(UserError, match="unknown training option 'epoch' \\(did you mean 'epochs'\\?\\)"):
         trainer_mod.train(data="d.yaml", epoch=3)
 
 
 def test_unwritable_log_file_is_a_clear_error(tmp_path):
-    logger = RunLogger(make_run_dir(tmp_path, "run"))
+    logger = RunLogger(next_run_dir(tmp_path, "run"))
     (tmp_path / "run" / "steps.csv").mkdir()  # a write there fails like an unwritable file would
     with pytest.raises(UserError, match=r"cannot write .*steps\.csv"):
         logger.step(1, {"lr": 0.1})
@@ -304,4 +312,36 @@ def test_non_finite_gradient_skips_one_step_only(data_yaml, tmp_path, monkeypatc
     metrics = trainer_mod.train(*configs(data_yaml, tmp_path, epochs=1))
     run = Path(metrics["run_dir"])
     assert "non-finite grad_norm=inf" in (run / "train.log").read_text()
-    assert load_checkpoint(run / "weights" / "last.pt")["step"] == 1  # 2 batches, the first skipped
+    assert read_checkpoint(run / "weights" / "last.pt")["step"] == 1  # 2 batches, the first skipped
+
+
+def test_a_run_of_the_previous_version_resumes(tmp_path):
+    """``train_last.pt`` was written before ``model.num_classes`` / ``data.test_size`` stopped being
+    settings: resuming drops them and trains on with the saved optimiser state."""
+    data = make_data(tmp_path / "data", n=8)
+    run = tmp_path / "run"
+    (run / "weights").mkdir(parents=True)
+    (run / "weights" / "last.pt").write_bytes((LEGACY / "train_last.pt").read_bytes())
+    metrics = trainer_mod.train(resume=run, data=data, epochs=2)
+    ckpt = read_checkpoint(run / "weights" / "last.pt")
+    assert ckpt["epoch"] == 2 and ckpt["step"] == 4 and math.isfinite(metrics["loss/total_loss"])
+    assert "test_size" not in ckpt["config"]["data"] and "resumed" in (run / "train.log").read_text()
+
+
+def test_unreadable_training_images_are_reported(tmp_path):
+    """Both kinds: a file whose header cannot be read (left out when the data set is read) and one whose
+    header reads but whose pixels do not (found by a loader worker, replaced by the next image)."""
+    data = make_data(tmp_path / "data", n=10)
+    images = sorted((tmp_path / "data" / "images" / "train").glob("*.jpg"))
+    images[0].write_bytes(b"not an image")
+    jpeg = images[1].read_bytes()
+    images[1].write_bytes(jpeg[: jpeg.find(b"\xff\xda")])  # its header, cut before the scan: no pixels
+    m, d, t = configs(data, tmp_path, epochs=1)
+    metrics = trainer_mod.train(m, dataclasses.replace(d, workers=1), t)  # found in a worker process
+    log = (Path(metrics["run_dir"]) / "train.log").read_text()
+    assert (
+        "1 image(s) of the data set cannot be read and are left out (yolov3 data check lists them all): "
+        in log
+    )
+    assert f"lists them all): {images[0]}: not a readable image" in log
+    assert f"skipped unreadable training image {images[1]}" in log

@@ -11,12 +11,14 @@ import pytest
 import torch
 import yaml
 
-from yolov3.checkpoint import model_meta, save_model
 from yolov3.cli import main
+from yolov3.config import InferConfig
 from yolov3.data.dataset_config import load_dataset
 from yolov3.errors import UserError
 from yolov3.evaluate.evaluator import evaluate, evaluate_detections
+from yolov3.infer.results import Detections
 from yolov3.model import YOLOv3
+from yolov3.modelfile import ModelMeta, save_model
 
 NAMES = ["cat", "dog", "kite"]
 
@@ -48,7 +50,7 @@ def model() -> YOLOv3:
 
 @pytest.fixture(scope="module")
 def weights(tmp_path_factory, model) -> Path:
-    return save_model(tmp_path_factory.mktemp("w") / "m.pt", model, model_meta(model, NAMES, 64))
+    return save_model(tmp_path_factory.mktemp("w") / "m.pt", model, ModelMeta.of_model(model, NAMES, 64))
 
 
 def test_val_writes_report_summary_and_plots(tmp_path, weights, capsys) -> None:
@@ -80,17 +82,18 @@ def test_val_refuses_unlabelled_data_and_other_classes(tmp_path, weights, capsys
 def test_trainer_call_and_perfect_detections(tmp_path, model) -> None:
     spec = load_dataset(make_dataset(tmp_path / "ds"))
     model.train()
-    result = evaluate(model, spec.val, spec.names, img_size=64, device="cpu", batch_size=3, coco=False)
+    settings = InferConfig.for_map(img_size=64)
+    result = evaluate(model, spec.val, spec.names, settings, device="cpu", batch_size=3, coco=False).summary
     assert model.training  # left as it was
     assert isinstance(result["map50"], float) and isinstance(result["map50_95"], float)
     assert result["coco"] is None and result["images"] == 4
-    perfect = [(s.boxes, np.ones(len(s.boxes)), s.classes) for s in spec.val]
+    perfect = [Detections(s.boxes, np.ones(len(s.boxes)), s.classes) for s in spec.val]
     summary = evaluate_detections(perfect, spec.val, spec.names).summary
     assert summary["map50"] == 1.0 and summary["map50_95"] == 1.0 and summary["coco"]["AP"] == 1.0
     with pytest.raises(UserError, match="no images"):
         evaluate(model, [], spec.names)
     Path(spec.val[0].image).write_bytes(b"broken")  # unreadable: reported, left out, the rest scored
-    result = evaluate(model, spec.val, spec.names, img_size=64, device="cpu", batch_size=3, coco=False)
+    result = evaluate(model, spec.val, spec.names, settings, device="cpu", batch_size=3, coco=False).summary
     assert result["images"] == 3
 
 

@@ -9,12 +9,17 @@ import torchvision
 
 from yolov3.evaluate.curves import confidence_curves, confusion_matrix
 from yolov3.evaluate.voc import box_iou_np, class_curves, match_all, match_image, mean_ap, voc_ap
+from yolov3.infer.results import Detections
 
 
 def det(*rows):
-    """rows of (x1, y1, x2, y2, score, class) -> (boxes, scores, classes)."""
+    """rows of (x1, y1, x2, y2, score, class) -> Detections."""
     a = np.array(rows, np.float64).reshape(-1, 6)
-    return a[:, :4], a[:, 4], a[:, 5].astype(np.int64)
+    return Detections(a[:, :4], a[:, 4], a[:, 5].astype(np.int64))
+
+
+def arrays(d: Detections) -> tuple:
+    return d.boxes, d.scores, d.class_ids
 
 
 def gt(*rows, difficult=()):
@@ -38,7 +43,7 @@ def test_voc_ap_hand_computed() -> None:
 def test_duplicate_is_fp_and_difficult_is_ignored() -> None:
     dets = det((0, 0, 10, 10, 0.9, 0), (1, 0, 10, 10, 0.8, 0), (50, 50, 60, 60, 0.7, 0))
     gts = gt((0, 0, 10, 10, 0), (50, 50, 60, 61, 0), difficult=[1])
-    tp, ignored = match_image(*dets, *gts)
+    tp, ignored = match_image(*arrays(dets), *gts)
     assert tp[:, 0].tolist() == [True, False, False]
     assert ignored[:, 0].tolist() == [False, False, True]
     curves = class_curves(match_all([dets], [gts], 1))
@@ -51,12 +56,12 @@ def test_no_fallback_to_next_best_box_and_strict_threshold() -> None:
     # det 2's best box is the one det 1 took: a FP under VOC rules, though box 2 overlaps it > 0.5
     dets = det((0, 0, 10, 10, 0.9, 0), (0.5, 0, 10.5, 10, 0.8, 0))  # IoU 0.905 with box 1, 0.6 with box 2
     gts = gt((0, 0, 10, 10, 0), (3, 0, 13, 10, 0))
-    tp, _ = match_image(*dets, *gts)
+    tp, _ = match_image(*arrays(dets), *gts)
     assert tp[:, 0].tolist() == [True, False]
     # IoU exactly 0.5 is not a match (VOC: ovmax > 0.5)
-    tp, _ = match_image(*det((0, 0, 10, 5, 0.9, 0)), *gt((0, 0, 10, 10, 0)))
+    tp, _ = match_image(*arrays(det((0, 0, 10, 5, 0.9, 0))), *gt((0, 0, 10, 10, 0)))
     assert not tp.any()
-    tp, _ = match_image(*det((0, 0, 10, 5.01, 0.9, 0)), *gt((0, 0, 10, 10, 0)))
+    tp, _ = match_image(*arrays(det((0, 0, 10, 5.01, 0.9, 0))), *gt((0, 0, 10, 10, 0)))
     assert tp.all()
 
 
@@ -104,7 +109,7 @@ def ref_voc_eval(dets, gts, classname, ovthresh=0.5):
         npos = npos + sum(~diff)
         class_recs[img] = {"bbox": bbox, "difficult": diff, "det": det_flags}
     image_ids, confidence, BB = [], [], []
-    for img, (boxes, scores, classes) in enumerate(dets):
+    for img, (boxes, scores, classes) in enumerate(map(arrays, dets)):
         for b, s, c in zip(boxes, scores, classes):
             if c == classname:
                 image_ids.append(img)
@@ -170,7 +175,7 @@ def random_set(rng, n_images=40, nc=4):
         b = np.concatenate([jit, noise])
         cls = np.concatenate([gts[-1][1][rng.integers(0, g, 2 * g)] if g else [], rng.integers(0, nc, 3)])
         cls = np.where(rng.random(len(cls)) < 0.1, rng.integers(0, nc, len(cls)), cls).astype(np.int64)
-        dets.append((b, rng.random(len(b)), cls))
+        dets.append(Detections(b, rng.random(len(b)), cls))
     return dets, gts
 
 

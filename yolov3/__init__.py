@@ -1,29 +1,34 @@
-"""YOLOv3 in PyTorch: the seed's network, targets, loss and training recipe; Darknet-compatible."""
+"""YOLOv3 in PyTorch: the seed's network, targets, loss and training recipe; Darknet-compatible.
+
+The public API, loaded on first use (PEP 562) so that ``import yolov3.<module>`` stays light for
+training workers and the command line: ``load`` / ``Detector`` / ``Detections`` (detection),
+``detect`` (detection with files written), ``val``, ``train``, ``export_weights``, ``load_backend``,
+``load_model`` / ``save_model`` / ``ModelMeta`` (model files), ``InferConfig`` and the data tools.
+"""
 
 from typing import Any
 
+from yolov3.config import COCO_ANCHORS, STRIDES, InferConfig
 from yolov3.decode import decode, decode_all
-from yolov3.model import COCO_ANCHORS, STRIDES, YOLOv3
+from yolov3.model import YOLOv3
 
 __version__ = "0.1.0"
 __all__ = [
-    "COCO_ANCHORS", "STRIDES", "Detector", "Result", "YOLOv3", "check_dataset", "convert_dataset", "decode",
-    "decode_all", "detect", "load", "val", "load_dataset", "build_model", "load_model", "save_model",
-    "DetectionDataset", "build_loader", "preprocess_true_boxes", "train", "YoloLoss",
-    "export_weights", "load_backend",
+    "COCO_ANCHORS", "STRIDES", "Detections", "Detector", "InferConfig", "ModelMeta", "YOLOv3", "YoloLoss",
+    "build_loader", "build_model", "check_dataset", "convert_dataset", "decode", "decode_all", "detect",
+    "DetectionDataset", "export_weights", "load", "load_backend", "load_dataset", "load_model",
+    "preprocess_true_boxes", "save_model", "train", "val",
 ]  # fmt: skip
 
-# The detection API pulls in OpenCV, ONNX Runtime and pycocotools' neighbours: loaded on first use
-# (PEP 562) so that `import yolov3.<module>` stays light for training workers and the CLI.
-_LAZY = {"Detector": "yolov3.predict", "Result": "yolov3.predict", "load": "yolov3.predict",
-         "val": "yolov3.evaluate.api", "detect": "yolov3.inference",
+_LAZY = {"Detector": "yolov3.infer.detector", "load": "yolov3.infer.detector",
+         "Detections": "yolov3.infer.results", "detect": "yolov3.infer.runner",
+         "load_backend": "yolov3.infer.backends", "val": "yolov3.evaluate.api",
          "load_dataset": "yolov3.data.dataset_config", "check_dataset": "yolov3.data.check",
          "convert_dataset": "yolov3.data.convert", "build_model": "yolov3.model.factory",
-         "load_model": "yolov3.checkpoint", "save_model": "yolov3.checkpoint",
+         "load_model": "yolov3.modelfile", "save_model": "yolov3.modelfile", "ModelMeta": "yolov3.modelfile",
          "DetectionDataset": "yolov3.data.dataset", "build_loader": "yolov3.data.loader",
          "preprocess_true_boxes": "yolov3.data.targets", "train": "yolov3.engine.trainer",
-         "YoloLoss": "yolov3.loss",
-         "export_weights": "yolov3.export", "load_backend": "yolov3.export"}  # fmt: skip
+         "YoloLoss": "yolov3.loss", "export_weights": "yolov3.export"}  # fmt: skip
 
 
 def __getattr__(name: str) -> Any:

@@ -1,15 +1,25 @@
-"""Typed settings. Defaults reproduce the seed (SEED_NOTES "Settings the seed's code base uses").
+"""Typed settings, with the seed's values as defaults (``docs/seed.md``, "Settings").
 
-Each section is a dataclass; ``from_dict`` builds one from YAML-loaded data and rejects unknown keys
-by name; ``apply_overrides`` takes ``section.key=value`` strings from the command line. Only the
-``build_*`` functions of the modules that construct objects read these.
+Four sections, one dataclass each: ``ModelConfig`` (which network), ``DataConfig`` (what the loader
+feeds it), ``TrainConfig`` (the optimiser and the run) and ``InferConfig`` (how raw maps become
+detections: input size, thresholds, NMS, precision). A YAML file holds any of the first three as
+``model:`` / ``data:`` / ``train:`` mappings; ``from_dict`` builds a section from such a mapping and
+rejects an unknown or misspelt key by name, suggesting the nearest valid one. Only the ``build_*``
+functions of the modules that construct objects read these.
+
+Each knob has one name, used by the YAML key, the Python API keyword and the command-line option
+(``conf_threshold`` is ``--conf-threshold``; the CLI also accepts the short forms it has always had,
+``--conf``, ``--iou``, ``--img``). The two exceptions are the things a command is about:
+``--model`` sets ``model.name`` and ``--data`` sets ``data.path``.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import difflib
+import numbers
 import typing
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -19,6 +29,21 @@ from yolov3.errors import UserError
 
 T = TypeVar("T")
 
+# The seed's anchors (w, h) in input pixels, one row per output scale (stride 8, 16, 32): Darknet's
+# COCO anchors. The seed writes them in stride units (``docs/seed.md``); ``anchors / stride`` gives those.
+COCO_ANCHORS: tuple[tuple[tuple[float, float], ...], ...] = (
+    ((10, 13), (16, 30), (33, 23)),
+    ((30, 61), (62, 45), (59, 119)),
+    ((116, 90), (156, 198), (373, 326)),
+)
+STRIDES: tuple[int, int, int] = (8, 16, 32)
+
+NMS_METHODS = ("greedy", "soft", "diou")
+AMP_MODES = ("auto", "bf16", "fp16", "off")
+# mAP integrates precision over recall down to the low-score tail: evaluation keeps every box above
+# this score instead of the seed's 0.3 display threshold.
+MAP_CONF_THRESHOLD = 0.001
+
 
 class ConfigError(UserError, ValueError):
     """A configuration value that is missing, unknown or does not parse."""
@@ -26,9 +51,10 @@ class ConfigError(UserError, ValueError):
 
 @dataclass
 class ModelConfig:
-    name: str = "yolov3"  # yolov3 | yolov3-tiny | yolov3-spp | path to a Darknet .cfg
-    num_classes: int = 80
-    # input pixels, one row per scale (stride 8, 16, 32); None: the model's own (COCO for yolov3)
+    """The network. Its class count is not a setting: it comes from the data set's names."""
+
+    name: str = "yolov3"  # yolov3 | yolov3-tiny | yolov3-spp | yolov3-voc | path to a Darknet .cfg
+    # input pixels, one row per scale (increasing stride); None: the model's own (COCO for yolov3)
     anchors: list[list[list[float]]] | None = None
     width: float = 1.0  # channel multiplier for the native YOLOv3
 
@@ -36,11 +62,10 @@ class ModelConfig:
 @dataclass
 class DataConfig:
     path: str = ""  # dataset config (data.yaml, .data) the loaders read
-    img_size: int = 416  # train input size
-    test_size: int = 544  # test input size
-    max_boxes_per_scale: int = 150
-    label_smoothing: float = 0.01
-    positive_iou: float = 0.3  # target encoding: anchor is positive when IoU > this
+    img_size: int = 416  # train input size (validation during training runs at it too)
+    max_boxes_per_scale: int = 150  # rows of each scale's ground-truth box list (the ignore test)
+    label_smoothing: float = 0.01  # class targets: one-hot * (1 - d) + d / C
+    positive_iou: float = 0.3  # target encoding: an anchor is positive when its IoU with the box > this
     augment: bool = True  # the seed's flip / crop / translate, each p = 0.5
     hsv: bool = False
     mosaic: bool = False
@@ -59,7 +84,7 @@ class TrainConfig:
     optimizer: str = "adam"  # adam | sgd
     momentum: float = 0.9
     weight_decay: float = 0.0005  # SGD only; never on BN and biases
-    ignore_iou: float = 0.5  # IOU_LOSS_THRESH
+    ignore_iou: float = 0.5  # the confidence loss ignores predictions overlapping a box by >= this
     seed: int = 0
     # how the trainer runs (yolov3 train); none of these change the seed's recipe
     weights: str = ""  # initial weights: Darknet .weights (full or a backbone prefix) or a .pt checkpoint
@@ -84,11 +109,87 @@ class TrainConfig:
     exist_ok: bool = False
 
 
-@dataclass
-class EvalConfig:
-    conf_threshold: float = 0.3
-    iou_threshold: float = 0.45
-    max_det: int = 300
+@dataclass(frozen=True)
+class InferConfig:
+    """How raw maps become detections; the same for ``detect``, ``val``, the Python API, an export's
+    in-graph NMS and validation during training. Defaults: the seed's test settings.
+
+    ``amp`` auto runs bf16 where the hardware does it natively (GPUs; CPUs with AVX-512 BF16 or AMX)
+    and float32 elsewhere: on the demo's held-out set bf16 scored mAP@0.5 0.868 against 0.869 in
+    float32 at about half the CPU time (``docs/benchmarks.md``). ``amp="off"`` is the seed's float32.
+    Invalid values raise ``ConfigError`` naming the setting when the object is made.
+    """
+
+    img_size: int = 544  # the seed's test input size
+    conf_threshold: float = 0.3  # keep boxes whose score conf * prob > this
+    iou_threshold: float = 0.45  # NMS: suppress a box overlapping a better one of its class by > this
+    max_det: int = 300  # boxes per image, best first
+    nms: str = "greedy"  # greedy (the seed) | soft (Gaussian, sigma 0.3) | diou
+    multi_label: bool = False  # one candidate per class whose score passes, not only the best class
+    classes: tuple[int, ...] | None = None  # keep only these class indices
+    amp: str = "auto"  # auto | bf16 | fp16 | off
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.conf_threshold <= 1.0:
+            _bad("conf_threshold", self.conf_threshold, "a score in [0, 1]")
+        if not 0.0 < self.iou_threshold <= 1.0:
+            _bad("iou_threshold", self.iou_threshold, "an IoU in (0, 1]")
+        if not _whole(self.max_det) or self.max_det < 1:
+            _bad("max_det", self.max_det, "a positive whole number")
+        if not _whole(self.img_size) or self.img_size < 32 or self.img_size % 32:
+            _bad("img_size", self.img_size, "a positive multiple of 32")
+        if self.nms not in NMS_METHODS:
+            _bad("nms", self.nms, f"one of {', '.join(NMS_METHODS)}")
+        if self.amp not in AMP_MODES:
+            _bad("amp", self.amp, f"one of {', '.join(AMP_MODES)}")
+        if self.classes is not None:
+            object.__setattr__(self, "classes", tuple(int(c) for c in self.classes))
+            if any(c < 0 for c in self.classes):
+                _bad("classes", list(self.classes), "class indices >= 0")
+
+    def replace(self, **changes: Any) -> InferConfig:
+        """A copy with ``changes`` (None values mean "not given" and keep the current value); an
+        unknown name is an error naming the nearest setting."""
+        given = {k: v for k, v in changes.items() if v is not None}
+        _check_keys(type(self), given, "inference settings")
+        return dataclasses.replace(self, **given)
+
+    @classmethod
+    def for_map(cls, **changes: Any) -> InferConfig:
+        """The seed's settings with the score threshold mAP needs (``MAP_CONF_THRESHOLD``)."""
+        return cls(conf_threshold=MAP_CONF_THRESHOLD).replace(**changes)
+
+
+def _whole(x: Any) -> bool:
+    return isinstance(x, numbers.Integral) and not isinstance(x, bool)
+
+
+def _bad(name: str, value: Any, expected: str) -> None:
+    flag = "--" + name.replace("_", "-")
+    raise ConfigError(f"{name} ({flag}) = {value!r}: expected {expected}")
+
+
+# Keys older versions of this project wrote into a run's config.yaml / checkpoint, read no more.
+# A resumed run drops them; a config file that still sets one gets an error saying why.
+RETIRED_KEYS: dict[str, dict[str, str]] = {
+    "model": {"num_classes": "the class count comes from the data set's names"},
+    "data": {"test_size": "the test size is the inference setting img_size (yolov3 val / detect --img-size)"},
+}
+
+
+def nearest(key: str, known: typing.Iterable[str]) -> str:
+    """`` (did you mean 'x'?)`` for the closest of ``known`` to a misspelt ``key``, else ``""``."""
+    match = difflib.get_close_matches(key, list(known), n=1, cutoff=0.5)
+    return f" (did you mean {match[0]!r}?)" if match else ""
+
+
+def _check_keys(cls: type, data: dict[str, Any], where: str) -> None:
+    names = [f.name for f in dataclasses.fields(cls)]
+    for key in data:
+        if key not in names:
+            raise ConfigError(
+                f"{where}: unknown key {key!r}{nearest(str(key), names)}; known: {', '.join(names)}"
+            )
 
 
 def _coerce(value: Any, hint: Any, where: str) -> Any:
@@ -116,24 +217,48 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
             if hint is int and isinstance(value, float) and not value.is_integer():
                 raise ValueError(value)
             return hint(value)
-        if origin is list:
+        if origin in (list, tuple):
             if isinstance(value, str):
                 value = yaml.safe_load(value)
-            return [_coerce(v, args[0] if args else Any, where) for v in value]
+            return origin(_coerce(v, args[0] if args else Any, where) for v in value)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{where}: cannot read {value!r} as {getattr(hint, '__name__', hint)}") from exc
     return value
 
 
 def from_dict(cls: type[T], data: dict[str, Any] | None, where: str = "config") -> T:
-    """Build dataclass ``cls`` from ``data``; unknown keys are an error naming them."""
+    """Build dataclass ``cls`` from ``data``; an unknown key is an error naming it and the nearest
+    valid one, a retired key an error saying what replaced it."""
     data = dict(data or {})
+    section = _SECTION_OF.get(cls, "")
+    for key in data:
+        if key in RETIRED_KEYS.get(section, {}):
+            raise ConfigError(f"{where}: {key!r} is no longer a setting: {RETIRED_KEYS[section][key]}")
+    _check_keys(cls, data, where)
     hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - names)
-    if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {unknown}; known: {sorted(names)}")
     return cls(**{k: _coerce(v, hints[k], f"{where}.{k}") for k, v in data.items()})
+
+
+SECTIONS: dict[str, type] = {"model": ModelConfig, "data": DataConfig, "train": TrainConfig}
+_SECTION_OF = {cls: name for name, cls in SECTIONS.items()}
+
+
+def check_sections(doc: dict[str, Any], where: str) -> None:
+    """A config file's top level holds only ``model`` / ``data`` / ``train`` mappings."""
+    for key, value in doc.items():
+        if key not in SECTIONS:
+            raise ConfigError(f"{where}: unknown section {key!r}{nearest(str(key), SECTIONS)}; "
+                              f"known: {', '.join(SECTIONS)}")  # fmt: skip
+        if value is not None and not isinstance(value, dict):
+            raise ConfigError(f"{where}: section {key!r} must be a mapping of settings, got {value!r}")
+
+
+def upgrade_saved(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """A config saved by a run of any version of this project, with the ``RETIRED_KEYS`` removed
+    (they described values the run now derives), ready for ``from_dict``."""
+    return {section: {k: v for k, v in (config.get(section) or {}).items()
+                      if k not in RETIRED_KEYS.get(section, {})}
+            for section in SECTIONS}  # fmt: skip
 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:
@@ -152,26 +277,13 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     return data
 
 
-def apply_overrides(obj: T, overrides: list[str]) -> T:
-    """Return a copy of dataclass ``obj`` with ``key=value`` strings applied (YAML-parsed values)."""
-    changes = {}
-    hints = typing.get_type_hints(type(obj))
-    for item in overrides:
-        key, sep, raw = item.partition("=")
-        if not sep:
-            raise ConfigError(f"override {item!r}: expected key=value")
-        if key not in hints:
-            raise ConfigError(f"override {item!r}: unknown key {key!r}; known: {sorted(hints)}")
-        changes[key] = _coerce(yaml.safe_load(raw) if raw else raw, hints[key], f"override {key}")
-    return dataclasses.replace(obj, **changes)
-
-
 def to_dict(obj: Any) -> dict[str, Any]:
     """A dataclass as plain data, for saving the resolved config next to a run."""
     return dataclasses.asdict(obj)
 
 
 __all__ = [
-    "ConfigError", "DataConfig", "EvalConfig", "ModelConfig", "TrainConfig",
-    "apply_overrides", "field", "from_dict", "load_yaml", "to_dict",
+    "AMP_MODES", "COCO_ANCHORS", "MAP_CONF_THRESHOLD", "NMS_METHODS", "RETIRED_KEYS", "SECTIONS", "STRIDES",
+    "ConfigError", "DataConfig", "InferConfig", "ModelConfig", "TrainConfig", "check_sections", "from_dict",
+    "load_yaml", "nearest", "to_dict", "upgrade_saved",
 ]  # fmt: skip

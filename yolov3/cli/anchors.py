@@ -1,6 +1,6 @@
-"""``yolov3 anchors --data DATA --n 9 --img 416``: k-means (1 - IoU) anchors for a data set.
+"""``yolov3 anchors --data DATA --n 9 --img-size 416``: k-means (1 - IoU) anchors for a data set.
 
-Prints the anchors (per scale, input pixels at ``--img``), their mean best IoU with the training
+Prints the anchors (per scale, input pixels at ``--img-size``), their mean best IoU with the training
 boxes against the current anchors' (COCO's, or ``model.anchors`` of ``--config``), and writes a
 config the trainer reads: ``--config`` with ``model.anchors`` replaced, or a new one holding only
 ``model.anchors`` (``yolov3 train --config anchors.yaml ...``). The Darknet cfg line is printed too.
@@ -14,11 +14,10 @@ from pathlib import Path
 import yaml
 
 from yolov3.anchors import fit_anchors
-from yolov3.cli.detect import next_run_dir
-from yolov3.config import ModelConfig, from_dict, load_yaml
+from yolov3.config import COCO_ANCHORS, DataConfig, ModelConfig, check_sections, from_dict, load_yaml
 from yolov3.data.dataset_config import load_dataset
 from yolov3.errors import UserError
-from yolov3.model import COCO_ANCHORS
+from yolov3.files import atomic_writer, next_run_dir
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -26,7 +25,14 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     p.add_argument("--data", required=True, help="data.yaml or Darknet .data")
     p.add_argument("--n", type=int, default=9, help="number of anchors (9 for yolov3, 6 for tiny)")
-    p.add_argument("--img", type=int, default=416, help="train input size the boxes are letterboxed to")
+    p.add_argument(
+        "--img-size",
+        "--img",
+        dest="img_size",
+        type=int,
+        default=DataConfig.img_size,
+        help=f"train input size the boxes are letterboxed to (default {DataConfig.img_size})",
+    )
     p.add_argument("--scales", type=int, default=3, help="output scales to split the anchors over")
     p.add_argument("--split", default="train", choices=["train", "val", "test"])
     p.add_argument("--seed", type=int, default=0)
@@ -37,6 +43,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     base = load_yaml(args.config) if args.config else {}
+    check_sections(base, str(args.config))
     model = (
         from_dict(ModelConfig, base.get("model"), f"{args.config}: model") if args.config else ModelConfig()
     )
@@ -45,21 +52,21 @@ def run(args: argparse.Namespace) -> int:
     samples = getattr(spec, args.split)
     if not samples:
         raise UserError(f"{args.data}: split '{args.split}' has no images")
-    fit = fit_anchors(samples, args.img, args.n, args.scales, current, args.seed)
-    print(f"{fit.boxes} boxes of '{args.split}' letterboxed to {args.img}: anchors (w, h) per scale")
+    fit = fit_anchors(samples, args.img_size, args.n, args.scales, current, args.seed)
+    print(f"{fit.boxes} boxes of '{args.split}' letterboxed to {args.img_size}: anchors (w, h) per scale")
     for stride_row in fit.anchors:
         print("  " + "  ".join(f"({w:.1f}, {h:.1f})" for w, h in stride_row))
     print(f"mean best IoU {fit.mean_iou:.4f} (current {fit.mean_iou_current:.4f}); "
           f"boxes with an anchor of IoU > 0.3: {fit.recall:.1%} (was {fit.recall_current:.1%})")  # fmt: skip
     print(f"Darknet cfg: {fit.darknet_line()}")
-    out = Path(args.out) if args.out else next_run_dir(None, "runs/anchors") / "anchors.yaml"
+    out = Path(args.out) if args.out else next_run_dir("runs/anchors") / "anchors.yaml"
     doc = dict(base)
     doc["model"] = {**(base.get("model") or {}), "anchors": fit.anchors}
     header = (
         f"# anchors: k-means (1 - IoU) on {fit.boxes} boxes of {args.data} [{args.split}] at "
-        f"{args.img} px; mean best IoU {fit.mean_iou:.4f} (was {fit.mean_iou_current:.4f})\n"
+        f"{args.img_size} px; mean best IoU {fit.mean_iou:.4f} (was {fit.mean_iou_current:.4f})\n"
     )
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(header + yaml.safe_dump(doc, sort_keys=False, default_flow_style=None))
+    with atomic_writer(out) as f:
+        f.write((header + yaml.safe_dump(doc, sort_keys=False, default_flow_style=None)).encode())
     print(f"written {out} (use: yolov3 train --config {out} ...)")
     return 0

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from yolov3.checkpoint import export_darknet, load_model, save_model
+from yolov3.export.darknet import export_darknet
+from yolov3.modelfile import load_model, save_model
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -30,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
     model, meta = load_model(args.src, cfg=args.cfg, names=args.names)
     if Path(args.src).suffix == ".weights":
         path = save_model(args.out, model, meta)
-        print(f"wrote {path} ({meta['num_classes']} classes, strides {meta['strides']})")
+        print(f"wrote {path} ({meta.num_classes} classes, strides {list(meta.strides)})")
     else:
         paths = export_darknet(model, meta, args.out)
         print("wrote " + ", ".join(str(p) for p in paths.values()))

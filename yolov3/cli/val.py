@@ -4,16 +4,19 @@ per-class AP, PR / F1 / P / R curves and the confusion matrix as PNG, speed, a J
 Writes into ``--out`` (default ``runs/val/exp``, numbered when it exists): ``summary.json`` and the
 plots. For a COCO-format data set whose split is an annotation file, COCO AP is computed against
 that file itself (official numbers, segment areas for APs / APm / APl); ``--coco-gt`` names one.
+Settings: the seed's test settings with score threshold 0.001 (mAP needs the low-score tail).
 """
 
 from __future__ import annotations
 
 import argparse
 
-from yolov3.cli.detect import add_model_options, next_run_dir
+from yolov3.cli.common import add_infer_options, add_model_options, infer_settings
+from yolov3.config import InferConfig
 from yolov3.evaluate.api import val
 from yolov3.evaluate.plots import save_plots
 from yolov3.evaluate.report import format_report, write_summary
+from yolov3.files import make_dir, next_run_dir
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -22,13 +25,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", required=True, help="data.yaml or Darknet .data with labels")
     p.add_argument("--split", default="val", choices=["val", "test", "train"], help="split to score (val)")
     add_model_options(p)
-    p.add_argument("--img", type=int, default=544, help="input size, multiple of 32 (seed test size 544)")
+    add_infer_options(p, InferConfig.for_map())
     p.add_argument("--batch", type=int, default=8)
-    p.add_argument("--conf", type=float, default=0.001, help="score threshold (low: mAP needs the tail)")
-    p.add_argument("--iou", type=float, default=0.45, help="NMS IoU threshold (seed 0.45)")
-    p.add_argument("--max-det", type=int, default=300)
-    p.add_argument("--nms", choices=["greedy", "soft", "diou"], default="greedy")
-    p.add_argument("--amp", default="off", help="auto | bf16 | fp16 | off (default off: exact float32)")
     p.add_argument("--workers", type=int, default=2, help="image reading threads")
     p.add_argument("--no-coco", action="store_true", help="skip pycocotools (VOC metrics only)")
     p.add_argument("--coco-gt", help="COCO annotation file to compute COCO AP against")
@@ -40,13 +38,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    settings = infer_settings(args, InferConfig.for_map())
     result = val(args.weights, args.data, args.split, cfg=args.cfg, names=args.names, device=args.device,
-                 img_size=args.img, batch_size=args.batch, conf_threshold=args.conf, iou_threshold=args.iou,
-                 max_det=args.max_det, nms=args.nms, amp=args.amp, backend=args.backend,
+                 backend=args.backend, batch_size=args.batch, settings=settings,
                  coco=not args.no_coco, coco_gt=args.coco_gt, coco_backend=args.coco_backend,
                  workers=args.workers, progress=True)  # fmt: skip
     print(format_report(result.summary))
-    out = next_run_dir(args.out, "runs/val")  # made only once there is something to save
+    out = make_dir(args.out, "output folder (--out)") if args.out else next_run_dir("runs/val")
     write_summary(result.summary, out / "summary.json")
     if not args.no_plots:
         save_plots(result, out)

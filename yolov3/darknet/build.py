@@ -14,16 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from yolov3.darknet.cfg import (
-    Conv,
-    DarknetCfg,
-    MaxPool,
-    Route,
-    Shortcut,
-    Upsample,
-    Yolo,
-    set_num_classes,
-)
+from yolov3.darknet.cfg import Conv, DarknetCfg, MaxPool, Route, Shortcut, Upsample, Yolo
+from yolov3.darknet.edit import YoloOutput, set_num_classes, yolo_outputs
 from yolov3.errors import UserError
 
 
@@ -109,14 +101,14 @@ class ShortcutLayer(nn.Module):
 class YoloLayer(nn.Identity):
     """``[yolo]``: identity on the raw map; records what decoding needs."""
 
-    def __init__(self, anchors: tuple[tuple[float, float], ...], stride: int, classes: int) -> None:
+    def __init__(self, output: YoloOutput) -> None:
         super().__init__()
-        self.anchors = [(float(w), float(h)) for w, h in anchors]
-        self.stride = stride
-        self.classes = classes
+        self.anchors = [(float(w), float(h)) for w, h in output.anchors]
+        self.stride = output.stride
+        self.classes = output.classes
 
 
-def _module(i: int, layer, c_in: int, cfg: DarknetCfg) -> nn.Module:
+def _module(i: int, layer, c_in: int, outputs: dict[int, YoloOutput]) -> nn.Module:
     if isinstance(layer, Conv):
         return ConvBlock(c_in, layer)
     if isinstance(layer, MaxPool):
@@ -128,12 +120,7 @@ def _module(i: int, layer, c_in: int, cfg: DarknetCfg) -> nn.Module:
     if isinstance(layer, Shortcut):
         return ShortcutLayer(layer.sources, layer.activation)
     assert isinstance(layer, Yolo)
-    grid_h, grid_w = cfg.shapes[i][1:]
-    stride = cfg.height // grid_h
-    if stride * grid_h != cfg.height or cfg.width // grid_w != stride:
-        raise UserError(f"{cfg.source}:{cfg.sections[i + 1].line}: [yolo] layer {i} grid {grid_h}x{grid_w} "
-                        f"does not divide the input {cfg.height}x{cfg.width} evenly")  # fmt: skip
-    return YoloLayer(layer.anchors, stride, layer.classes)
+    return YoloLayer(outputs[i])
 
 
 class DarknetModel(nn.Module):
@@ -149,7 +136,8 @@ class DarknetModel(nn.Module):
         super().__init__()
         if num_classes is not None and num_classes != cfg.num_classes:
             cfg = set_num_classes(cfg, num_classes)
-        yolos = [i for i, layer in enumerate(cfg.layers) if isinstance(layer, Yolo)]
+        heads = yolo_outputs(cfg)
+        yolos = [h.index for h in heads]
         if not yolos:
             raise UserError(f"{cfg.source}: no [yolo] layer, so the network has no detection output")
         if cfg.num_classes < 0:
@@ -158,11 +146,10 @@ class DarknetModel(nn.Module):
         modules = []
         for i, layer in enumerate(cfg.layers):
             c_in = cfg.shapes[i - 1][0] if i else cfg.channels
-            modules.append(_module(i, layer, c_in, cfg))
+            modules.append(_module(i, layer, c_in, {h.index: h for h in heads}))
         self.layers = nn.ModuleList(modules)
         keep = {j for layer in cfg.layers if isinstance(layer, (Route, Shortcut)) for j in layer.sources}
-        # Outputs by increasing stride; stable for equal strides (file order).
-        self.output_layers = sorted(yolos, key=lambda i: self.layers[i].stride)
+        self.output_layers = yolos  # by increasing stride, file order among equals
         self._keep = frozenset(keep | set(yolos))
         self.anchors = [list(self.layers[i].anchors) for i in self.output_layers]
         self.strides = [self.layers[i].stride for i in self.output_layers]

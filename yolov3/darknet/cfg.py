@@ -13,7 +13,6 @@ one ``UserWarning`` when they are harmless ([net], [yolo]) and rejected elsewher
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import warnings
 from dataclasses import dataclass, field
@@ -130,7 +129,7 @@ class DarknetCfg:
         return classes.pop() if len(classes) == 1 else -1
 
 
-def _fail(source: str, line: int, msg: str) -> UserError:
+def cfg_error(source: str, line: int, msg: str) -> UserError:
     return UserError(f"{source}:{line}: {msg}")
 
 
@@ -161,7 +160,7 @@ def _parse_value(kind: str, raw: str, where: str, source: str, line: int) -> obj
             "int": "an integer", "float": "a number", "ints": "comma-separated integers",
             "floats": "comma-separated numbers", "act": f"one of {', '.join(ACTIVATIONS)}",
         }[kind]  # fmt: skip
-        raise _fail(source, line, f"{where}={raw!r}: expected {expect}") from None
+        raise cfg_error(source, line, f"{where}={raw!r}: expected {expect}") from None
     raise AssertionError(kind)
 
 
@@ -174,17 +173,17 @@ def read_sections(text: str, source: str) -> list[Section]:
             continue
         if line[0] == "[":
             if line[-1] != "]" or len(line) < 3:
-                raise _fail(source, number, f"malformed section header {raw_line.strip()!r}")
+                raise cfg_error(source, number, f"malformed section header {raw_line.strip()!r}")
             sections.append(Section(line[1:-1], number))
             continue
         key, sep, value = line.partition("=")
         if not sep or not key:
-            raise _fail(source, number, f"expected key=value or [section], got {raw_line.strip()!r}")
+            raise cfg_error(source, number, f"expected key=value or [section], got {raw_line.strip()!r}")
         if not sections:
-            raise _fail(source, number, f"key {key!r} before the first [section]")
+            raise cfg_error(source, number, f"key {key!r} before the first [section]")
         section = sections[-1]
         if key in section.options:
-            raise _fail(source, number, f"[{section.type}] key {key!r} repeated (first on line "
+            raise cfg_error(source, number, f"[{section.type}] key {key!r} repeated (first on line "
                         f"{section.lines[key]})")  # fmt: skip
         section.options[key] = value
         section.lines[key] = number
@@ -195,7 +194,7 @@ def _options(section: Section, source: str, unknown: list[str]) -> dict[str, obj
     """Typed values of one section's schema keys (defaults filled in), checking the rest."""
     schema = _SCHEMA.get(section.type)
     if schema is None:
-        raise _fail(source, section.line, f"unknown section [{section.type}]; supported: "
+        raise cfg_error(source, section.line, f"unknown section [{section.type}]; supported: "
                     f"{', '.join('[' + s + ']' for s in _SCHEMA)}")  # fmt: skip
     out: dict[str, object] = {}
     for key, (kind, default) in schema.items():
@@ -203,7 +202,7 @@ def _options(section: Section, source: str, unknown: list[str]) -> dict[str, obj
             where = f"[{section.type}] {key}"
             out[key] = _parse_value(kind, section.options[key], where, source, section.lines[key])
         elif default is None:
-            raise _fail(source, section.line, f"[{section.type}] is missing the required key {key!r}")
+            raise cfg_error(source, section.line, f"[{section.type}] is missing the required key {key!r}")
         else:
             out[key] = default
     neutral = _NEUTRAL.get(section.type, {})
@@ -214,14 +213,14 @@ def _options(section: Section, source: str, unknown: list[str]) -> dict[str, obj
         if key in neutral:
             value = _parse_value("float", raw, f"[{section.type}] {key}", source, line)
             if value != neutral[key]:
-                raise _fail(source, line, f"[{section.type}] {key}={raw} is not supported (only "
+                raise cfg_error(source, line, f"[{section.type}] {key}={raw} is not supported (only "
                             f"{neutral[key]:g})")  # fmt: skip
         elif section.type == "net" and key in _NET_TRAINING:
             continue
         elif section.type in _HARMLESS_UNKNOWN:
             unknown.append(f"{source}:{line} [{section.type}] {key}")
         else:
-            raise _fail(source, line, f"unknown key {key!r} in [{section.type}]; known: {sorted(schema)}")
+            raise cfg_error(source, line, f"unknown key {key!r} in [{section.type}]; known: {sorted(schema)}")
     return out
 
 
@@ -231,7 +230,7 @@ def _absolute(refs: tuple[int, ...], index: int, key: str, section: Section, sou
     for ref in refs:
         target = index + ref if ref < 0 else ref
         if not 0 <= target < index:
-            raise _fail(source, section.lines[key], f"[{section.type}] {key}={ref} refers to layer "
+            raise cfg_error(source, section.lines[key], f"[{section.type}] {key}={ref} refers to layer "
                         f"{target}; layer {index} can only use layers 0..{index - 1}")  # fmt: skip
         out.append(target)
     return tuple(out)
@@ -247,12 +246,12 @@ def _positive(values: dict[str, object], keys: tuple[str, ...], section: Section
         value, limit = int(values[key]), _LIMITS.get(key, 1 << 16)
         if not 1 <= value <= limit:
             line = section.lines.get(key, section.line)
-            raise _fail(source, line, f"[{section.type}] {key}={value}: expected 1..{limit}")
+            raise cfg_error(source, line, f"[{section.type}] {key}={value}: expected 1..{limit}")
 
 
 def _non_negative(values: dict[str, object], key: str, section: Section, source: str) -> None:
     if key in section.options and int(values[key]) < 0:
-        raise _fail(source, section.lines[key], f"[{section.type}] {key}={values[key]}: expected >= 0")
+        raise cfg_error(source, section.lines[key], f"[{section.type}] {key}={values[key]}: expected >= 0")
 
 
 def _typed_layer(index: int, section: Section, o: dict[str, object], source: str) -> Layer:
@@ -281,16 +280,18 @@ def _typed_layer(index: int, section: Section, o: dict[str, object], source: str
     # yolo
     values: tuple[float, ...] = o["anchors"]
     if len(values) % 2:
-        raise _fail(source, section.lines["anchors"], f"[yolo] anchors has {len(values)} numbers; "
+        raise cfg_error(source, section.lines["anchors"], f"[yolo] anchors has {len(values)} numbers; "
                     "expected (w, h) pairs")  # fmt: skip
     pairs = [(values[i], values[i + 1]) for i in range(0, len(values), 2)]
     num = int(o["num"])
     if num != -1 and num != len(pairs):
-        raise _fail(source, section.lines["num"], f"[yolo] num={num} but anchors holds {len(pairs)} pairs")
+        raise cfg_error(
+            source, section.lines["num"], f"[yolo] num={num} but anchors holds {len(pairs)} pairs"
+        )
     mask: tuple[int, ...] = o["mask"] or tuple(range(len(pairs)))
     for m in mask:
         if not 0 <= m < len(pairs):
-            raise _fail(source, section.lines["mask"], f"[yolo] mask index {m} is outside the "
+            raise cfg_error(source, section.lines["mask"], f"[yolo] mask index {m} is outside the "
                         f"{len(pairs)} anchors")  # fmt: skip
     _positive(o, ("classes",), section, source)
     return Yolo(tuple(pairs[m] for m in mask), mask, int(o["classes"]))
@@ -303,7 +304,7 @@ def _infer_shapes(cfg_source: str, sections: list[Section], layers: list[Layer],
         c, h, w = shapes[-1] if shapes else chw
 
         def fail(msg: str, section: Section = section, i: int = i) -> UserError:
-            return _fail(cfg_source, section.line, f"layer {i} [{section.type}]: {msg}")
+            return cfg_error(cfg_source, section.line, f"layer {i} [{section.type}]: {msg}")
 
         if isinstance(layer, Conv):
             h = (h + 2 * layer.padding - layer.size) // layer.stride + 1
@@ -342,16 +343,16 @@ def cfg_from_sections(sections: list[Section], source: str = "<cfg>", warn: bool
     """Validate ``sections`` (``[net]`` first, then layers) into a ``DarknetCfg``."""
     if not sections or sections[0].type != "net":
         line = sections[0].line if sections else 1
-        raise _fail(source, line, "a Darknet cfg starts with a [net] section")
+        raise cfg_error(source, line, "a Darknet cfg starts with a [net] section")
     if len(sections) < 2:
-        raise _fail(source, sections[0].line, "no layers after [net]")
+        raise cfg_error(source, sections[0].line, "no layers after [net]")
     unknown: list[str] = []
     net = _options(sections[0], source, unknown)
     _positive(net, ("width", "height", "channels"), sections[0], source)
     layers: list[Layer] = []
     for i, section in enumerate(sections[1:]):
         if section.type == "net":
-            raise _fail(source, section.line, "a second [net] section")
+            raise cfg_error(source, section.line, "a second [net] section")
         layers.append(_typed_layer(i, section, _options(section, source, unknown), source))
     if warn and unknown:
         warnings.warn(f"{source}: ignoring keys this project does not use: {'; '.join(unknown)}",
@@ -380,49 +381,3 @@ def write_cfg(cfg: DarknetCfg) -> str:
     """The cfg as text: every section and key in order, one blank line between sections."""
     blocks = ["\n".join([f"[{s.type}]"] + [f"{k}={v}" for k, v in s.options.items()]) for s in cfg.sections]
     return "\n\n".join(blocks) + "\n"
-
-
-def _edited(cfg: DarknetCfg, edit) -> DarknetCfg:
-    sections = [dataclasses.replace(s, options=dict(s.options), lines=dict(s.lines)) for s in cfg.sections]
-    edit(sections)
-    return cfg_from_sections(sections, cfg.source, warn=False)
-
-
-def set_num_classes(cfg: DarknetCfg, num_classes: int) -> DarknetCfg:
-    """A copy with ``classes`` of every [yolo] and ``filters`` of the convolution feeding it changed
-    to match (``len(mask) * (5 + num_classes)``)."""
-    if num_classes < 1:
-        raise UserError(f"num_classes={num_classes}: must be at least 1")
-
-    def edit(sections: list[Section]) -> None:
-        for i, section in enumerate(sections):
-            if section.type != "yolo":
-                continue
-            section.options["classes"] = str(num_classes)
-            before = sections[i - 1]
-            if before.type != "convolutional":
-                raise _fail(cfg.source, section.line, "[yolo] does not follow a [convolutional]: cannot "
-                            "change the class count")  # fmt: skip
-            mask = cfg.layers[i - 1].mask  # type: ignore[union-attr]
-            before.options["filters"] = str(len(mask) * (5 + num_classes))
-
-    return _edited(cfg, edit)
-
-
-def set_anchors(cfg: DarknetCfg, anchors: list[list[list[float]]]) -> DarknetCfg:
-    """A copy whose [yolo] layers use ``anchors``: one list of (w, h) input pixels per [yolo], in
-    file order; each layer gets all of them (comma list) and a mask selecting its own."""
-    yolos = [s for s in cfg.sections if s.type == "yolo"]
-    if len(anchors) != len(yolos):
-        raise UserError(f"{cfg.source}: {len(yolos)} [yolo] layers but {len(anchors)} anchor groups given")
-    flat = [pair for group in anchors for pair in group]
-    text = ",".join(f"{float(v):g}" for pair in flat for v in pair)
-
-    def edit(sections: list[Section]) -> None:
-        start = 0
-        for section, group in zip([s for s in sections if s.type == "yolo"], anchors):
-            mask = ",".join(str(start + k) for k in range(len(group)))
-            section.options.update(anchors=text, num=str(len(flat)), mask=mask)
-            start += len(group)
-
-    return _edited(cfg, edit)

@@ -13,19 +13,15 @@ when the whole file fits: a failed load leaves the model untouched.
 
 from __future__ import annotations
 
-import contextlib
-import os
-import tempfile
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
 
 import numpy as np
 import torch
 from torch import nn
 
 from yolov3.errors import UserError
+from yolov3.files import atomic_writer
 
 MODES = ("exact", "prefix", "transfer")
 
@@ -235,25 +231,6 @@ def load_darknet_weights(model: nn.Module, path: str | Path, mode: str = "exact"
             tensor.copy_(torch.from_numpy(values.copy()).view_as(tensor))
     loaded = sum(1 for f in filters if f is not None) - len(skip)
     return LoadReport(header, loaded, len(units), [units[i].name for i in sorted(skip)])
-
-
-@contextlib.contextmanager
-def atomic_writer(path: str | Path) -> Iterator[BinaryIO]:
-    """Write ``path`` through a temporary file in the same folder: flushed, fsync'ed, renamed over
-    ``path`` only if the block finishes, so readers never see a half-written file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
 
 
 def save_darknet_weights(model: nn.Module, path: str | Path, header: WeightsHeader | None = None) -> Path:

@@ -9,9 +9,11 @@ Determinism: an item's randomness comes from ``np.random.default_rng((seed, epoc
 so it does not depend on worker count, worker assignment or order. The key may be an index, or
 ``(index, size)`` / ``(index, size, epoch)`` as the loader's batch sampler sends (multi-scale).
 
-A missing or corrupt image is reported once per path (``warnings.warn`` naming it) and replaced by
-the next index that loads, so batches keep their size and a loader worker never dies of it;
-``strict=True`` raises ``ImageError`` instead.
+A missing or corrupt image is replaced by the next index that loads, so batches keep their size and
+a loader worker never dies of it; ``strict=True`` raises ``ImageError`` instead. Each replacement is
+reported: in the item (``skipped``: ``"path: reason"`` strings, which the collate gathers per batch so
+that a caller in another process sees them), in ``unreadable`` (path -> reason, this process's
+finds) and, with ``warn``, once per path by ``warnings.warn``.
 """
 
 from __future__ import annotations
@@ -27,19 +29,16 @@ import torch
 from torch.utils.data import Dataset
 
 from yolov3.boxes import Letterbox
+from yolov3.config import COCO_ANCHORS, STRIDES, DataConfig
 from yolov3.data.augment import hsv_jitter, mosaic, seed_augment
 from yolov3.data.images import ImageError, read_image
-from yolov3.data.targets import SEED_ANCHORS, SEED_STRIDES, TargetEncoder
+from yolov3.data.targets import TargetEncoder
 from yolov3.data.transforms import image_to_tensor, letterbox_uint8
 from yolov3.data.types import Sample
 from yolov3.errors import UserError
 
 Key = int | tuple[int, int] | tuple[int, int, int]
 MAX_SUBSTITUTES = 16  # consecutive unreadable images before an item gives up
-
-SEED_ANCHORS_PX = tuple(
-    tuple((w * s, h * s) for w, h in scale) for scale, s in zip(SEED_ANCHORS.tolist(), SEED_STRIDES)
-)
 
 
 class SkippedImageWarning(UserWarning):
@@ -87,18 +86,19 @@ class DetectionDataset(Dataset):
         samples: Sequence[Sample],
         num_classes: int,
         img_size: int = 416,
-        anchors_px: Sequence[Sequence[Sequence[float]]] = SEED_ANCHORS_PX,
-        strides: Sequence[int] = SEED_STRIDES,
+        anchors_px: Sequence[Sequence[Sequence[float]]] = COCO_ANCHORS,
+        strides: Sequence[int] = STRIDES,
         augment: bool = False,
         hsv: bool = False,
         mosaic: bool = False,
         cache: bool = False,
         seed: int = 0,
         strict: bool = False,
-        max_boxes_per_scale: int = 150,
-        iou_threshold: float = 0.3,
-        label_smoothing: float = 0.01,
+        max_boxes_per_scale: int = DataConfig.max_boxes_per_scale,
+        positive_iou: float = DataConfig.positive_iou,
+        label_smoothing: float = DataConfig.label_smoothing,
         encode: bool = True,
+        warn: bool = True,
     ):
         if img_size % max(strides) != 0:
             raise UserError(f"img_size {img_size} must be a multiple of the largest stride {max(strides)}")
@@ -110,14 +110,15 @@ class DetectionDataset(Dataset):
             img_size,
             anchors_px,
             strides,
-            max_bbox_per_scale=max_boxes_per_scale,
-            iou_threshold=iou_threshold,
-            smoothing=label_smoothing,
+            max_boxes_per_scale=max_boxes_per_scale,
+            positive_iou=positive_iou,
+            label_smoothing=label_smoothing,
         )
         self.augment, self.hsv, self.mosaic = bool(augment), bool(hsv), bool(mosaic)
-        self.seed, self.strict, self.encode = int(seed), bool(strict), bool(encode)
+        self.seed, self.strict, self.encode, self.warn = int(seed), bool(strict), bool(encode), bool(warn)
         self.epoch = 0
-        self._warned: set[str] = set()
+        self.unreadable: dict[str, str] = {}
+        self._skipped_now: list[str] = []  # this item's replacements, handed out with it
         self._cache: list[tuple[np.ndarray, float, tuple[int, int]] | None] | None = None
         if cache:
             self._cache = [self._read_resized(i) for i in range(len(self.samples))]
@@ -151,9 +152,11 @@ class DetectionDataset(Dataset):
     def _skip(self, exc: ImageError) -> None:
         if self.strict:
             raise exc
-        if exc.path not in self._warned:
-            self._warned.add(exc.path)
-            warnings.warn(f"{exc}; skipped", SkippedImageWarning, stacklevel=3)
+        self._skipped_now.append(str(exc))
+        if exc.path not in self.unreadable:
+            self.unreadable[exc.path] = exc.reason
+            if self.warn:
+                warnings.warn(f"{exc}; skipped", SkippedImageWarning, stacklevel=3)
 
     def _load(self, i: int) -> tuple[int, np.ndarray, np.ndarray, float, tuple[int, int]]:
         """``(index used, RGB image, (N, 5) boxes in that image's px, scale from the file's px, the
@@ -191,6 +194,7 @@ class DetectionDataset(Dataset):
 
     def __getitem__(self, key: Key) -> dict[str, Any]:
         index, size, epoch = self._parse_key(key)
+        self._skipped_now = []
         rng = np.random.default_rng((self.seed, epoch, index))
         j, image, boxes, scale, (orig_h, orig_w) = self._load(index)
         if self.augment:
@@ -212,6 +216,7 @@ class DetectionDataset(Dataset):
             "path": str(self.samples[j].image),
             "orig_size": (int(orig_h), int(orig_w)),
             "letterbox": lb,
+            "skipped": self._skipped_now,
         }
         chw = torch.from_numpy(canvas).permute(2, 0, 1)  # (3, S, S) view of the HWC canvas
         if not self.encode:
@@ -224,4 +229,4 @@ class DetectionDataset(Dataset):
         return item
 
 
-__all__ = ["SEED_ANCHORS_PX", "DetectionDataset", "SkippedImageWarning"]
+__all__ = ["DetectionDataset", "SkippedImageWarning"]

@@ -8,6 +8,7 @@ The batch (what ``yolov3.engine`` and ``yolov3.evaluate`` consume)::
     bboxes       list per scale of float32 (B, max_boxes_per_scale, 4): (cx, cy, w, h) input px
     boxes        list of B float32 (N_i, 5): x1, y1, x2, y2 input px + class (after augmentation)
     paths        list of B str;  orig_sizes: list of B (h, w);  letterboxes: list of B Letterbox
+    skipped      "path: reason" of every unreadable image replaced while loading the batch
 
 Determinism: the order (per epoch), the multi-scale size of each batch and each item's
 augmentation depend only on ``seed`` and the epoch, never on the number of workers.
@@ -177,6 +178,7 @@ class Collate:
             "paths": [it["path"] for it in items],
             "orig_sizes": [it["orig_size"] for it in items],
             "letterboxes": [it["letterbox"] for it in items],
+            "skipped": [msg for it in items for msg in it.get("skipped", ())],
         }
 
 

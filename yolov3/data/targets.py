@@ -28,15 +28,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-# The seed's anchors in stride units, one row per scale (stride 8, 16, 32); SEED_NOTES.
-SEED_ANCHORS = np.array(
-    [
-        [[1.25, 1.625], [2.0, 3.75], [4.125, 2.875]],
-        [[1.875, 3.8125], [3.875, 2.8125], [3.6875, 7.4375]],
-        [[3.625, 2.8125], [4.875, 6.1875], [11.65625, 10.1875]],
-    ]
-)
-SEED_STRIDES = (8, 16, 32)
+from yolov3.config import COCO_ANCHORS, STRIDES, DataConfig
+
+# The seed's anchors as its encoder takes them: stride units, one row per scale (stride 8, 16, 32).
+SEED_ANCHORS = np.array(COCO_ANCHORS, dtype=np.float64) / np.array(STRIDES, dtype=np.float64)[:, None, None]
 
 # NumPy's switch for madvise(MADV_HUGEPAGE) on large arrays (private; absent: leave it alone).
 _set_madvise_hugepage = getattr(getattr(np, "_core", np).multiarray, "_set_madvise_hugepage", None)
@@ -126,9 +121,11 @@ def _layout_of(
 
 
 @functools.lru_cache(maxsize=16)
-def _smooth_onehot(num_classes: int, smoothing: float) -> np.ndarray:
+def _smooth_onehot(num_classes: int, label_smoothing: float) -> np.ndarray:
     """``(C, C)`` row c = the seed's ``onehot * (1 - deta) + deta * uniform`` for class c."""
-    table = np.eye(num_classes) * (1 - smoothing) + smoothing * np.full(num_classes, 1.0 / num_classes)
+    table = np.eye(num_classes) * (1 - label_smoothing) + label_smoothing * np.full(
+        num_classes, 1.0 / num_classes
+    )
     table = table.astype(np.float32)
     table.flags.writeable = False
     return table
@@ -154,9 +151,9 @@ def _encode_batch(
     boxes_list: Sequence[np.ndarray],
     num_classes: int,
     lay: _Layout,
-    max_bbox_per_scale: int,
-    iou_threshold: float,
-    smoothing: float,
+    max_boxes_per_scale: int,
+    positive_iou: float,
+    label_smoothing: float,
     zeros: Callable[[tuple[int, ...]], np.ndarray] = lazy_zeros,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Core of the encoder over a batch of images: every step is one array operation over all
@@ -164,7 +161,7 @@ def _encode_batch(
 
     Returns the label buffer ``(B * sum_i S_i^2 A_i, 5 + C)``, scale-major (scale i is a contiguous
     ``(B, S_i, S_i, A_i, 5 + C)`` block, see ``_split_scales``), and the box lists
-    ``(L, B, max_bbox_per_scale, 4)``, both float32 and allocated by ``zeros`` (zero-filled).
+    ``(L, B, max_boxes_per_scale, 4)``, both float32 and allocated by ``zeros`` (zero-filled).
     """
     parts = [_check_boxes(b, num_classes) for b in boxes_list]
     lengths = np.array([len(c) for c, _ in parts], dtype=np.int64)
@@ -178,7 +175,7 @@ def _encode_batch(
     rows = np.empty((n, 5 + num_classes), dtype=np.float32)
     rows[:, :4] = xywh
     rows[:, 4] = 1.0
-    rows[:, 5:] = _smooth_onehot(num_classes, smoothing)[classes]
+    rows[:, 5:] = _smooth_onehot(num_classes, label_smoothing)[classes]
     image_of = np.repeat(np.arange(num_images), lengths)  # (N,)
 
     # Per (box, scale), in stride units: the seed's bbox_iou terms of the box, and its cell.
@@ -204,7 +201,7 @@ def _encode_batch(
     inter = np.maximum(right_down - left_up, 0.0)
     inter_area = inter[..., 0] * inter[..., 1]
     iou = inter_area / (g[..., 4] + lay.anchor_area - inter_area)  # (N, T); union >= anchor area > 0
-    positive = iou > iou_threshold
+    positive = iou > positive_iou
     # Boxes with no positive anchor on any scale: the first best anchor over the flattened IoUs.
     none = np.flatnonzero(~positive.any(axis=1))
     if len(none):
@@ -218,7 +215,7 @@ def _encode_batch(
     label_buf[slot[keep]] = rows[box_n[keep]]
 
     # Box lists: a box counts once per scale it is positive on; ring slot = count % max, later wins.
-    list_buf = zeros((num_scales, num_images, max_bbox_per_scale, 4))
+    list_buf = zeros((num_scales, num_images, max_boxes_per_scale, 4))
     if n:
         hit = np.logical_or.reduceat(positive, lay.first, axis=1)  # (N, L)
         ordinal = np.cumsum(hit, axis=0)  # (N, L) running count, 1-based
@@ -230,10 +227,10 @@ def _encode_batch(
             ordinal -= before[image_of]
         else:
             count = ordinal[-1]
-        hit &= ordinal > count - max_bbox_per_scale  # only the last `max` survive the ring
+        hit &= ordinal > count - max_boxes_per_scale  # only the last `max` survive the ring
         box_n, sc = np.nonzero(hit)
-        ring = (sc * num_images + image_of[box_n]) * max_bbox_per_scale
-        list_buf.reshape(-1, 4)[ring + (ordinal[box_n, sc] - 1) % max_bbox_per_scale] = rows[box_n, :4]
+        ring = (sc * num_images + image_of[box_n]) * max_boxes_per_scale
+        list_buf.reshape(-1, 4)[ring + (ordinal[box_n, sc] - 1) % max_boxes_per_scale] = rows[box_n, :4]
     return label_buf, list_buf
 
 
@@ -261,9 +258,9 @@ class TargetEncoder:
     input_size: int
     anchors_px: tuple[tuple[tuple[float, float], ...], ...]
     strides: tuple[int, ...]
-    max_bbox_per_scale: int = 150
-    iou_threshold: float = 0.3
-    smoothing: float = 0.01
+    max_boxes_per_scale: int = DataConfig.max_boxes_per_scale
+    positive_iou: float = DataConfig.positive_iou
+    label_smoothing: float = DataConfig.label_smoothing
 
     @classmethod
     def create(
@@ -292,7 +289,7 @@ class TargetEncoder:
         """One image: ``(N, 5)`` input-px x1, y1, x2, y2, class -> (labels per scale, box lists per scale)."""
         lay = self._lay()
         label_buf, list_buf = _encode_batch(
-            [boxes], self.num_classes, lay, self.max_bbox_per_scale, self.iou_threshold, self.smoothing
+            [boxes], self.num_classes, lay, self.max_boxes_per_scale, self.positive_iou, self.label_smoothing
         )
         return _split_scales(label_buf, lay, None), list(list_buf[:, 0])
 
@@ -310,9 +307,9 @@ class TargetEncoder:
             boxes_list,
             self.num_classes,
             lay,
-            self.max_bbox_per_scale,
-            self.iou_threshold,
-            self.smoothing,
+            self.max_boxes_per_scale,
+            self.positive_iou,
+            self.label_smoothing,
             zeros,
         )
         return _split_scales(label_buf, lay, len(boxes_list)), list(list_buf)
@@ -324,23 +321,23 @@ def encode_targets(
     input_size: int,
     anchors_px: Sequence[Sequence[Sequence[float]]],
     strides: Sequence[int],
-    max_bbox_per_scale: int = 150,
-    iou_threshold: float = 0.3,
-    smoothing: float = 0.01,
+    max_boxes_per_scale: int = DataConfig.max_boxes_per_scale,
+    positive_iou: float = DataConfig.positive_iou,
+    label_smoothing: float = DataConfig.label_smoothing,
 ) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """The seed's encoder for any number of scales and anchors per scale (YOLOv3, -tiny, -spp).
 
     ``boxes``: ``(N, 5)`` x1, y1, x2, y2 in network-input pixels + class index.
     ``anchors_px``: per scale, ``(A_i, 2)`` anchor (w, h) in input pixels, ordered as ``strides``.
     Returns ``(labels, bboxes)``: per scale ``(S_i, S_i, A_i, 5 + C)`` float32 with
-    ``S_i = input_size // stride_i``, and ``(max_bbox_per_scale, 4)`` float32 (cx, cy, w, h) px.
+    ``S_i = input_size // stride_i``, and ``(max_boxes_per_scale, 4)`` float32 (cx, cy, w, h) px.
     """
     if len(anchors_px) != len(strides):
         raise ValueError(f"anchors: {len(anchors_px)} scales, strides: {len(strides)}; they must match")
     anchors = [np.asarray(a, dtype=np.float64).reshape(-1, 2) / s for a, s in zip(anchors_px, strides)]
     lay = _layout_of(input_size, anchors, strides)
     label_buf, list_buf = _encode_batch(
-        [boxes], num_classes, lay, max_bbox_per_scale, iou_threshold, smoothing
+        [boxes], num_classes, lay, max_boxes_per_scale, positive_iou, label_smoothing
     )
     return _split_scales(label_buf, lay, None), list(list_buf[:, 0])
 
@@ -350,10 +347,10 @@ def preprocess_true_boxes(
     num_classes: int,
     input_size: int = 416,
     anchors: np.ndarray = SEED_ANCHORS,
-    strides: Sequence[int] = SEED_STRIDES,
-    max_bbox_per_scale: int = 150,
-    iou_threshold: float = 0.3,
-    smoothing: float = 0.01,
+    strides: Sequence[int] = STRIDES,
+    max_boxes_per_scale: int = DataConfig.max_boxes_per_scale,
+    positive_iou: float = DataConfig.positive_iou,
+    label_smoothing: float = DataConfig.label_smoothing,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """The seed's ``preprocess_true_boxes``, same arguments and output layout, for porting and comparing.
 
@@ -366,14 +363,13 @@ def preprocess_true_boxes(
     """
     lay = _layout_of(input_size, np.asarray(anchors, dtype=np.float64), strides)
     label_buf, list_buf = _encode_batch(
-        [bboxes], num_classes, lay, max_bbox_per_scale, iou_threshold, smoothing
+        [bboxes], num_classes, lay, max_boxes_per_scale, positive_iou, label_smoothing
     )
     return (*_split_scales(label_buf, lay, None), *list_buf[:, 0])  # type: ignore[return-value]
 
 
 __all__ = [
     "SEED_ANCHORS",
-    "SEED_STRIDES",
     "TargetEncoder",
     "encode_targets",
     "lazy_zeros",

@@ -18,10 +18,10 @@ from yolov3.data.dataset import DetectionDataset
 from yolov3.data.dataset_config import DatasetSpec, load_dataset
 from yolov3.data.loader import DetectionLoader, build_loader
 from yolov3.data.types import Sample
-from yolov3.engine.checkpoint import CheckpointError, load_checkpoint
 from yolov3.engine.distributed import DistInfo
 from yolov3.errors import UserError
 from yolov3.model.factory import build_model
+from yolov3.modelfile import CheckpointError, read_checkpoint
 
 
 @dataclass
@@ -53,8 +53,18 @@ def build_run_data(
     if train_cfg.batch % dist.world_size:
         raise UserError(f"--batch {train_cfg.batch} is not divisible by the {dist.world_size} processes")
     per_rank = train_cfg.batch // dist.world_size
-    common = dict(num_classes=len(spec.names), img_size=data_cfg.img_size, anchors_px=model.anchors,
-                  strides=model.strides, cache=data_cfg.cache, seed=train_cfg.seed)  # fmt: skip
+    common = dict(
+        num_classes=len(spec.names),
+        img_size=data_cfg.img_size,
+        anchors_px=model.anchors,
+        strides=model.strides,
+        cache=data_cfg.cache,
+        seed=train_cfg.seed,
+        max_boxes_per_scale=data_cfg.max_boxes_per_scale,
+        positive_iou=data_cfg.positive_iou,
+        label_smoothing=data_cfg.label_smoothing,
+        warn=False,
+    )  # the trainer reports skips itself
     train_ds = DetectionDataset(
         spec.train, augment=data_cfg.augment, hsv=data_cfg.hsv, mosaic=data_cfg.mosaic, **common
     )
@@ -72,9 +82,10 @@ def build_run_data(
     return RunData(list(spec.names), train_loader, val_loader, list(spec.val))
 
 
-def build_train_model(model_cfg: ModelConfig, train_cfg: TrainConfig) -> nn.Module:
-    """The network, with ``--weights`` loaded and the backbone frozen when asked."""
-    model = build_model(model_cfg)
+def build_train_model(model_cfg: ModelConfig, train_cfg: TrainConfig, num_classes: int) -> nn.Module:
+    """The network for ``num_classes`` (the data set's), with ``--weights`` loaded and the backbone
+    frozen when asked."""
+    model = build_model(model_cfg, num_classes)
     if train_cfg.weights:
         load_initial_weights(model, train_cfg.weights, train_cfg.transfer)
     if train_cfg.freeze:
@@ -93,7 +104,7 @@ def load_initial_weights(model: nn.Module, path: str, transfer: bool) -> None:
 
 
 def _load_checkpoint_weights(model: nn.Module, path: str, transfer: bool) -> None:
-    state = load_checkpoint(path)["model"]
+    state = read_checkpoint(path)["model"]
     own = model.state_dict()
     missing = [k for k in own if k not in state]
     if missing:

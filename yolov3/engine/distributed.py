@@ -65,13 +65,6 @@ def wrap_model(model: nn.Module, info: DistInfo, device: torch.device, sync_bn: 
     return DistributedDataParallel(model, device_ids=ids, broadcast_buffers=not sync_bn)
 
 
-def unwrap(model: nn.Module) -> nn.Module:
-    """The plain model inside DDP and / or ``torch.compile``."""
-    model = getattr(model, "_orig_mod", model)
-    model = model.module if isinstance(model, DistributedDataParallel) else model
-    return getattr(model, "_orig_mod", model)
-
-
 def all_true(flag: bool, info: DistInfo, device: torch.device) -> bool:
     """True only when ``flag`` is true on every process (so all skip a step together)."""
     if not info.enabled:

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import re
 import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import yaml
 
@@ -23,21 +23,16 @@ SEED_LOSS_NAMES = {"total": "loss/total_loss", "giou": "loss/giou_loss", "conf":
                    "prob": "loss/prob_loss"}  # fmt: skip
 
 
-def make_run_dir(project: str | Path, name: str, exist_ok: bool = False) -> Path:
-    """``project/name``, or ``project/name2``, ``name3``... when it exists and ``exist_ok`` is False."""
-    base = Path(project)
-    path = base / name
-    if path.exists() and not exist_ok:
-        stem = re.sub(r"\d+$", "", name) or name
-        n = 2
-        while (base / f"{stem}{n}").exists():
-            n += 1
-        path = base / f"{stem}{n}"
+def read_columns(path: str | Path) -> dict[str, np.ndarray]:
+    """A CSV this logger wrote (``steps.csv``, ``results.csv``) as float columns by header name; an empty
+    cell (a column that appeared later) is NaN, a missing file gives ``{}``."""
     try:
-        (path / "weights").mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UserError(f"cannot create run folder {path}: {exc.strerror or exc}") from exc
-    return path
+        with open(path, newline="") as f:
+            rows = list(csv.DictReader(f))
+    except OSError:
+        return {}
+    return {key: np.array([float(r[key]) if r.get(key) not in (None, "") else np.nan for r in rows])
+            for key in (rows[0] if rows else [])}  # fmt: skip
 
 
 def seed_scalars(terms: dict[str, float], lr: float | None = None) -> dict[str, float]:

@@ -1,52 +1,81 @@
-"""Training options by their command-line names, and how they become the three config sections.
+"""Training options by name, and how a run's three config sections are resolved from them.
 
-``yolov3 train --epochs 30 --img 320`` and ``yolov3.train(data=..., epochs=30, img=320)`` share
-these names; each maps to one field of ``ModelConfig`` / ``DataConfig`` / ``TrainConfig``.
+``yolov3 train --epochs 30 --img-size 320`` and ``yolov3.train(data=..., epochs=30, img_size=320)``
+share these names: each is the name of one field of ``ModelConfig`` / ``DataConfig`` /
+``TrainConfig`` (``yolov3.config``), except ``model`` (``model.name``) and ``data`` (``data.path``).
+``build_configs`` is the one place the sections are put together, for the command line and the API.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import os
 from typing import Any
 
-from yolov3.config import DataConfig, ModelConfig, TrainConfig, from_dict
-from yolov3.errors import UserError
+from yolov3.config import (
+    SECTIONS,
+    ConfigError,
+    DataConfig,
+    ModelConfig,
+    TrainConfig,
+    check_sections,
+    from_dict,
+    load_yaml,
+    nearest,
+    upgrade_saved,
+)
+from yolov3.modelfile import read_checkpoint
+
+_NAMED_FOR_THE_SECTION = {("model", "name"): "model", ("data", "path"): "data"}
 
 # option name -> (section, field)
 OPTIONS: dict[str, tuple[str, str]] = {
-    "model": ("model", "name"), "width": ("model", "width"),
-    "data": ("data", "path"), "img": ("data", "img_size"), "workers": ("data", "workers"),
-    "multi_scale": ("data", "multi_scale"), "augment": ("data", "augment"), "cache": ("data", "cache"),
-    "hsv": ("data", "hsv"), "mosaic": ("data", "mosaic"),
-    "epochs": ("train", "epochs"), "batch": ("train", "batch"), "lr_init": ("train", "lr_init"),
-    "lr_end": ("train", "lr_end"), "warmup_epochs": ("train", "warmup_epochs"),
-    "optimizer": ("train", "optimizer"), "seed": ("train", "seed"), "weights": ("train", "weights"),
-    "transfer": ("train", "transfer"), "freeze": ("train", "freeze"), "device": ("train", "device"),
-    "amp": ("train", "amp"), "ema": ("train", "ema"), "accumulate": ("train", "accumulate"),
-    "clip_grad": ("train", "clip_grad"), "channels_last": ("train", "channels_last"),
-    "compile": ("train", "compile"), "sync_bn": ("train", "sync_bn"), "freeze_bn": ("train", "freeze_bn"),
-    "deterministic": ("train", "deterministic"), "val_interval": ("train", "val_interval"),
-    "save_period": ("train", "save_period"), "max_bad_steps": ("train", "max_bad_steps"),
-    "project": ("train", "project"), "name": ("train", "name"), "exist_ok": ("train", "exist_ok"),
-}  # fmt: skip
+    _NAMED_FOR_THE_SECTION.get((section, f.name), f.name): (section, f.name)
+    for section, cls in SECTIONS.items()
+    for f in dataclasses.fields(cls)
+}
+
+
+def resume_checkpoint(resume: str | os.PathLike) -> str:
+    """``runs/NAME`` -> ``runs/NAME/weights/last.pt``; a ``.pt`` path as it is."""
+    path = os.fspath(resume)
+    return os.path.join(path, "weights", "last.pt") if os.path.isdir(path) else path
 
 
 def build_configs(
-    options: dict[str, Any], base: dict[str, dict[str, Any]] | None = None
+    options: dict[str, Any],
+    config: str | os.PathLike | dict[str, Any] | None = None,
+    resume: str | os.PathLike | None = None,
 ) -> tuple[ModelConfig, DataConfig, TrainConfig]:
-    """``base`` sections (a config file, a resumed run's saved config) with ``options`` applied;
-    options that are None are "not given" and leave the base as it is."""
-    sections: dict[str, dict[str, Any]] = {
-        k: dict((base or {}).get(k) or {}) for k in ("model", "data", "train")
-    }
-    unknown = sorted(set(options) - set(OPTIONS))
+    """The three sections: the resumed run's saved config (``resume``: a run folder or a ``.pt``), then
+    ``config`` (a YAML file or its parsed mapping of ``model`` / ``data`` / ``train`` sections), then
+    every option in ``options`` whose value is not None. An unknown option, section or key is an
+    error naming it and the nearest valid one."""
+    unknown = [k for k in options if k not in OPTIONS]
     if unknown:
-        raise UserError(f"unknown training option(s) {unknown}; known: {sorted(OPTIONS)}")
+        raise ConfigError(f"unknown training option {unknown[0]!r}{nearest(unknown[0], OPTIONS)}; "
+                          f"known: {', '.join(sorted(OPTIONS))}")  # fmt: skip
+    sections: dict[str, dict[str, Any]] = {k: {} for k in SECTIONS}
+    if resume:
+        for section, values in upgrade_saved(
+            read_checkpoint(resume_checkpoint(resume)).get("config", {})
+        ).items():
+            sections[section].update(values)
+    if config is not None:
+        doc = load_yaml(config) if not isinstance(config, dict) else config
+        check_sections(doc, str(config) if not isinstance(config, dict) else "config")
+        for section, values in doc.items():
+            sections[section].update(values or {})
     for option, value in options.items():
         if value is not None:
             section, key = OPTIONS[option]
             sections[section][key] = value
+    where = str(config) if isinstance(config, (str, os.PathLike)) else "config"
     return (
-        from_dict(ModelConfig, sections["model"], "model"),
-        from_dict(DataConfig, sections["data"], "data"),
-        from_dict(TrainConfig, sections["train"], "train"),
+        from_dict(ModelConfig, sections["model"], f"{where}: model"),
+        from_dict(DataConfig, sections["data"], f"{where}: data"),
+        from_dict(TrainConfig, sections["train"], f"{where}: train"),
     )
+
+
+__all__ = ["OPTIONS", "build_configs", "resume_checkpoint"]

@@ -15,7 +15,6 @@ continues bit for bit.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import math
 import random
 import time
@@ -27,19 +26,23 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from yolov3.checkpoint import model_meta
-from yolov3.config import DataConfig, EvalConfig, ModelConfig, TrainConfig, from_dict, to_dict
+from yolov3.config import DataConfig, InferConfig, ModelConfig, TrainConfig, from_dict, to_dict, upgrade_saved
+from yolov3.data.dataset_config import DatasetSpec
 from yolov3.device import autocast, autocast_dtype, select_device
 from yolov3.engine import builders
 from yolov3.engine import distributed as ddp
-from yolov3.engine.checkpoint import atomic_save, check_resumable, load_checkpoint, rng_state, set_rng_state
 from yolov3.engine.ema import ModelEMA
-from yolov3.engine.logging import RunLogger, bar_postfix, epoch_summary, make_run_dir, seed_scalars
-from yolov3.engine.options import build_configs
+from yolov3.engine.logging import RunLogger, bar_postfix, epoch_summary, seed_scalars
+from yolov3.engine.options import build_configs, resume_checkpoint
 from yolov3.engine.schedule import build_optimizer, lr_at, schedule_steps, set_lr
+from yolov3.engine.state import check_resumable, rng_state, set_rng_state
 from yolov3.engine.validate import fitness, validate
 from yolov3.errors import UserError
+from yolov3.files import make_dir, next_run_dir
 from yolov3.loss import LOSS_TERMS, YoloLoss
+from yolov3.modelfile import ModelMeta, read_checkpoint, write_torch
+
+SKIPPED_SHOWN = 3  # unreadable images named in the start-up message (all are counted)
 
 
 class TrainingStopped(UserError):
@@ -63,31 +66,24 @@ def train(
     data_cfg: DataConfig | None = None,
     train_cfg: TrainConfig | None = None,
     resume: str | Path | None = None,
-    eval_cfg: EvalConfig | None = None,
+    config: str | Path | dict[str, Any] | None = None,
     **options: Any,
 ) -> dict[str, Any]:
     """Train and return the run's metrics (last epoch's losses and validation, ``best_fitness``,
-    ``run_dir``). ``options``: the command line's names (``data=``, ``model=``, ``epochs=``, ``img=``,
-    ``batch=``... see ``yolov3.engine.options.OPTIONS``) applied over the configs. With ``resume`` (a
-    run folder or a ``.pt``), what is not given comes from the checkpoint; a different model or
-    class list is refused, naming what differs.
+    ``run_dir``). ``options``: the training options by name (``data=``, ``model=``, ``epochs=``,
+    ``img_size=``, ``batch=``... see ``yolov3.engine.options.OPTIONS``) over ``config`` (a YAML file or
+    mapping with model / data / train sections) or the given config objects. With ``resume`` (a run
+    folder or a ``.pt``), what is not given comes from the checkpoint; a different model or class list
+    is refused, naming what differs.
 
     >>> yolov3.train(data="data.yaml", model="yolov3", weights="darknet53.conv.74", epochs=30)
     """
-    if options:
-        base = load_checkpoint(resolve_resume(resume)).get("config", {}) if resume else {}
-        for key, cfg in (("model", model_cfg), ("data", data_cfg), ("train", train_cfg)):
-            if cfg is not None:
-                base[key] = to_dict(cfg)
-        model_cfg, data_cfg, train_cfg = build_configs(options, base)
-    trainer = Trainer(model_cfg, data_cfg, train_cfg, resume=resume, eval_cfg=eval_cfg)
-    return trainer.fit()
-
-
-def resolve_resume(resume: str | Path) -> Path:
-    """``runs/NAME`` -> ``runs/NAME/weights/last.pt``; a ``.pt`` path as it is."""
-    path = Path(resume)
-    return path / "weights" / "last.pt" if path.is_dir() else path
+    if options or config is not None:
+        if config is None:
+            given = (("model", model_cfg), ("data", data_cfg), ("train", train_cfg))
+            config = {k: to_dict(c) for k, c in given if c is not None}
+        model_cfg, data_cfg, train_cfg = build_configs(options, config, resume)
+    return Trainer(model_cfg, data_cfg, train_cfg, resume=resume).fit()
 
 
 class Trainer:
@@ -99,35 +95,39 @@ class Trainer:
         data_cfg: DataConfig | None,
         train_cfg: TrainConfig | None,
         resume: str | Path | None = None,
-        eval_cfg: EvalConfig | None = None,
     ) -> None:
-        ckpt = load_checkpoint(resolve_resume(resume)) if resume else None
-        saved = ckpt.get("config", {}) if ckpt else {}
+        ckpt = read_checkpoint(resume_checkpoint(resume)) if resume else None
+        saved = upgrade_saved(ckpt.get("config", {})) if ckpt else {}
         given = {"model": model_cfg, "data": data_cfg, "train": train_cfg}
         cfgs = {
             k: given[k] or from_dict(cls, saved.get(k), f"{resume}: config.{k}")
             for k, cls in (("model", ModelConfig), ("data", DataConfig), ("train", TrainConfig))
         }
         self.model_cfg, self.data_cfg, self.cfg = cfgs["model"], cfgs["data"], cfgs["train"]
-        self.eval_cfg = eval_cfg or EvalConfig()
         self.dist = ddp.env_dist_info()
         self.device = ddp.init_distributed(self.dist, select_device(self.cfg.device))
         self._seed_everything()
         spec = builders.load_spec(self.data_cfg.path)
-        self.model_cfg = dataclasses.replace(self.model_cfg, num_classes=len(spec.names))
         if ckpt:
             check_resumable(ckpt, to_dict(self.model_cfg), list(spec.names), str(resume))
         self.run_dir = self._run_dir(resume)
         self.log = RunLogger(self.run_dir, enabled=self.dist.is_main)
-        self._build_model()
+        self._build_model(len(spec.names))
         self.data = builders.build_run_data(spec, self.data_cfg, self.cfg, self.raw_model, self.dist)
+        # validation: the seed's test settings with mAP's score threshold, at the training size and precision
+        self.val_settings = InferConfig.for_map(img_size=self.data_cfg.img_size, amp=self.cfg.amp)
+        self.steps_per_epoch = math.ceil(len(self.data.train_loader) / self.cfg.accumulate)
+        self.warmup_steps, self.total_steps = schedule_steps(self.cfg, self.steps_per_epoch)
         self.state = TrainState()
         self.rng_epoch = self.rng_step = None
         self._resuming = ckpt is not None
         self._last_terms: dict[str, float] = {}
+        self._window_bad = False  # a non-finite loss in the current accumulation window
+        self._skips_seen: set[str] = set()
         if ckpt:
             self._restore(ckpt)
         self.log.save_config(self.config_dict())
+        self._report_unreadable(spec)
 
     # ------------------------------------------------------------------ set-up
     def _seed_everything(self) -> None:
@@ -139,17 +139,18 @@ class Trainer:
             torch.use_deterministic_algorithms(True)
         torch.backends.cudnn.benchmark = not self.cfg.deterministic  # fastest conv per input shape
 
-    def _run_dir(self, resume) -> Path:
+    def _run_dir(self, resume: str | Path | None) -> Path:
         if resume:
-            path = resolve_resume(resume).parent.parent
+            path = Path(resume_checkpoint(resume)).parent.parent
         elif self.dist.is_main:
-            path = make_run_dir(self.cfg.project, self.cfg.name, self.cfg.exist_ok)
+            path = next_run_dir(self.cfg.project, self.cfg.name, self.cfg.exist_ok)
+            make_dir(path / "weights", "run folder")
         else:
             path = None
         return Path(ddp.broadcast_object(str(path) if path else None, self.dist))
 
-    def _build_model(self) -> None:
-        model = builders.build_train_model(self.model_cfg, self.cfg)
+    def _build_model(self, num_classes: int) -> None:
+        model = builders.build_train_model(self.model_cfg, self.cfg, num_classes)
         model.to(self.device)
         if self.cfg.channels_last:
             model.to(memory_format=torch.channels_last)
@@ -163,7 +164,29 @@ class Trainer:
         if self.cfg.compile:
             self.model = torch.compile(self.model)
         self.criterion = YoloLoss(model.anchors, model.strides, model.num_classes, self.cfg.ignore_iou)
-        self.steps_per_epoch = None  # set once the loader exists
+
+    def _report_unreadable(self, spec: DatasetSpec) -> None:
+        """Say how many listed images cannot be read (left out when the data set was read, or found
+        when the cache was filled) and name the first few, on the console and in ``train.log``."""
+        bad = {p.where: p.message for p in spec.report.problems if p.kind == "missing-image"}
+        for loader in (self.data.train_loader, self.data.val_loader):
+            bad.update(getattr(getattr(loader, "dataset", None), "unreadable", {}))
+        if bad:
+            self._skips_seen.update(bad)
+            named = "; ".join(f"{path}: {why}" for path, why in list(bad.items())[:SKIPPED_SHOWN])
+            more = f" and {len(bad) - SKIPPED_SHOWN} more" if len(bad) > SKIPPED_SHOWN else ""
+            self.log.message(f"{len(bad)} image(s) of the data set cannot be read and are left out "
+                             f"(yolov3 data check lists them all): {named}{more}")  # fmt: skip
+
+    def _report_skipped(self, batch: dict) -> None:
+        """Images a loader worker found unreadable and replaced in this batch (each path once)."""
+        for entry in batch.get("skipped", ()):
+            path = entry.split(": ", 1)[0]
+            if path not in self._skips_seen:
+                self._skips_seen.add(path)
+                self.log.message(
+                    f"skipped unreadable training image {entry} (replaced by the next readable one)"
+                )
 
     def config_dict(self) -> dict[str, Any]:
         return {"model": to_dict(self.model_cfg), "data": to_dict(self.data_cfg), "train": to_dict(self.cfg)}
@@ -173,7 +196,9 @@ class Trainer:
         raw = self.raw_model
         return {
             "model": model_state if model_state is not None else raw.state_dict(),
-            "meta": model_meta(raw, self.data.names, self.data_cfg.img_size, self.model_cfg),
+            "meta": ModelMeta.of_model(
+                raw, self.data.names, self.data_cfg.img_size, self.model_cfg.name
+            ).to_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else None,
             "ema": self.ema.state_dict() if self.ema else None,
@@ -191,7 +216,7 @@ class Trainer:
     def save(self, name: str = "last", model_state: dict | None = None) -> Path | None:
         if not self.dist.is_main:
             return None
-        return atomic_save(self.checkpoint(model_state), self.run_dir / "weights" / f"{name}.pt")
+        return write_torch(self.checkpoint(model_state), self.run_dir / "weights" / f"{name}.pt")
 
     def _restore(self, ckpt: dict[str, Any]) -> None:
         self.raw_model.load_state_dict(ckpt["model"])
@@ -212,9 +237,6 @@ class Trainer:
 
     # ------------------------------------------------------------------ the loop
     def fit(self) -> dict[str, Any]:
-        loader = self.data.train_loader
-        self.steps_per_epoch = math.ceil(len(loader) / self.cfg.accumulate)
-        self.warmup_steps, self.total_steps = schedule_steps(self.cfg, self.steps_per_epoch)
         self.log.message(self._banner())
         if self.state.epoch >= self.cfg.epochs:
             self.log.message(
@@ -240,7 +262,7 @@ class Trainer:
         amp = {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[self.amp_dtype]
         n = sum(p.numel() for p in self.raw_model.parameters())
         return (
-            f"training {self.model_cfg.name} ({n:,} params, {self.model_cfg.num_classes} classes) on "
+            f"training {self.model_cfg.name} ({n:,} params, {self.raw_model.num_classes} classes) on "
             f"{self.device} x{self.dist.world_size}, {amp}, batch {self.cfg.batch}, "
             f"{self.steps_per_epoch} steps/epoch -> {self.run_dir}"
         )
@@ -274,6 +296,7 @@ class Trainer:
                    disable=not self.dist.is_main, leave=False, dynamic_ncols=True)  # fmt: skip
         self._window_bad = False
         for i, batch in enumerate(bar, start=start):
+            self._report_skipped(batch)
             terms = self.train_batch(batch, i, n_batches)
             images += len(batch["images"])
             if terms is not None:
@@ -366,7 +389,7 @@ class Trainer:
         val = {}
         if self.dist.is_main and ((epoch + 1) % self.cfg.val_interval == 0 or final):
             val = validate(self.eval_model(), self.data, self.criterion, self.device, self.amp_dtype,
-                           self.data_cfg.img_size, self.eval_cfg, self.cfg.channels_last)  # fmt: skip
+                           self.val_settings, self.cfg.channels_last)  # fmt: skip
         val = ddp.broadcast_object(val, self.dist)  # every process returns rank 0's metrics
         lr = self.optimizer.param_groups[0]["lr"]
         s.metrics = {**seed_scalars(means, lr), "img_per_s": means["img_per_s"], **val}

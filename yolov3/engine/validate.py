@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from yolov3.config import EvalConfig
+from yolov3.config import InferConfig
 from yolov3.device import autocast
 from yolov3.engine.builders import RunData, to_device_batch
 from yolov3.engine.logging import SEED_LOSS_NAMES
@@ -43,21 +43,18 @@ def validate(
     criterion: YoloLoss,
     device: torch.device,
     amp_dtype,
-    img_size: int,
-    eval_cfg: EvalConfig,
+    settings: InferConfig,
     channels_last: bool = False,
 ) -> dict[str, float]:
-    """Validation loss, plus mAP@0.5 and mAP@0.5:0.95 (VOC all-point, the evaluator's default low
-    score threshold 0.001 as mAP needs; NMS IoU and max detections from ``eval_cfg``)."""
+    """Validation loss, plus mAP@0.5 and mAP@0.5:0.95 (VOC all-point) with ``settings`` (the trainer
+    passes ``InferConfig.for_map`` at the training input size)."""
     if data.val_loader is None:
         return {}
     out = validation_loss(model, data, criterion, device, amp_dtype, channels_last)
     was_training = model.training
-    result = map_evaluate(
-        model, data.val_samples, data.names, img_size=img_size, device=device,
-        batch_size=data.val_loader.batch_size or 1, iou_threshold=eval_cfg.iou_threshold,
-        max_det=eval_cfg.max_det, coco=False, workers=0,
-    )  # fmt: skip
+    batch = data.val_loader.batch_size or 1
+    ev = map_evaluate(model, data.val_samples, data.names, settings, device, batch, coco=False, workers=0)
+    result = ev.summary
     model.train(was_training)
     for key in ("map50", "map50_95"):
         if result.get(key) is not None:  # None: no labelled box in the val split

@@ -12,13 +12,13 @@ import os
 from pathlib import Path
 from typing import Any
 
-from yolov3.config import load_yaml
+from yolov3.config import InferConfig, load_yaml
 from yolov3.data.dataset_config import load_dataset
 from yolov3.errors import UserError
 from yolov3.evaluate.evaluator import Evaluation, check_labelled, evaluate
 from yolov3.evaluate.plots import save_plots
 from yolov3.evaluate.report import write_summary
-from yolov3.predict import Detector
+from yolov3.infer.detector import Detector
 
 
 def coco_annotation_file(data: str | os.PathLike, split: str) -> Path | None:
@@ -46,14 +46,9 @@ def val(
     cfg: str | os.PathLike | None = None,
     names: str | os.PathLike | list[str] | None = None,
     device: str = "auto",
-    img_size: int = 544,
-    batch_size: int = 8,
-    conf_threshold: float = 0.001,
-    iou_threshold: float = 0.45,
-    max_det: int = 300,
-    nms: str = "greedy",
-    amp: str = "off",
     backend: str = "auto",
+    batch_size: int = 8,
+    settings: InferConfig | None = None,
     coco: bool = True,
     coco_gt: str | os.PathLike | None = None,
     coco_backend: str = "auto",
@@ -61,11 +56,15 @@ def val(
     out: str | os.PathLike | None = None,
     plots: bool = True,
     progress: bool = False,
+    **overrides: Any,
 ) -> Evaluation:
     """Load ``weights`` (checkpoint, Darknet ``.weights`` + ``cfg``, ONNX...), detect on ``split`` of
-    ``data`` and score it (``yolov3.evaluate.evaluator``). The weights' class count must equal the
-    data set's; Darknet weights take the data set's names. COCO-format data is scored against its
-    own annotation file unless ``coco_gt`` names another. With ``out``: ``summary.json`` and PNGs."""
+    ``data`` and score it (``yolov3.evaluate.evaluator``). ``settings`` / ``overrides``: the
+    ``InferConfig``, default ``InferConfig.for_map()`` (the seed's test settings with score threshold
+    0.001). The weights' class count must equal the data set's; Darknet weights take the data set's
+    names. COCO-format data is scored against its own annotation file unless ``coco_gt`` names
+    another. With ``out``: ``summary.json`` and PNGs."""
+    settings = (settings or InferConfig.for_map()).replace(**overrides)
     spec = load_dataset(data)
     if split not in ("train", "val", "test"):
         raise UserError(f"split {split!r}: expected train, val or test")
@@ -73,16 +72,15 @@ def val(
     check_labelled(samples, f"{data}: split '{split}'")
     if names is None and Path(weights).suffix == ".weights":
         names = spec.names  # Darknet weights carry no names (their count is checked on load)
-    det = Detector.load(weights, cfg=cfg, names=names, device=device, img_size=img_size, backend=backend,
-                        amp=amp, conf_threshold=conf_threshold, iou_threshold=iou_threshold, max_det=max_det,
-                        nms=nms, batch_size=batch_size)  # fmt: skip
+    det = Detector.load(weights, cfg=cfg, names=names, device=device, backend=backend, batch_size=batch_size,
+                        settings=settings)  # fmt: skip
     if len(det.names) != len(spec.names):
         raise UserError(f"{weights} predicts {len(det.names)} classes but {data} has {len(spec.names)} class "
                         "names: the weights were not trained on this data set")  # fmt: skip
     det.warmup()
     gt_file = coco_gt or (coco_annotation_file(data, split) if coco else None)
     result = evaluate(det, samples, spec.names, coco=coco, coco_gt=gt_file, category_ids=spec.category_ids,
-                      workers=workers, progress=progress, full=True, coco_backend=coco_backend)  # fmt: skip
+                      workers=workers, progress=progress, coco_backend=coco_backend)  # fmt: skip
     head: dict[str, Any] = {"weights": str(weights), "data": str(data), "split": split,
                             "coco_gt": str(gt_file) if gt_file else None}  # fmt: skip
     result.summary = {**head, **result.summary}

@@ -31,6 +31,7 @@ except ImportError:  # optional: pycocotools gives the same numbers, slower
 
 from yolov3.data.types import Sample
 from yolov3.errors import UserError
+from yolov3.infer.results import Detections
 
 # COCOeval.stats, in order.
 STAT_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
@@ -108,18 +109,18 @@ def coco_ground_truth_file(path: str | Path, backend: str = "auto") -> COCO:
 
 
 def coco_results(
-    detections: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]],
+    detections: Sequence[Detections],
     image_ids: Sequence[int],
     category_ids: Sequence[int],
 ) -> list[dict]:
-    """COCO results entries. ``detections[i]`` = ``(boxes (D, 4) x1y1x2y2 px, scores, classes)``."""
+    """COCO results entries of ``detections[i]`` (NumPy, original-image pixels) on ``image_ids[i]``."""
     if not len(detections):
         return []
-    counts = [len(d[1]) for d in detections]
-    boxes = np.concatenate([np.asarray(d[0], np.float64).reshape(-1, 4) for d in detections])
+    counts = [len(d) for d in detections]
+    boxes = np.concatenate([np.asarray(d.boxes, np.float64).reshape(-1, 4) for d in detections])
     xywh = np.concatenate([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]], axis=1).tolist()
-    scores = np.concatenate([np.asarray(d[1], np.float64).reshape(-1) for d in detections]).tolist()
-    classes = np.concatenate([np.asarray(d[2], np.int64).reshape(-1) for d in detections])
+    scores = np.concatenate([np.asarray(d.scores, np.float64).reshape(-1) for d in detections]).tolist()
+    classes = np.concatenate([np.asarray(d.class_ids, np.int64).reshape(-1) for d in detections])
     cats = np.asarray(category_ids, np.int64)[classes].tolist() if len(classes) else []
     ids = np.repeat(np.asarray(image_ids, np.int64), counts).tolist()
     return [

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from yolov3.evaluate.voc import ClassCurve, box_iou_np
+from yolov3.infer.results import Detections
 
 
 @dataclass
@@ -61,7 +62,7 @@ def confidence_curves(curves: Sequence[ClassCurve], points: int = 1001) -> Confi
 
 
 def confusion_matrix(
-    detections: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]],
+    detections: Sequence[Detections],
     ground_truth: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]],
     num_classes: int,
     conf_threshold: float = 0.25,
@@ -70,7 +71,8 @@ def confusion_matrix(
     """``(C + 1, C + 1)`` int64 counts (see the module docstring); inputs as ``voc.match_all``."""
     bg = num_classes
     m = np.zeros((num_classes + 1, num_classes + 1), np.int64)
-    for (db, ds, dc), (gb, gc, gd) in zip(detections, ground_truth):
+    for d, (gb, gc, gd) in zip(detections, ground_truth):
+        db, ds, dc = d.boxes, d.scores, d.class_ids
         keep = np.asarray(ds) >= conf_threshold
         db, dc = np.asarray(db)[keep], np.asarray(dc, np.int64)[keep]
         gc, gd = np.asarray(gc, np.int64), np.asarray(gd, bool)

@@ -1,8 +1,8 @@
 """Run a model over labelled samples and score it: VOC mAP, COCO AP (pycocotools), curves, matrix.
 
 ``evaluate(model, samples, names, ...)`` is what ``yolov3 val`` and the trainer's validation call;
-``evaluate_detections`` scores detections already made (benchmarks, tests, exported models). The
-summary (a plain dict, JSON-ready)::
+``evaluate_detections`` scores ``Detections`` already made (benchmarks, tests, exported models). Both
+return an ``Evaluation``; its summary (a plain dict, JSON-ready)::
 
     map50          VOC all-point mAP at IoU 0.5 (difficult boxes ignored) - the seed's metric
     map50_95       the same AP averaged over IoU 0.50, 0.55, ..., 0.95
@@ -32,6 +32,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from yolov3.config import InferConfig
 from yolov3.data.images import ImageError, read_image
 from yolov3.data.types import Sample
 from yolov3.errors import UserError
@@ -44,11 +45,11 @@ from yolov3.evaluate.coco import (
 )
 from yolov3.evaluate.curves import ConfidenceCurves, confidence_curves, confusion_matrix
 from yolov3.evaluate.voc import ClassCurve, class_curves, match_all
-from yolov3.predict import Detector
+from yolov3.infer.detector import Detector
+from yolov3.infer.results import Detections
 
 PREFETCH = 2  # batches of images read ahead of the one being detected on
 IOU_THRESHOLDS = tuple(np.round(np.arange(0.5, 0.96, 0.05), 2))  # 0.50 .. 0.95
-Dets = tuple[np.ndarray, np.ndarray, np.ndarray]  # boxes (D, 4) xyxy px, scores (D,), classes (D,)
 
 
 @dataclass
@@ -91,7 +92,7 @@ def _none_if_nan(x: float) -> float | None:
 
 
 def evaluate_detections(
-    detections: Sequence[Dets],
+    detections: Sequence[Detections],
     samples: Sequence[Sample],
     names: Sequence[str],
     coco: bool = True,
@@ -163,34 +164,36 @@ def _coco_stats(detections, samples, names, coco_gt, category_ids, backend) -> d
     return {k: round(v, 6) for k, v in stats.items()}
 
 
-def _as_detector(model: Any, names: Sequence[str], img_size: int, device: Any, **options: Any) -> Any:
+def _as_detector(
+    model: Any, names: Sequence[str], settings: InferConfig, device: Any, batch_size: int
+) -> Detector:
     if isinstance(model, Detector):
         return model
     if isinstance(model, nn.Module):
-        dev = torch.device(device) if device is not None else next(model.parameters()).device
-        return Detector.from_model(model, names, img_size=img_size, device=dev, **options)
-    if callable(model) and hasattr(model, "anchors"):  # an export backend
+        return Detector.from_model(model, names, settings, device, batch_size)
+    if callable(model) and hasattr(model, "anchors"):  # a backend
         dev = torch.device(device) if device is not None else getattr(model, "device", torch.device("cpu"))
-        return Detector(model, names, model.anchors, model.strides, img_size, dev, **options)
+        return Detector(model, names, model.anchors, model.strides, settings, dev, batch_size)
     raise TypeError(f"cannot evaluate a {type(model).__name__}: expected a model, backend or Detector")
 
 
+def _read(sample: Sample) -> tuple[np.ndarray | None, float, str | None]:
+    """``(RGB image or None, milliseconds, error)``: an unreadable image is reported, not raised."""
+    t = time.perf_counter()
+    try:
+        return read_image(sample.image), (time.perf_counter() - t) * 1e3, None
+    except ImageError as exc:
+        return None, 0.0, str(exc)
+
+
 def run_detector(
-    detector: Any, samples: Sequence[Sample], workers: int = 2, progress: bool = False
-) -> tuple[list[Dets], list[int], dict[str, float]]:
+    detector: Detector, samples: Sequence[Sample], workers: int = 2, progress: bool = False
+) -> tuple[list[Detections], list[int], dict[str, float]]:
     """Detections for every sample (images read on ``workers`` threads, batched by the detector).
 
     Returns ``(detections, indices of the samples evaluated, mean ms per image by stage)``; images
     that cannot be read are reported on stderr and left out."""
-
-    def read(sample: Sample) -> tuple[np.ndarray | None, float, str | None]:
-        t = time.perf_counter()
-        try:
-            return read_image(sample.image), (time.perf_counter() - t) * 1e3, None
-        except ImageError as exc:
-            return None, 0.0, str(exc)
-
-    dets: list[Dets] = []
+    dets: list[Detections] = []
     kept: list[int] = []
     totals = {"read": 0.0, "preprocess": 0.0, "inference": 0.0, "nms": 0.0}
     bs = detector.batch_size
@@ -198,20 +201,21 @@ def run_detector(
     starts = list(range(0, len(samples), bs))
     with ThreadPoolExecutor(max(1, workers)) as pool:
         # Reads run ahead by PREFETCH batches only: memory stays bounded on large sets.
-        ahead = {b: [pool.submit(read, s) for s in samples[starts[b] : starts[b] + bs]]
+        ahead = {b: [pool.submit(_read, s) for s in samples[starts[b] : starts[b] + bs]]
                  for b in range(min(PREFETCH, len(starts)))}  # fmt: skip
         for b, start in enumerate(starts):
             batch = [(start + k, f.result()) for k, f in enumerate(ahead.pop(b))]
             nxt = b + PREFETCH
             if nxt < len(starts):
-                ahead[nxt] = [pool.submit(read, s) for s in samples[starts[nxt] : starts[nxt] + bs]]
+                ahead[nxt] = [pool.submit(_read, s) for s in samples[starts[nxt] : starts[nxt] + bs]]
             good = [(i, im, ms) for i, (im, ms, err) in batch if im is not None]
             for _, (_, _, err) in batch:
                 if err:
                     tqdm.write(f"skipped (unreadable): {err}")
             results = detector.predict_arrays([g[1] for g in good]) if good else []
             for (i, _, ms), r in zip(good, results):
-                dets.append((r.boxes, r.scores, r.class_ids))
+                r.image = None  # scoring needs the boxes only: keep memory flat on large sets
+                dets.append(r)
                 kept.append(i)
                 totals["read"] += ms
                 for k in ("preprocess", "inference", "nms"):
@@ -223,31 +227,25 @@ def run_detector(
 
 
 def evaluate(
-    model: nn.Module | Callable | Any,
+    model: nn.Module | Callable | Detector,
     samples: Sequence[Sample],
     names: Sequence[str],
-    img_size: int = 416,
+    settings: InferConfig | None = None,
     device: str | torch.device | None = None,
     batch_size: int = 8,
-    conf_threshold: float = 0.001,
-    iou_threshold: float = 0.45,
-    max_det: int = 300,
-    nms: str = "greedy",
     coco: bool = True,
     coco_gt: str | Path | None = None,
     category_ids: Sequence[int] | None = None,
     workers: int = 2,
     progress: bool = False,
-    full: bool = False,
     coco_backend: str = "auto",
-) -> dict[str, Any] | Evaluation:
+) -> Evaluation:
     """Detect on every sample and score (module docstring). ``model``: a ``nn.Module`` with
-    ``.anchors`` / ``.strides`` (left in its train / eval mode afterwards), an export backend, or a
-    ``yolov3.predict.Detector`` (whose own thresholds then apply). Returns the summary dict, or the
-    whole ``Evaluation`` with ``full``. ``conf_threshold`` 0.001: mAP needs the low-score tail."""
+    ``.anchors`` / ``.strides`` (left in its train / eval mode afterwards), a backend, or a ``Detector``
+    (whose own settings then apply). ``settings``: default ``InferConfig.for_map()`` (the seed's, with
+    the low score threshold mAP needs)."""
     check_labelled(samples)
-    options = dict(conf_threshold=conf_threshold, iou_threshold=iou_threshold, max_det=max_det, nms=nms)
-    det = _as_detector(model, names, img_size, device, batch_size=batch_size, **options)
+    det = _as_detector(model, names, settings or InferConfig.for_map(), device, batch_size)
     dets, kept, speed = run_detector(det, samples, workers, progress)
     if not kept:
         raise UserError("no image of the validation set could be read")
@@ -257,4 +255,4 @@ def evaluate(
     )
     result.summary["speed_ms"] = speed
     result.summary["img_size"] = det.img_size
-    return result if full else result.summary
+    return result

@@ -1,4 +1,5 @@
-"""PNG plots of an evaluation: precision-recall, F1 / precision / recall against confidence, confusion.
+"""PNG plots: of an evaluation (precision-recall, F1 / precision / recall against confidence,
+confusion), and of a training run's loss curves.
 
 Drawn with matplotlib's object API on an Agg canvas (no global backend switch, no display needed).
 Classes are thin lines (labelled when there are at most 20), the class mean is the thick one.
@@ -33,6 +34,34 @@ def envelope_on_grid(curve: ClassCurve, grid: np.ndarray) -> np.ndarray:
     env = np.maximum.accumulate(curve.precision[::-1])[::-1]
     idx = np.searchsorted(curve.recall, grid, side="left")
     return np.where(idx < len(env), env[np.minimum(idx, len(env) - 1)], 0.0)
+
+
+def plot_loss_curves(steps: dict[str, np.ndarray], epochs: dict[str, np.ndarray], path: Path) -> Path:
+    """Training loss terms per optimiser step (thin: raw, thick: moving average) and the learning rate
+    from a run's ``steps.csv``; validation losses per epoch from its ``results.csv`` (both as columns,
+    ``yolov3.engine.logging.read_columns``)."""
+    fig = Figure(figsize=(10, 4), dpi=110, tight_layout=True)
+    FigureCanvasAgg(fig)
+    ax, ax_lr = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
+    x = steps.get("step", np.zeros(0))
+    for term, colour in (("total", "k"), ("giou", "tab:blue"), ("conf", "tab:orange"), ("prob", "tab:green")):
+        y = steps.get(f"loss/{term}_loss")
+        if y is None or not len(y):
+            continue
+        k = max(1, len(y) // 25)
+        smooth = np.convolve(y, np.ones(k) / k, mode="valid")
+        ax.plot(x, y, color=colour, alpha=0.25, lw=0.8)
+        ax.plot(x[k - 1 :], smooth, color=colour, lw=2, label=f"train {term}")
+        val = epochs.get(f"val/{term}_loss")
+        if val is not None and np.isfinite(val).any():
+            ax.plot(epochs["step"], val, "o--", color=colour, label=f"val {term}")
+    ax.set(xlabel="optimiser step", ylabel="loss (seed's terms)", yscale="log", title="Loss")
+    ax.legend(fontsize=8)
+    if "lr" in steps:
+        ax_lr.plot(x, steps["lr"], color="tab:purple")
+    ax_lr.set(xlabel="optimiser step", ylabel="learning rate", title="Warmup + cosine schedule")
+    fig.savefig(path)
+    return path
 
 
 def plot_pr_curves(curves: Sequence[ClassCurve], names: Sequence[str], path: Path) -> Path:

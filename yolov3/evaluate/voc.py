@@ -24,6 +24,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from yolov3.infer.results import Detections
+
 
 def box_iou_np(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """``(N, 4) x (M, 4) -> (N, M)`` IoU of x1, y1, x2, y2 boxes, float64 (torchvision's ``box_iou``
@@ -106,19 +108,20 @@ def match_image(
 
 
 def match_all(
-    detections: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]],
+    detections: Sequence[Detections],
     ground_truth: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]],
     num_classes: int,
     iou_thresholds: Sequence[float] = (0.5,),
 ) -> MatchTable:
-    """Match every image. ``detections[i]`` = ``(boxes (D, 4), scores (D,), classes (D,))``,
-    ``ground_truth[i]`` = ``(boxes (G, 4), classes (G,), difficult (G,))`` of the same image."""
+    """Match every image: ``detections[i]`` (original-image pixels) against ``ground_truth[i]`` =
+    ``(boxes (G, 4), classes (G,), difficult (G,))`` of the same image."""
     if len(detections) != len(ground_truth):
         raise ValueError(f"{len(detections)} images of detections for {len(ground_truth)} of ground truth")
     thr = np.asarray(iou_thresholds, np.float64)
     parts: list[tuple] = []
     npos = np.zeros(num_classes, np.int64)
-    for i, ((db, ds, dc), (gb, gc, gd)) in enumerate(zip(detections, ground_truth)):
+    for i, (d, (gb, gc, gd)) in enumerate(zip(detections, ground_truth)):
+        db, ds, dc = d.boxes, d.scores, d.class_ids
         gc, gd = np.asarray(gc, np.int64), np.asarray(gd, bool)
         npos += np.bincount(gc[~gd], minlength=num_classes)[:num_classes]
         ds, dc = np.asarray(ds, np.float64), np.asarray(dc, np.int64)

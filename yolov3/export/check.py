@@ -1,26 +1,15 @@
-"""Checks on exported files: numeric parity with PyTorch, and the interface of any ONNX file.
-
-``max_rel_error`` and ``match_detections`` are how an export proves itself before it reports success
-(``yolov3.export.exporter``). ``inspect_onnx`` reads an ONNX file's inputs, outputs and metadata and says
-what does not fit the raw-map contract a backend needs (``yolov3.export.backends``), naming the tensor,
-its shape and what was expected — for files from this exporter and from other tools alike.
-"""
+"""How an export proves itself before it reports success (``yolov3.export.exporter``): numeric
+parity of the written file with PyTorch (``max_rel_error``, ``compare_outputs``) and, for in-graph NMS,
+detection matching (``match_detections``). A file's interface is read by
+``yolov3.infer.backends.onnxfile.inspect_onnx``."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
-
 import numpy as np
-import onnx
 import torch
 from torch import Tensor
 
 from yolov3.errors import UserError
-from yolov3.export.meta import META_KEY, loads_meta
-
-_ONNX_DTYPES = {onnx.TensorProto.FLOAT: np.float32, onnx.TensorProto.FLOAT16: np.float16}
 
 
 class ExportCheckError(UserError):
@@ -104,83 +93,3 @@ def check_inputs(img_size: int, batch: int, dynamic: bool, dtype: torch.dtype, d
     if dynamic:
         shapes.append((batch + 1, 3, img_size, img_size + 64))
     return [torch.rand(s, generator=gen).to(device=device, dtype=dtype) for s in shapes]
-
-
-@dataclass
-class OnnxInterface:
-    """What an ONNX file takes and gives. ``outputs``: raw | decoded | nms; ``meta`` is None for a
-    file without yolov3 metadata. ``input_dtype`` is float32 or float16."""
-
-    path: Path
-    input_name: str
-    input_shape: list[Any]
-    input_dtype: type
-    output_names: list[str]
-    output_shapes: list[list[Any]]
-    outputs: str
-    meta: dict[str, Any] | None
-
-
-def _dims(value_info: onnx.ValueInfoProto) -> list[Any]:
-    shape = value_info.type.tensor_type.shape
-    return [d.dim_param or (d.dim_value if d.HasField("dim_value") else "?") for d in shape.dim]
-
-
-def inspect_onnx(path: str | Path) -> OnnxInterface:
-    """Read ``path``'s interface (weights are not loaded) and check it is one this project can run:
-    one image input ``(B, 3, H, W)`` float, and raw maps ``(B, A * (5 + C), H / s, W / s)`` (or, for this
-    exporter's files, decoded / NMS outputs as its metadata says)."""
-    path = Path(path)
-    try:
-        proto = onnx.load(str(path), load_external_data=False)
-    except FileNotFoundError as exc:
-        raise UserError(f"{path}: no such file") from exc
-    except Exception as exc:  # onnx raises DecodeError and others for a file that is not ONNX
-        raise UserError(f"{path}: not a readable ONNX model ({type(exc).__name__}: {exc})") from exc
-    graph = proto.graph
-    initializers = {i.name for i in graph.initializer}
-    inputs = [i for i in graph.input if i.name not in initializers]
-    if len(inputs) != 1:
-        raise UserError(f"{path}: {len(inputs)} inputs {[i.name for i in inputs]}; expected one image "
-                        "input (B, 3, H, W)")  # fmt: skip
-    inp = inputs[0]
-    in_shape = _dims(inp)
-    elem = inp.type.tensor_type.elem_type
-    if len(in_shape) != 4 or (isinstance(in_shape[1], int) and in_shape[1] != 3):
-        raise UserError(f"{path}: input {inp.name!r} has shape {in_shape}; expected (B, 3, H, W), RGB")
-    if elem not in _ONNX_DTYPES:
-        raise UserError(f"{path}: input {inp.name!r} has element type "
-                        f"{onnx.TensorProto.DataType.Name(elem)}; expected FLOAT or FLOAT16")  # fmt: skip
-    props = {p.key: p.value for p in proto.metadata_props}
-    meta = loads_meta(props[META_KEY], str(path)) if META_KEY in props else None
-    outputs = (meta or {}).get("outputs", "raw")
-    names = [o.name for o in graph.output]
-    shapes = [_dims(o) for o in graph.output]
-    if outputs == "raw":
-        _check_raw_outputs(path, names, shapes, meta)
-    return OnnxInterface(path, inp.name, in_shape, _ONNX_DTYPES[elem], names, shapes, outputs, meta)
-
-
-def _check_raw_outputs(path: Path, names: list[str], shapes: list[list[Any]], meta: dict | None) -> None:
-    want = "raw maps (B, A*(5+C), H/stride, W/stride), one per stride"
-    for name, shape in zip(names, shapes):
-        if len(shape) != 4:
-            hint = " (decoded or post-NMS outputs? export with --outputs raw)" if len(shape) in (2, 3) else ""
-            raise UserError(f"{path}: output {name!r} has shape {shape}; expected {want}{hint}")
-    channels = {s[1] for s in shapes if isinstance(s[1], int)}
-    if len(channels) > 1:
-        raise UserError(f"{path}: outputs {names} have channel counts {sorted(channels)}; every raw map "
-                        "needs the same A*(5+C)")  # fmt: skip
-    if meta is not None:
-        if len(names) != len(meta["strides"]):
-            raise UserError(f"{path}: {len(names)} outputs but the metadata lists strides {meta['strides']}")
-        expect = len(meta["anchors"][0]) * (5 + meta["num_classes"])
-        if channels and channels != {expect}:
-            na, nc = len(meta["anchors"][0]), meta["num_classes"]
-            raise UserError(f"{path}: outputs have {channels.pop()} channels; the metadata's {na} anchors "
-                            f"x (5 + {nc} classes) need {expect}")  # fmt: skip
-    elif len(names) not in (2, 3):
-        raise UserError(f"{path}: {len(names)} outputs {names}; a file without yolov3 metadata must give "
-                        f"3 (YOLOv3) or 2 (YOLOv3-tiny) {want}")  # fmt: skip
-    elif channels and (min(channels) % 3 or min(channels) < 18):
-        raise UserError(f"{path}: outputs have {min(channels)} channels; expected 3 anchors x (5 + C)")

@@ -11,8 +11,9 @@ With ``--dynamic`` a second batch size and a non-square image size are checked t
 from __future__ import annotations
 
 import copy
+import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -20,13 +21,17 @@ import onnx
 import torch
 from torch import nn
 
-from yolov3.checkpoint import export_darknet, load_model
+from yolov3.config import InferConfig
 from yolov3.device import select_device
 from yolov3.errors import UserError
-from yolov3.export.backends import OpenCVBackend, ort_session
 from yolov3.export.check import ExportCheckError, check_inputs, compare_outputs, match_detections
+from yolov3.export.darknet import export_darknet
 from yolov3.export.onnx import MIN_OPSET, build_head, decoded_tensor_name, export_onnx, output_names
-from yolov3.export.torchscript import export_torchscript, load_torchscript
+from yolov3.export.torchscript import export_torchscript
+from yolov3.infer.backends.opencv import OpenCVBackend
+from yolov3.infer.backends.ort import ort_session
+from yolov3.infer.backends.pytorch import load_torchscript
+from yolov3.modelfile import ExportInfo, ModelMeta, load_model
 
 FORMATS = ("onnx", "torchscript", "darknet")
 SUFFIX = {"onnx": ".onnx", "torchscript": ".torchscript", "darknet": ""}
@@ -37,23 +42,34 @@ HALF_TOLERANCE = 0.1
 
 @dataclass
 class ExportSettings:
-    """What ``yolov3 export`` writes. ``outputs``: raw | decoded (None: raw, or nms with ``nms``)."""
+    """What ``yolov3 export`` writes. ``outputs``: raw | decoded (None: raw, or nms with ``nms``).
+    ``infer``: the inference settings the file is made for: its input size and, with ``nms``, the
+    score threshold, NMS IoU and max detections baked into the graph."""
 
     format: str = "onnx"
-    img_size: int = 416
     batch: int = 1
     dynamic: bool = False
     half: bool = False
     outputs: str | None = None
     nms: bool = False
     opset: int = MIN_OPSET
-    conf_threshold: float = 0.3
-    iou_threshold: float = 0.45
-    max_det: int = 300
+    infer: InferConfig = field(default_factory=InferConfig)
 
     @property
     def output_kind(self) -> str:
         return "nms" if self.nms else (self.outputs or "raw")
+
+    @property
+    def img_size(self) -> int:
+        return self.infer.img_size
+
+    def info(self) -> ExportInfo:
+        """What the written file's metadata says about how it was written."""
+        nms = self.output_kind == "nms"
+        return ExportInfo(format=self.format, outputs=self.output_kind, dynamic=self.dynamic, half=self.half,
+                          conf_threshold=self.infer.conf_threshold if nms else None,
+                          iou_threshold=self.infer.iou_threshold if nms else None,
+                          max_det=self.infer.max_det if nms else None)  # fmt: skip
 
 
 @dataclass
@@ -65,12 +81,10 @@ class ExportReport:
     seconds: float = 0.0
 
 
-def validate_settings(s: ExportSettings, device: torch.device) -> None:
+def validate_settings(s: ExportSettings) -> None:
     """Refuse settings the format cannot hold, naming the setting."""
     if s.format not in FORMATS:
         raise UserError(f"--format {s.format!r}: expected one of {', '.join(FORMATS)}")
-    if s.img_size < 32 or s.img_size % 32:
-        raise UserError(f"--img {s.img_size}: must be a positive multiple of 32")
     if s.batch < 1:
         raise UserError(f"--batch {s.batch}: must be >= 1")
     if s.outputs not in (None, "raw", "decoded"):
@@ -80,21 +94,27 @@ def validate_settings(s: ExportSettings, device: torch.device) -> None:
     if s.format == "onnx" and s.opset < MIN_OPSET:
         raise UserError(f"--opset {s.opset}: this exporter writes opset {MIN_OPSET} or newer")
     if s.format == "torchscript" and s.nms:
-        raise UserError("--nms: TorchScript export holds no NMS; use --format onnx, or yolov3.postprocess "
-                        "after the TorchScript model")  # fmt: skip
+        raise UserError("--nms: TorchScript export holds no NMS; use --format onnx, or run "
+                        "yolov3.infer.postprocess after the TorchScript model")  # fmt: skip
     if s.format == "darknet":
-        refused = {"--half": s.half, "--dynamic": s.dynamic, "--nms": s.nms,
-                   f"--outputs {s.outputs}": s.outputs == "decoded"}  # fmt: skip
-        why = {"--half": "Darknet .weights hold float32 only",
-               "--dynamic": "a Darknet cfg fixes the input size in [net] (Darknet resizes per run itself)",
-               "--nms": "Darknet files hold the network only", f"--outputs {s.outputs}": "Darknet files hold "
-               "the network only ([yolo] layers decode at run time)"}  # fmt: skip
-        for flag, bad in refused.items():
+        why = {
+            "--half": "Darknet .weights hold float32 only",
+            "--dynamic": "a Darknet cfg fixes the input size in [net] (Darknet resizes per run itself)",
+            "--nms": "Darknet files hold the network only",
+            "--outputs decoded": "Darknet files hold the network only ([yolo] layers decode at run time)",
+        }
+        given = {
+            "--half": s.half,
+            "--dynamic": s.dynamic,
+            "--nms": s.nms,
+            "--outputs decoded": s.outputs == "decoded",
+        }
+        for flag, bad in given.items():
             if bad:
                 raise UserError(f"{flag}: not available with --format darknet: {why[flag]}")
 
 
-def default_path(weights: str | Path, s: ExportSettings) -> Path:
+def default_path(weights: str | os.PathLike, s: ExportSettings) -> Path:
     """``yolov3.pt -> yolov3.onnx`` / ``yolov3.torchscript`` / ``yolov3_darknet/``."""
     weights = Path(weights)
     if s.format == "darknet":
@@ -102,22 +122,22 @@ def default_path(weights: str | Path, s: ExportSettings) -> Path:
     return weights.with_suffix(SUFFIX[s.format])
 
 
-def export_model(model: nn.Module, meta: dict[str, Any], out: str | Path, s: ExportSettings) -> ExportReport:
+def export_model(
+    model: nn.Module, meta: ModelMeta, out: str | os.PathLike, s: ExportSettings
+) -> ExportReport:
     """Write ``model`` as ``s.format`` at ``out`` (a file; a folder for darknet), check it, report."""
     start = time.perf_counter()
     model = model.eval()
     device = next(model.parameters()).device
-    validate_settings(s, device)
-    meta = dict(meta, img_size=s.img_size)
+    validate_settings(s)
+    meta = meta.replace(img_size=s.img_size, export=s.info())
     out = Path(out)
     target = copy.deepcopy(model).half() if s.half else model
-    kind = s.output_kind
     if s.format == "onnx":
-        files = [export_onnx(target, meta, out, s.img_size, s.batch, s.dynamic, s.half, kind, s.opset,
-                             s.conf_threshold, s.iou_threshold, s.max_det)]  # fmt: skip
-        run = _onnx_runner(files[0], device, kind == "nms")
+        files = [export_onnx(target, meta, out, s.batch, s.opset)]
+        run = _onnx_runner(files[0], device, s.output_kind == "nms")
     elif s.format == "torchscript":
-        files = [export_torchscript(target, meta, out, s.img_size, s.batch, s.dynamic, s.half, kind)]
+        files = [export_torchscript(target, meta, out, s.batch)]
         run = _torchscript_runner(files[0], device)
     else:
         files = [Path(p) for p in export_darknet(model, meta, out).values()]
@@ -132,10 +152,10 @@ def export_model(model: nn.Module, meta: dict[str, Any], out: str | Path, s: Exp
     return report
 
 
-def _check(files: list[Path], run, model: nn.Module, meta: dict[str, Any], s: ExportSettings) -> ExportReport:  # noqa: ANN001
+def _check(files: list[Path], run, model: nn.Module, meta: ModelMeta, s: ExportSettings) -> ExportReport:  # noqa: ANN001
     """Run the written file on the check inputs and compare with PyTorch (module docstring)."""
     kind = s.output_kind
-    reference = build_head(model, meta, kind, s.conf_threshold, s.iou_threshold, s.max_det).eval()
+    reference = build_head(model, meta, kind, s.infer).eval()
     tol = HALF_TOLERANCE if s.half else FLOAT_TOLERANCE
     report = ExportReport(s.format, files, 0.0)
     dtype = torch.float16 if s.half else torch.float32
@@ -154,22 +174,28 @@ def _check(files: list[Path], run, model: nn.Module, meta: dict[str, Any], s: Ex
     return report
 
 
+EXPORT_OPTIONS = tuple(f.name for f in fields(ExportSettings) if f.name not in ("format", "infer"))
+
+
 def export_weights(
-    weights: str | Path,
+    weights: str | os.PathLike,
     format: str = "onnx",
-    out: str | Path | None = None,
-    cfg: str | Path | None = None,
-    names: str | Path | list[str] | None = None,
+    out: str | os.PathLike | None = None,
+    cfg: str | os.PathLike | None = None,
+    names: str | os.PathLike | list[str] | None = None,
     device: str = "cpu",
-    **settings: Any,
+    settings: InferConfig | None = None,
+    **options: Any,
 ) -> ExportReport:
     """``yolov3 export`` as a function: load ``weights`` (checkpoint, or Darknet ``.weights`` with
     ``cfg``), write ``format`` at ``out`` (default next to the weights), check it, report.
-    ``settings``: the fields of ``ExportSettings`` (img_size, dynamic, half, outputs, nms, ...)."""
-    s = ExportSettings(format=format, **settings)
-    dev = select_device(device)
-    validate_settings(s, dev)  # before loading the weights: a refused setting fails fast
-    model, meta = load_model(weights, cfg=cfg, names=names, device=dev)
+    ``options``: ``ExportSettings`` fields (batch, dynamic, half, outputs, nms, opset) and
+    ``InferConfig`` fields (img_size, conf_threshold, iou_threshold, max_det) over ``settings``."""
+    own = {k: v for k, v in options.items() if k in EXPORT_OPTIONS}
+    infer = (settings or InferConfig()).replace(**{k: v for k, v in options.items() if k not in own})
+    s = ExportSettings(format=format, infer=infer, **own)
+    validate_settings(s)  # before loading the weights: a refused setting fails fast
+    model, meta = load_model(weights, cfg=cfg, names=names, device=select_device(device))
     return export_model(model, meta, out or default_path(weights, s), s)
 
 
@@ -214,11 +240,11 @@ def _torchscript_runner(path: Path, device: torch.device):  # noqa: ANN202
     return run
 
 
-def _darknet_runner(files: list[Path], meta: dict[str, Any]):  # noqa: ANN202
+def _darknet_runner(files: list[Path], meta: ModelMeta):  # noqa: ANN202
     """Read the written cfg + weights with OpenCV's Darknet importer (an independent reader)."""
     cfg = next((f for f in files if f.suffix == ".cfg"), None)
     weights = next((f for f in files if f.suffix == ".weights"), None)
     if cfg is None or weights is None:
         raise ExportCheckError(f"the Darknet export wrote {files}: expected a .cfg and a .weights")
-    backend = OpenCVBackend(weights, cfg, names=meta["names"])
+    backend = OpenCVBackend(weights, cfg, names=list(meta.names))
     return lambda x: backend(x.float().cpu())

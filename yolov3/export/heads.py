@@ -13,17 +13,16 @@ Interface of every exported file (ONNX and TorchScript alike):
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 from torch import Tensor, nn
 
 from yolov3.decode import decode_all
+from yolov3.modelfile import ModelMeta
 
 OUTPUT_KINDS = ("raw", "decoded", "nms")
 
 
-def raw_output_names(strides: list[int]) -> list[str]:
+def raw_output_names(strides: tuple[int, ...] | list[int]) -> list[str]:
     return [f"raw_{s}" for s in strides]
 
 
@@ -33,14 +32,14 @@ class ExportHead(nn.Module):
     Decoding runs in float32 even for a half model: ``exp(t_wh) * anchor`` overflows float16.
     """
 
-    def __init__(self, model: nn.Module, meta: dict[str, Any], outputs: str = "raw") -> None:
+    def __init__(self, model: nn.Module, meta: ModelMeta, outputs: str = "raw") -> None:
         super().__init__()
         if outputs not in ("raw", "decoded"):
             raise ValueError(f"outputs={outputs!r}: ExportHead produces raw or decoded")
         self.model = model
         self.outputs = outputs
-        self.anchors = [[tuple(a) for a in scale] for scale in meta["anchors"]]
-        self.strides = list(meta["strides"])
+        self.anchors = [list(scale) for scale in meta.anchors]
+        self.strides = list(meta.strides)
 
     def forward(self, images: Tensor) -> tuple[Tensor, ...] | Tensor:
         raws = self.model(images)

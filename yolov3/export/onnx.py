@@ -17,15 +17,15 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
-from typing import Any
 
 import onnx
 import torch
 import torchvision
 from torch import Tensor, nn
 
+from yolov3.config import InferConfig
 from yolov3.export.heads import ExportHead, raw_output_names, scores_argmax_class
-from yolov3.export.meta import META_KEY, dumps_meta
+from yolov3.modelfile import META_KEY, ModelMeta
 
 MIN_OPSET = 17
 NMS_OUTPUT = "detections"
@@ -104,26 +104,28 @@ def decoded_tensor_name(proto: onnx.ModelProto) -> str:
     raise ValueError("no decoded tensor found in the NMS graph")
 
 
-def build_head(model: nn.Module, meta: dict[str, Any], outputs: str, conf_threshold: float = 0.3,
-               iou_threshold: float = 0.45, max_det: int = 300) -> nn.Module:  # fmt: skip
-    """The traced module for ``outputs`` raw | decoded | nms."""
+def build_head(
+    model: nn.Module, meta: ModelMeta, outputs: str, settings: InferConfig | None = None
+) -> nn.Module:
+    """The traced module for ``outputs`` raw | decoded | nms (thresholds and max_det from ``settings``)."""
     if outputs == "nms":
-        return NmsHead(ExportHead(model, meta, "decoded"), conf_threshold, iou_threshold, max_det)
+        s = settings or InferConfig()
+        return NmsHead(ExportHead(model, meta, "decoded"), s.conf_threshold, s.iou_threshold, s.max_det)
     return ExportHead(model, meta, outputs)
 
 
-def output_names(meta: dict[str, Any], outputs: str) -> list[str]:
+def output_names(meta: ModelMeta, outputs: str) -> list[str]:
     if outputs == "raw":
-        return raw_output_names(meta["strides"])
+        return raw_output_names(meta.strides)
     return [DECODED_OUTPUT if outputs == "decoded" else NMS_OUTPUT]
 
 
-def _dynamic_axes(meta: dict[str, Any], outputs: str, dynamic: bool) -> dict[str, dict[int, str]]:
+def _dynamic_axes(meta: ModelMeta, outputs: str, dynamic: bool) -> dict[str, dict[int, str]]:
     axes: dict[str, dict[int, str]] = {}
     if dynamic:
         axes[INPUT_NAME] = {0: "batch", 2: "height", 3: "width"}
         if outputs == "raw":
-            for name, s in zip(raw_output_names(meta["strides"]), meta["strides"]):
+            for name, s in zip(raw_output_names(meta.strides), meta.strides):
                 axes[name] = {0: "batch", 2: f"height_{s}", 3: f"width_{s}"}
         elif outputs == "decoded":
             axes[DECODED_OUTPUT] = {0: "batch", 1: "anchors"}
@@ -132,48 +134,35 @@ def _dynamic_axes(meta: dict[str, Any], outputs: str, dynamic: bool) -> dict[str
     return axes
 
 
-def export_onnx(
-    model: nn.Module,
-    meta: dict[str, Any],
-    path: str | Path,
-    img_size: int = 416,
-    batch: int = 1,
-    dynamic: bool = False,
-    half: bool = False,
-    outputs: str = "raw",
-    opset: int = MIN_OPSET,
-    conf_threshold: float = 0.3,
-    iou_threshold: float = 0.45,
-    max_det: int = 300,
-) -> Path:
-    """Write ``model`` (eval mode, any device; float16 when ``half``) as ONNX at ``path``.
-
-    ``meta`` (``yolov3.export.meta``) is stored in the file's ``metadata_props["yolov3"]`` together
-    with ``outputs``, ``dynamic``, ``half`` and the NMS thresholds. Returns the path written. The
-    caller validates the settings (``yolov3.export.exporter``); this function only writes.
-    """
+def export_onnx(model: nn.Module, meta: ModelMeta, path: str | Path, batch: int = 1, opset: int = MIN_OPSET
+                ) -> Path:  # fmt: skip
+    """Write ``model`` (eval mode, any device; float16 when ``meta.export.half``) as ONNX at ``path``:
+    input ``meta.img_size``, outputs ``meta.export.outputs`` (with the NMS thresholds ``meta.export``
+    holds), sizes free when ``meta.export.dynamic``. ``meta`` is stored in the file's
+    ``metadata_props["yolov3"]``. Returns the path written. The caller validates the settings
+    (``yolov3.export.exporter``); this function only writes."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     device = next(model.parameters()).device
-    dtype = torch.float16 if half else torch.float32
-    head = build_head(model, meta, outputs, conf_threshold, iou_threshold, max_det).eval()
-    example = torch.rand(batch, 3, img_size, img_size, device=device, dtype=dtype)
-    names = output_names(meta, outputs)
+    info = meta.export
+    dtype = torch.float16 if info.half else torch.float32
+    settings = InferConfig(conf_threshold=info.conf_threshold, iou_threshold=info.iou_threshold,
+                           max_det=info.max_det) if info.outputs == "nms" else None  # fmt: skip
+    head = build_head(model, meta, info.outputs, settings).eval()
+    example = torch.rand(batch, 3, meta.img_size, meta.img_size, device=device, dtype=dtype)
     with warnings.catch_warnings(), torch.no_grad():
         # The tracer warns about Python-level shape checks (constant once traced: fine for a fixed-size
         # export; dynamic sizes are traced as Shape ops); torch warns that dynamo=False is legacy.
         warnings.simplefilter("ignore")
         torch.onnx.export(
             head, (example,), str(path), dynamo=False, opset_version=opset, input_names=[INPUT_NAME],
-            output_names=names, dynamic_axes=_dynamic_axes(meta, outputs, dynamic) or None,
+            output_names=output_names(meta, info.outputs),
+            dynamic_axes=_dynamic_axes(meta, info.outputs, info.dynamic) or None,
             do_constant_folding=True, training=torch.onnx.TrainingMode.EVAL,
         )  # fmt: skip
     proto = onnx.load(str(path))
-    stored = dict(meta, outputs=outputs, dynamic=dynamic, half=half)
-    if outputs == "nms":
-        stored.update(conf_threshold=conf_threshold, iou_threshold=iou_threshold, max_det=max_det)
     del proto.metadata_props[:]
-    proto.metadata_props.add(key=META_KEY, value=dumps_meta(stored))
+    proto.metadata_props.add(key=META_KEY, value=meta.to_json())
     proto.producer_name = "yolov3"
     onnx.checker.check_model(proto)
     onnx.save(proto, str(path))

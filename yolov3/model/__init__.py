@@ -2,6 +2,6 @@
 
 from yolov3.model.darknet53 import Darknet53
 from yolov3.model.layers import ConvBNLeaky, Residual
-from yolov3.model.yolov3 import COCO_ANCHORS, STRIDES, YOLOv3
+from yolov3.model.yolov3 import YOLOv3
 
-__all__ = ["COCO_ANCHORS", "STRIDES", "ConvBNLeaky", "Darknet53", "Residual", "YOLOv3"]
+__all__ = ["ConvBNLeaky", "Darknet53", "Residual", "YOLOv3"]

@@ -7,11 +7,12 @@ from pathlib import Path
 
 from torch import nn
 
-from yolov3.config import ModelConfig
+from yolov3.config import COCO_ANCHORS, ModelConfig
 from yolov3.darknet.build import DarknetModel
-from yolov3.darknet.cfg import parse_cfg, set_anchors
+from yolov3.darknet.cfg import parse_cfg
+from yolov3.darknet.edit import set_anchors
 from yolov3.errors import UserError
-from yolov3.model.yolov3 import COCO_ANCHORS, YOLOv3
+from yolov3.model.yolov3 import YOLOv3
 
 # Darknet cfgs shipped in yolov3/cfg; "yolov3" itself builds the native network (same layers).
 SHIPPED_CFGS = ("yolov3", "yolov3-tiny", "yolov3-spp", "yolov3-voc")
@@ -27,25 +28,26 @@ def cfg_path(name: str | Path) -> Path:
     return path
 
 
-def build_model(cfg: ModelConfig) -> nn.Module:
+def build_model(cfg: ModelConfig, num_classes: int = 80) -> nn.Module:
     """A network returning raw maps ordered by increasing stride, with ``.anchors`` (per scale, input
     pixels), ``.strides`` and ``.num_classes``.
 
     ``cfg.name``: ``yolov3`` (the native network), ``yolov3-tiny``, ``yolov3-spp``, ``yolov3-voc``
-    (Darknet's cfgs, shipped) or a path to a ``.cfg``. ``num_classes`` overrides the cfg's class count
-    (the [yolo] layers and the convolution before each); ``anchors`` (one row per output, increasing
-    stride, input pixels) overrides the cfg's; ``width`` applies to the native network only.
+    (Darknet's cfgs, shipped) or a path to a ``.cfg``. ``num_classes`` (the data set's) overrides the
+    cfg's class count (the [yolo] layers and the convolution before each); ``cfg.anchors`` (one row per
+    output, increasing stride, input pixels) overrides the cfg's; ``cfg.width`` applies to the native
+    network only.
     """
     if cfg.name == "yolov3":
         anchors = tuple(tuple(tuple(a) for a in s) for s in cfg.anchors) if cfg.anchors else COCO_ANCHORS
-        return YOLOv3(cfg.num_classes, anchors, cfg.width)
+        return YOLOv3(num_classes, anchors, cfg.width)
     if cfg.name not in SHIPPED_CFGS and not str(cfg.name).endswith(".cfg"):
         raise UserError(f"model {cfg.name!r}: expected yolov3, yolov3-tiny, yolov3-spp, yolov3-voc or a "
                         "Darknet .cfg path")  # fmt: skip
     if cfg.width != 1.0:
         raise UserError(f"model {cfg.name!r}: width={cfg.width} applies to the native yolov3 only")
     darknet = parse_cfg(cfg_path(cfg.name))
-    model = DarknetModel(darknet, num_classes=cfg.num_classes)
+    model = DarknetModel(darknet, num_classes=num_classes)
     if cfg.anchors:
         # ModelConfig lists anchors by increasing stride; the cfg's [yolo] layers are in file order.
         by_file_order = sorted(range(len(model.output_layers)), key=lambda k: model.output_layers[k])

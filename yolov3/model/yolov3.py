@@ -10,17 +10,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from yolov3.config import COCO_ANCHORS, STRIDES
 from yolov3.model.darknet53 import Darknet53
 from yolov3.model.layers import ConvBNLeaky
-
-# Darknet's COCO anchors in input pixels, one row per scale: stride 8, 16, 32 (the seed's small,
-# medium, large). In stride units they are the seed's ANCHORS (SEED_NOTES).
-COCO_ANCHORS: tuple[tuple[tuple[float, float], ...], ...] = (
-    ((10, 13), (16, 30), (33, 23)),
-    ((30, 61), (62, 45), (59, 119)),
-    ((116, 90), (156, 198), (373, 326)),
-)
-STRIDES: tuple[int, int, int] = (8, 16, 32)
 
 
 def _five_convs(c_in: int, c_mid: int) -> nn.Sequential:
@@ -55,6 +47,7 @@ class YOLOv3(nn.Module):
     ) -> None:
         super().__init__()
         self.num_classes = num_classes
+        self.width = float(width)
         self.anchors = [[(float(w), float(h)) for w, h in scale] for scale in anchors]
         self.strides = list(STRIDES)
         na = len(self.anchors[0])

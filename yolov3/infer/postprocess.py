@@ -1,6 +1,7 @@
 """Raw head maps -> final detections per image: score, threshold, NMS, undo the letterbox.
 
-The seed's detection path (SEED_NOTES "Detection path"), batched and on the maps' device:
+The seed's detection path (``docs/seed.md``, "Detection"), batched and on the maps' device, with the
+thresholds of an ``InferConfig`` (``yolov3.config``; defaults: the seed's):
 
 1. decode (the seed's ``decode``, ``yolov3.decode``); score = conf * prob[argmax prob] (or, with
    ``multi_label``, one candidate per class whose conf * prob passes);
@@ -32,7 +33,6 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -40,28 +40,11 @@ import torchvision
 from torch import Tensor
 
 from yolov3.boxes import Letterbox
+from yolov3.config import InferConfig
+from yolov3.infer.results import Detections
 
-NMS_METHODS = ("greedy", "soft", "diou")
-
-
-@dataclass
-class Detections:
-    """One image's detections, highest score first.
-
-    ``boxes``: ``(N, 4)`` float32 ``(x1, y1, x2, y2)`` in original-image pixels (or network-input
-    pixels when no letterbox was given); ``scores``: ``(N,)`` float32 in (0, 1]; ``classes``: ``(N,)``
-    int64 class indices.
-    """
-
-    boxes: Tensor
-    scores: Tensor
-    classes: Tensor
-
-    def __len__(self) -> int:
-        return int(self.scores.shape[0])
-
-    def to(self, device: torch.device | str) -> Detections:
-        return Detections(self.boxes.to(device), self.scores.to(device), self.classes.to(device))
+SEED_SETTINGS = InferConfig()
+SOFT_NMS_SIGMA = 0.3  # the seed's Gaussian soft-NMS width
 
 
 def select_candidates(
@@ -137,7 +120,7 @@ def _to_original(
 
 
 def soft_nms(
-    boxes: Tensor, scores: Tensor, sigma: float = 0.3, score_threshold: float = 0.0
+    boxes: Tensor, scores: Tensor, sigma: float = SOFT_NMS_SIGMA, score_threshold: float = 0.0
 ) -> tuple[Tensor, Tensor]:
     """Gaussian soft-NMS (Bodla et al. 2017; the seed's ``nms(method="soft-nms")``) over one group.
 
@@ -232,62 +215,59 @@ def postprocess(
     strides: Sequence[int],
     letterboxes: Sequence[Letterbox] | None = None,
     image_sizes: Sequence[tuple[int, int]] | None = None,
-    conf_threshold: float = 0.3,
-    iou_threshold: float = 0.45,
-    nms: str = "greedy",
-    multi_label: bool = False,
-    classes: Sequence[int] | None = None,
-    max_det: int = 300,
-    sigma: float = 0.3,
+    settings: InferConfig = SEED_SETTINGS,
 ) -> list[Detections]:
-    """Raw maps of a batch -> one ``Detections`` per image (see the module docstring).
+    """Raw maps of a batch -> one ``Detections`` per image (see the module docstring), tensors on the
+    maps' device.
 
     ``raws``: the model's output, ``(B, A * (5 + C), H_s, W_s)`` per scale; ``anchors`` per scale in
     input pixels; ``letterboxes`` / ``image_sizes`` (``(w, h)``): one per image, to return boxes in
-    original pixels; without them boxes stay in input pixels, clipped to the input.
-    ``classes``: keep only these class indices. ``nms``: greedy | soft | diou. Defaults: the seed's
-    test settings (score 0.3, IoU 0.45).
+    original pixels; without them boxes stay in input pixels, clipped to the input. ``settings``:
+    ``conf_threshold``, ``iou_threshold``, ``nms``, ``multi_label``, ``classes`` and ``max_det`` are
+    read (the input size is the maps' own).
     """
-    if nms not in NMS_METHODS:
-        raise ValueError(f"nms={nms!r}: expected one of {NMS_METHODS}")
     batch = raws[0].shape[0]
     if letterboxes is not None and len(letterboxes) != batch:
         raise ValueError(f"{len(letterboxes)} letterboxes for a batch of {batch} images")
     if letterboxes is not None and image_sizes is None:
         raise ValueError("image_sizes (w, h) are needed with letterboxes, to clip boxes to each image")
     input_size = (raws[0].shape[3] * strides[0], raws[0].shape[2] * strides[0])
-    image_index, boxes, conf, probs = select_candidates(raws, anchors, strides, conf_threshold)
-    rows, scores, labels = _scores(conf, probs, conf_threshold, multi_label)
-    image_index, boxes = image_index[rows], boxes[rows]
-    if classes is not None:
-        wanted = torch.isin(labels, torch.as_tensor(list(classes), device=labels.device))
-        image_index, boxes, scores, labels = (
-            image_index[wanted],
-            boxes[wanted],
-            scores[wanted],
-            labels[wanted],
-        )
+    image_index, boxes, conf, probs = select_candidates(raws, anchors, strides, settings.conf_threshold)
+    rows, scores, labels = _scores(conf, probs, settings.conf_threshold, settings.multi_label)
+    keep = torch.ones_like(rows, dtype=torch.bool)
+    if settings.classes is not None:
+        keep = torch.isin(labels, torch.as_tensor(settings.classes, device=labels.device))
+    image_index, boxes = image_index[rows][keep], boxes[rows][keep]
+    scores, labels = scores[keep], labels[keep]
     boxes = _to_original(boxes, image_index, letterboxes, image_sizes, input_size)
     valid = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
     image_index, boxes, scores, labels = image_index[valid], boxes[valid], scores[valid], labels[valid]
-    num_classes = probs.shape[1]
-    groups = image_index * num_classes + labels  # class-aware, and images never suppress each other
-    if nms == "greedy":
-        keep = greedy_nms(boxes, scores, groups, iou_threshold)
-    elif nms == "diou":
-        keep = diou_nms(_offset_by_group(boxes, groups), scores, iou_threshold)
-    else:
-        keep, scores_kept = soft_nms(_offset_by_group(boxes, groups), scores, sigma, conf_threshold)
-        scores = scores.clone()
-        scores[keep] = scores_kept.to(scores.dtype)
+    groups = image_index * probs.shape[1] + labels  # class-aware, and images never suppress each other
+    keep, scores = _suppress(boxes, scores, groups, settings)
     image_index, boxes, scores, labels = image_index[keep], boxes[keep], scores[keep], labels[keep]
     # split by image keeping the score order (one stable sort, not a search per image)
     order = torch.argsort(image_index, stable=True)
     counts = torch.bincount(image_index, minlength=batch).tolist()
     boxes, scores, labels = boxes[order], scores[order], labels[order]
     out, start = [], 0
-    for n in counts:
-        m = min(n, max_det)
-        out.append(Detections(boxes[start : start + m], scores[start : start + m], labels[start : start + m]))
+    sizes = image_sizes or [input_size] * batch
+    for n, (w, h) in zip(counts, sizes):
+        m = min(n, settings.max_det)
+        out.append(Detections(boxes[start : start + m], scores[start : start + m], labels[start : start + m],
+                              width=int(w), height=int(h)))  # fmt: skip
         start += n
     return out
+
+
+def _suppress(boxes: Tensor, scores: Tensor, groups: Tensor, settings: InferConfig) -> tuple[Tensor, Tensor]:
+    """``(kept indices highest score first, scores)`` after ``settings.nms`` within each group;
+    soft-NMS returns its decayed scores."""
+    if settings.nms == "greedy":
+        return greedy_nms(boxes, scores, groups, settings.iou_threshold), scores
+    if settings.nms == "diou":
+        return diou_nms(_offset_by_group(boxes, groups), scores, settings.iou_threshold), scores
+    shifted = _offset_by_group(boxes, groups)
+    keep, kept_scores = soft_nms(shifted, scores, SOFT_NMS_SIGMA, settings.conf_threshold)
+    scores = scores.clone()
+    scores[keep] = kept_scores.to(scores.dtype)
+    return keep, scores

@@ -1,5 +1,5 @@
 """Detection over a source with files written: ``yolov3.detect(source, weights, out)`` (what ``yolov3
-detect`` runs).
+detect`` runs): a ``Detector`` over ``yolov3.infer.sources``, every result to the writers below.
 
 Writes into ``out``: annotated images (same names) and videos (``<stem>.mp4``, the source's frame
 rate), ``results.jsonl`` (one JSON object per image or frame: boxes ``[x1, y1, x2, y2]`` in original
@@ -23,11 +23,14 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from yolov3.config import InferConfig
 from yolov3.data.dataset_config import load_dataset
 from yolov3.errors import UserError
 from yolov3.evaluate.coco import coco_results, default_category_ids
-from yolov3.predict import Detector, Result
-from yolov3.sources import Frame, is_video_file, open_source
+from yolov3.files import make_dir
+from yolov3.infer.detector import Detector
+from yolov3.infer.results import Detections
+from yolov3.infer.sources import Frame, is_video_file, open_source
 
 
 @dataclass
@@ -49,7 +52,7 @@ class DetectReport:
     speed_ms: dict[str, float] = field(default_factory=dict)
 
 
-def yolo_lines(r: Result, with_conf: bool) -> list[str]:
+def yolo_lines(r: Detections, with_conf: bool) -> list[str]:
     """YOLO label lines ``class cx cy w h [score]`` normalised to the image size."""
     out = []
     for (x1, y1, x2, y2), s, c in zip(r.boxes.tolist(), r.scores.tolist(), r.class_ids.tolist()):
@@ -63,7 +66,7 @@ def format_speed(speed: dict[str, float]) -> str:
     return ", ".join(f"{k} {speed[k]:.1f} ms" for k in ("preprocess", "inference", "nms"))
 
 
-def summary_line(r: Result) -> str:
+def summary_line(r: Detections) -> str:
     """``2 person, 1 dog; preprocess 3.1 ms, inference 40.2 ms, nms 0.6 ms``."""
     found = ", ".join(f"{n} {name}" for name, n in Counter(r.labels).items()) or "no detections"
     return f"{found}; " + format_speed(r.speed)
@@ -99,17 +102,17 @@ class Writers:
         self.used.add(name)
         return name
 
-    def add(self, r: Result, source_frame: Frame) -> None:
+    def add(self, r: Detections, source_frame: Frame) -> None:
         frame = source_frame.index if source_frame.fps is not None else None  # a video / stream frame
         self.count += 1
         stem = Path(r.path).stem if not r.path.startswith("webcam:") else r.path.replace(":", "")
         image_id = int(stem) if stem.isdigit() and frame is None else self.count
         record = {"image_id": image_id, **r.to_json(), **({"frame": frame} if frame is not None else {})}
         self.jsonl.write(json.dumps(record) + "\n")
-        self.coco += coco_results([(r.boxes, r.scores, r.class_ids)], [image_id], self.category_ids)
+        self.coco += coco_results([r], [image_id], self.category_ids)
         if self.save.txt:
             label = self.out / "labels" / (f"{stem}_{frame}.txt" if frame is not None else f"{stem}.txt")
-            label.parent.mkdir(exist_ok=True)
+            make_dir(label.parent, "labels folder")
             label.write_text("".join(line + "\n" for line in yolo_lines(r, self.save.conf)))
         if not (self.save.media or self.save.view):
             return
@@ -151,11 +154,10 @@ def run_source(
     log: Callable[[str], None] | None = tqdm.write,
     progress: bool = True,
 ) -> DetectReport:
-    """Detect on every image / frame of ``source`` (``yolov3.sources.open_source``), one at a time (the
-    seed's per-image timing), writing the files of the module docstring into ``out``."""
+    """Detect on every image / frame of ``source`` (``yolov3.infer.sources.open_source``), one at a time
+    (the seed's per-image timing), writing the files of the module docstring into ``out``."""
     src = open_source(source)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = make_dir(out, "output folder (--out)")
     writers = Writers(out, save or SaveOptions(), detector.names)
     report, times = DetectReport(out), Counter()
     total = len(src) or None
@@ -190,21 +192,22 @@ def detect(
     names: str | os.PathLike | list[str] | None = None,
     data: str | os.PathLike | None = None,
     device: str = "auto",
-    img_size: int = 544,
+    backend: str = "auto",
     save: SaveOptions | None = None,
     progress: bool = True,
-    **options: Any,
+    settings: InferConfig | None = None,
+    **overrides: Any,
 ) -> DetectReport:
-    """Load ``weights`` (``Detector.load``; ``options``: conf_threshold, iou_threshold, classes, max_det,
-    nms, multi_label, amp, backend) and run it over ``source`` into ``out``. ``data``: a data set
+    """Load ``weights`` (``Detector.load``) and run it over ``source`` into ``out``. ``settings`` /
+    ``overrides``: the ``InferConfig`` (input size, thresholds, NMS, amp...). ``data``: a data set
     config whose class names the weights must match (Darknet weights take them as their names)."""
+    settings = (settings or InferConfig()).replace(**overrides)
     open_source(source)  # an empty folder or a glob matching nothing fails before the model loads
     data_names = load_dataset(data, check_files=False).names if data else None
     if names is None and data_names and Path(weights).suffix == ".weights":
         names = data_names
-    det = Detector.load(
-        weights, cfg=cfg, names=names, device=device, img_size=img_size, batch_size=1, **options
-    )
+    det = Detector.load(weights, cfg=cfg, names=names, device=device, backend=backend, batch_size=1,
+                        settings=settings)  # fmt: skip
     if data_names is not None and len(data_names) != len(det.names):
         raise UserError(f"{weights} predicts {len(det.names)} classes but {data} has {len(data_names)} names")
     det.warmup()

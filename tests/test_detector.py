@@ -12,14 +12,16 @@ import torch
 from PIL import Image
 
 import yolov3
-from yolov3.checkpoint import model_meta, save_model
+from yolov3.config import InferConfig
 from yolov3.data.images import ImageError, read_image
 from yolov3.data.transforms import letterbox_image
-from yolov3.draw import class_colour
 from yolov3.errors import UserError
+from yolov3.infer.detector import Detector
+from yolov3.infer.draw import class_colour
+from yolov3.infer.postprocess import postprocess
+from yolov3.infer.results import Detections
 from yolov3.model import YOLOv3
-from yolov3.postprocess import postprocess
-from yolov3.predict import Detector, Result
+from yolov3.modelfile import ModelMeta, save_model
 
 NAMES = ["cat", "dog", "kite"]
 
@@ -45,24 +47,28 @@ def photo(tmp_path_factory) -> str:
 
 
 def test_predict_equals_hand_pipeline(model: YOLOv3, photo: str) -> None:
-    det = Detector.from_model(model, NAMES, img_size=96, conf_threshold=0.25)
+    det = Detector.from_model(model, NAMES, InferConfig(img_size=96, conf_threshold=0.25, amp="off"))
     r = det.predict(photo)[0]
     image = read_image(photo)
     x, lb = letterbox_image(image, 96)
     with torch.no_grad():
         raws = model(torch.from_numpy(x).permute(2, 0, 1)[None])
-    ref = postprocess(raws, model.anchors, model.strides, [lb], [(140, 90)], conf_threshold=0.25)[0]
+    ref = postprocess(
+        raws, model.anchors, model.strides, [lb], [(140, 90)], InferConfig(conf_threshold=0.25)
+    )[0]
     assert len(ref) > 3
     np.testing.assert_allclose(r.boxes, ref.boxes.numpy(), rtol=1e-5, atol=1e-4)
     np.testing.assert_allclose(r.scores, ref.scores.numpy(), rtol=1e-5)
-    assert r.class_ids.tolist() == ref.classes.tolist()
-    assert r.labels == [NAMES[c] for c in ref.classes.tolist()]
+    assert r.class_ids.tolist() == ref.class_ids.tolist()
+    assert r.labels == [NAMES[c] for c in ref.class_ids.tolist()]
     assert (r.width, r.height) == (140, 90) and r.path == photo
     assert model.training is False
 
 
 def test_every_input_kind_gives_the_same_result(model: YOLOv3, photo: str) -> None:
-    det = Detector.from_model(model, NAMES, img_size=96, conf_threshold=0.25, batch_size=2)
+    det = Detector.from_model(
+        model, NAMES, InferConfig(img_size=96, conf_threshold=0.25, amp="off"), batch_size=2
+    )
     rgb = read_image(photo)
     results = det.predict([photo, rgb, rgb[..., ::-1].copy(), Image.fromarray(rgb)], bgr=False)
     bgr = det.predict(rgb[..., ::-1].copy(), bgr=True)[0]
@@ -73,8 +79,10 @@ def test_every_input_kind_gives_the_same_result(model: YOLOv3, photo: str) -> No
 
 
 def test_plot_and_json(model: YOLOv3, photo: str) -> None:
-    r = Detector.from_model(model, NAMES, img_size=96, conf_threshold=0.25).predict(photo)[0]
-    one = Result(r.boxes[:1], r.scores[:1], r.class_ids[:1], r.names, r.path, r.image, r.width, r.height)
+    r = Detector.from_model(model, NAMES, InferConfig(img_size=96, conf_threshold=0.25, amp="off")).predict(
+        photo
+    )[0]
+    one = Detections(r.boxes[:1], r.scores[:1], r.class_ids[:1], r.names, r.path, r.width, r.height, r.image)
     drawn = one.plot()
     assert drawn.shape == r.image.shape and drawn.dtype == np.uint8
     assert not np.array_equal(drawn, r.image)  # something was drawn
@@ -92,7 +100,7 @@ def test_plot_and_json(model: YOLOv3, photo: str) -> None:
 
 
 def test_load_round_trip(model: YOLOv3, photo: str, tmp_path) -> None:
-    path = save_model(tmp_path / "m.safetensors", model, model_meta(model, NAMES, 96))
+    path = save_model(tmp_path / "m.safetensors", model, ModelMeta.of_model(model, NAMES, 96))
     det = yolov3.load(path, device="cpu", img_size=96, amp="off", conf_threshold=0.25)
     assert det.names == NAMES
     batch, _ = det.preprocess([read_image(photo)])
@@ -107,15 +115,15 @@ def test_load_round_trip(model: YOLOv3, photo: str, tmp_path) -> None:
 
 
 def test_bad_inputs(model: YOLOv3, tmp_path) -> None:
-    det = Detector.from_model(model, NAMES, img_size=96)
+    det = Detector.from_model(model, NAMES, InferConfig(img_size=96))
     with pytest.raises(ImageError, match="missing.jpg"):
         det.predict(str(tmp_path / "missing.jpg"))
     with pytest.raises(UserError, match="shape"):
         det.predict(np.zeros((10, 10, 5), np.uint8))
     with pytest.raises(UserError, match="dtype"):
         det.predict(np.zeros((10, 10, 3), np.float32))
-    with pytest.raises(UserError, match="multiple of 32"):
-        Detector.from_model(model, NAMES, img_size=100)
+    with pytest.raises(UserError, match=r"img_size \(--img-size\) = 100: expected a positive multiple of 32"):
+        Detector.from_model(model, NAMES, InferConfig(img_size=100))
     with pytest.raises(UserError, match="class names"):
         Detector.from_model(model, ["only"])
     assert det.predict([]) == []

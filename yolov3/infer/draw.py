@@ -8,6 +8,7 @@ OpenCV-ordered images.
 from __future__ import annotations
 
 import colorsys
+import math
 from collections.abc import Sequence
 
 import cv2
@@ -66,3 +67,14 @@ def draw_detections(
             cv2.LINE_AA,
         )
     return out
+
+
+def tile_grid(tiles: Sequence[np.ndarray], rows: int = 2, background: int = 255) -> np.ndarray:
+    """Pictures side by side in ``rows`` rows (each resized to the first one's size), on ``background``."""
+    cols = max(1, math.ceil(len(tiles) / rows))
+    h, w = tiles[0].shape[:2]
+    grid = np.full((h * math.ceil(len(tiles) / cols), w * cols, 3), background, np.uint8)
+    for k, tile in enumerate(tiles):
+        y, x = divmod(k, cols)
+        grid[y * h : (y + 1) * h, x * w : (x + 1) * w] = cv2.resize(tile, (w, h))
+    return grid

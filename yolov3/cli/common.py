@@ -1,0 +1,60 @@
+"""Options several verbs share: the model to load and the inference settings (``InferConfig``).
+
+Each inference option is named after its ``InferConfig`` field (``--conf-threshold`` is
+``conf_threshold``); the short forms ``--img``, ``--conf`` and ``--iou`` are accepted too. An option not
+given keeps the verb's default settings, so the defaults live in ``yolov3.config`` only.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from yolov3.config import AMP_MODES, NMS_METHODS, InferConfig
+
+# field -> (extra option strings, argparse keywords, help)
+_INFER_OPTIONS = {
+    "img_size": (["--img"], {"type": int}, "input size, a multiple of 32"),
+    "conf_threshold": (["--conf"], {"type": float}, "score threshold (conf * class probability)"),
+    "iou_threshold": (["--iou"], {"type": float}, "NMS IoU threshold"),
+    "max_det": ([], {"type": int}, "at most this many boxes per image"),
+    "nms": ([], {"choices": NMS_METHODS}, "greedy (the seed's) | soft (Gaussian) | diou"),
+    "multi_label": ([], {"action": "store_true", "default": None}, "one score per class above the threshold"),
+    "classes": ([], {"type": int, "nargs": "+"}, "keep only these class indices"),
+    "amp": ([], {"choices": AMP_MODES}, "mixed precision (auto: bf16 where the hardware runs it natively)"),
+}
+
+
+def add_model_options(p: argparse.ArgumentParser, backend: bool = True) -> None:
+    """The options naming a model: ``--weights``, ``--cfg``, ``--names``, ``--device`` (and ``--backend``)."""
+    g = p.add_argument_group("model")
+    g.add_argument(
+        "--weights", required=True, help="checkpoint (.pt / .safetensors), Darknet .weights, .onnx"
+    )
+    g.add_argument("--cfg", help="Darknet .cfg (with .weights), or a shipped name such as yolov3-tiny")
+    g.add_argument("--names", help="class names file, one per line (Darknet weights carry none)")
+    g.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    if backend:
+        g.add_argument("--backend", default="auto", help="auto | torch | onnxruntime | opencv")
+
+
+def add_infer_options(p: argparse.ArgumentParser, defaults: InferConfig, only: tuple[str, ...] | None = None,
+                      title: str = "inference settings") -> None:  # fmt: skip
+    """``--img-size``, ``--conf-threshold``... for the ``InferConfig`` fields in ``only`` (default all),
+    with ``defaults`` shown in the help."""
+    g = p.add_argument_group(title)
+    for name, (aliases, kwargs, text) in _INFER_OPTIONS.items():
+        if only is not None and name not in only:
+            continue
+        flag = "--" + name.replace("_", "-")
+        shown = getattr(defaults, name)
+        g.add_argument(flag, *aliases, dest=name, help=f"{text} (default {shown})", **kwargs)
+
+
+def infer_settings(args: argparse.Namespace, defaults: InferConfig, only: tuple[str, ...] | None = None
+                   ) -> InferConfig:  # fmt: skip
+    """``defaults`` with the inference options (those in ``only``, default all) given on the command line."""
+    names = [n for n in _INFER_OPTIONS if only is None or n in only]
+    return defaults.replace(**{name: getattr(args, name, None) for name in names})
+
+
+__all__ = ["add_infer_options", "add_model_options", "infer_settings"]

@@ -1,0 +1,196 @@
+"""The Python API for detection: ``Detector`` (``yolov3.load``), returning ``Detections`` per image.
+
+    import yolov3
+    det = yolov3.load("yolov3.weights", cfg="yolov3.cfg", names="coco.names")   # or a checkpoint
+    for d in det.predict(["a.jpg", "b.jpg"]):
+        print(d.boxes, d.scores, d.labels)          # (x1, y1, x2, y2) in the original image's pixels
+        cv2.imwrite("a_out.jpg", d.plot(bgr=True))
+
+Colour order: **RGB**, as the rest of the package (``read_image``) and PIL. A NumPy array is taken as
+RGB unless ``predict(..., bgr=True)`` (what ``cv2.imread`` / ``cv2.VideoCapture`` give); a PIL image
+is converted to RGB; a path is read with ``yolov3.data.images.read_image``.
+
+The detector owns letterbox, batching, ``yolov3.infer.postprocess`` and timing around a backend: any
+callable ``(images (B, 3, H, W) float32 in [0, 1], RGB) -> raw maps`` (``yolov3.infer.backends``), or a
+bare ``nn.Module`` (a model being trained). Its settings are one ``InferConfig``.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from yolov3.config import InferConfig
+from yolov3.data.images import read_image
+from yolov3.data.transforms import letterbox_image
+from yolov3.device import autocast, autocast_dtype, select_device
+from yolov3.errors import UserError
+from yolov3.infer.backends import load_backend
+from yolov3.infer.postprocess import postprocess
+from yolov3.infer.results import Detections
+from yolov3.modelfile import default_names
+
+ImageLike = str | os.PathLike | np.ndarray | Any  # Any: a PIL image
+
+
+def to_rgb(image: ImageLike, bgr: bool = False) -> tuple[np.ndarray, str | None]:
+    """``(RGB uint8 (H, W, 3), path or None)`` from a path, an array (RGB, or BGR with ``bgr``) or a PIL
+    image. Grey arrays become 3-channel; a 4-channel array loses its alpha."""
+    if isinstance(image, (str, os.PathLike)):
+        return read_image(image), str(image)
+    if hasattr(image, "convert") and hasattr(image, "size"):  # PIL.Image.Image
+        return np.asarray(image.convert("RGB")), getattr(image, "filename", None) or None
+    if not isinstance(image, np.ndarray):
+        kind = type(image).__name__
+        raise UserError(f"cannot detect on a {kind}: expected a path, NumPy array or PIL image")
+    if image.ndim == 2:
+        image = np.repeat(image[..., None], 3, axis=2)
+    if image.ndim != 3 or image.shape[2] not in (3, 4):
+        raise UserError(f"image array of shape {image.shape}: expected (H, W, 3)")
+    image = image[..., :3]
+    if image.dtype != np.uint8:
+        raise UserError(f"image array of dtype {image.dtype}: expected uint8 (0..255)")
+    return np.ascontiguousarray(image[..., ::-1] if bgr else image), None
+
+
+class Detector:
+    """Letterbox -> backend -> postprocess, in batches of ``batch_size``; see the module docstring.
+
+    ``backend``: a callable, or an ``nn.Module`` (run in eval mode and inference mode on ``device``,
+    under autocast when ``settings.amp`` says so). ``anchors`` (per scale, input pixels), ``strides``
+    and ``names`` describe its output; ``settings``: ``InferConfig`` (default: the seed's).
+    """
+
+    def __init__(self, backend: Callable[[Tensor], list[Tensor]], names: Sequence[str],
+                 anchors: Sequence[Sequence[Sequence[float]]], strides: Sequence[int],
+                 settings: InferConfig | None = None, device: str | torch.device = "cpu",
+                 batch_size: int = 8) -> None:  # fmt: skip
+        settings = settings or InferConfig()
+        num_classes = getattr(backend, "num_classes", None)
+        if num_classes is not None and int(num_classes) != len(names):
+            raise UserError(f"{len(names)} class names for a model with {num_classes} classes")
+        if settings.classes is not None and any(c >= len(names) for c in settings.classes):
+            raise UserError(f"classes {list(settings.classes)}: indices must be in 0..{len(names) - 1}")
+        if batch_size < 1:
+            raise UserError(f"batch size {batch_size}: must be at least 1")
+        self.device = torch.device(device)
+        self.backend = backend
+        self.names, self.anchors, self.strides = list(names), anchors, list(strides)
+        self.settings, self.batch_size = settings, int(batch_size)
+        self.amp = autocast_dtype(self.device, settings.amp) if isinstance(backend, nn.Module) else None
+
+    @property
+    def img_size(self) -> int:
+        return self.settings.img_size
+
+    @classmethod
+    def from_model(cls, model: nn.Module, names: Sequence[str] | None = None,
+                   settings: InferConfig | None = None, device: str | torch.device | None = None,
+                   batch_size: int = 8) -> Detector:  # fmt: skip
+        """A detector on a bare model (``.anchors``, ``.strides``, ``.num_classes``), e.g. during
+        training; the model is only switched to eval mode while it runs."""
+        names = list(names) if names is not None else default_names(model.num_classes)
+        device = device or next(model.parameters()).device
+        return cls(model, names, model.anchors, model.strides, settings, device, batch_size)
+
+    @classmethod
+    def load(cls, weights: str | os.PathLike, cfg: str | os.PathLike | None = None,
+             names: str | os.PathLike | Sequence[str] | None = None, device: str = "auto",
+             backend: str = "auto", batch_size: int = 8, settings: InferConfig | None = None,
+             backend_options: dict[str, Any] | None = None, **overrides: Any) -> Detector:  # fmt: skip
+        """A detector from a file: a checkpoint (``.pt`` / ``.safetensors``), Darknet ``.weights`` with
+        ``cfg`` (+ ``names``), an ``.onnx`` or TorchScript export. ``backend``: auto | torch |
+        onnxruntime | opencv; ``backend_options``: ``threads``, ``spin``, ``cuda_graph``. ``overrides``:
+        ``InferConfig`` fields (``img_size``, ``conf_threshold``...) over ``settings``. Class names that
+        disagree with the weights' class count are an error."""
+        settings = (settings or InferConfig()).replace(**overrides)
+        names = [str(n) for n in names] if isinstance(names, (list, tuple)) else names
+        b = load_backend(weights, kind=backend, device=select_device(device), cfg=cfg, names=names,
+                         amp=settings.amp, **(backend_options or {}))  # fmt: skip
+        return cls(b, b.names, b.anchors, b.strides, settings, b.device, batch_size)
+
+    def __call__(self, images: ImageLike | Sequence[ImageLike], bgr: bool = False) -> list[Detections]:
+        return self.predict(images, bgr)
+
+    def predict(self, images: ImageLike | Sequence[ImageLike], bgr: bool = False) -> list[Detections]:
+        """One ``Detections`` per image: a path, array, PIL image, or a list of them (read in batches)."""
+        single = isinstance(images, (str, os.PathLike, np.ndarray)) or hasattr(images, "convert")
+        items = [images] if single else list(images)
+        out: list[Detections] = []
+        for start in range(0, len(items), self.batch_size):
+            t0 = time.perf_counter()
+            loaded = [to_rgb(im, bgr) for im in items[start : start + self.batch_size]]
+            read_ms = (time.perf_counter() - t0) * 1e3 / len(loaded)
+            results = self.predict_arrays([im for im, _ in loaded], [p for _, p in loaded])
+            for r in results:
+                r.speed["read"] = read_ms
+            out += results
+        return out
+
+    def predict_arrays(self, images: Sequence[np.ndarray], paths: Sequence[str | None] | None = None
+                       ) -> list[Detections]:  # fmt: skip
+        """One batch of RGB uint8 arrays -> ``Detections`` (NumPy, with image, path and timings)."""
+        if not len(images):
+            return []
+        paths = list(paths) if paths is not None else [None] * len(images)
+        t0 = time.perf_counter()
+        batch, boxes = self.preprocess(images)
+        t1 = time.perf_counter()
+        raws = self.forward(batch)
+        t2 = time.perf_counter()
+        sizes = [(im.shape[1], im.shape[0]) for im in images]
+        dets = postprocess(raws, self.anchors, self.strides, boxes, sizes, self.settings)
+        dets = [d.numpy() for d in dets]
+        n, t3 = len(images), time.perf_counter()
+        ms = {"preprocess": t1 - t0, "inference": t2 - t1, "nms": t3 - t2}
+        speed = {k: v * 1e3 / n for k, v in ms.items()}
+        for d, im, p in zip(dets, images, paths):
+            d.names, d.path, d.image, d.speed = self.names, p, im, dict(speed)
+        return dets
+
+    def warmup(self) -> None:
+        """One throw-away pass at the input size, so that first-call costs (kernel selection, lazy
+        initialisation) stay out of the per-image timings."""
+        self.predict_arrays([np.full((self.img_size, self.img_size, 3), 128, np.uint8)])
+
+    def preprocess(self, images: Sequence[np.ndarray]) -> tuple[Tensor, list]:
+        """RGB uint8 arrays -> ``(B, 3, S, S)`` float32 in [0, 1] on the device, and their letterboxes."""
+        boxed = [letterbox_image(im, self.img_size) for im in images]
+        x = torch.from_numpy(np.stack([b[0] for b in boxed])).permute(0, 3, 1, 2)
+        if self.device.type == "cuda":
+            x = x.pin_memory().to(self.device, non_blocking=True)
+        return x.contiguous(), [b[1] for b in boxed]
+
+    def forward(self, batch: Tensor) -> list[Tensor]:
+        """The backend's raw maps (a module runs in eval mode and inference mode, then is restored)."""
+        model = self.backend
+        if not isinstance(model, nn.Module):
+            out = [torch.as_tensor(r) for r in model(batch)]
+            return self._synced([r.to(self.device) for r in out])
+        was_training = model.training
+        model.eval()
+        try:
+            with torch.inference_mode(), autocast(self.device, self.amp):
+                out = model(batch.to(self.device))
+        finally:
+            model.train(was_training)
+        return self._synced([r.float() for r in out])
+
+    def _synced(self, maps: list[Tensor]) -> list[Tensor]:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)  # so the timings measure the work, not its launch
+        return maps
+
+
+def load(weights: str | os.PathLike, **kwargs: Any) -> Detector:
+    """``Detector.load`` (see there)."""
+    return Detector.load(weights, **kwargs)
+
+
+__all__ = ["Detector", "load", "to_rgb"]
