@@ -10,6 +10,10 @@ a timeout. A script that exits non-zero, times out or prints no measurement is l
 its last error line — never silently dropped. ``bench_gpu*.py`` runs only where CUDA is available.
 The target (``"<= 0.25"``, ``">= 2"``, ...) is checked against ``ratio`` when given, else ``ours``.
 
+Everything from the line ``HAND_WRITTEN`` (``## Measurements behind design choices (hand-written)``)
+to the end of the existing file is written by hand, not measured by a script: the rewrite keeps it
+as it is, after the new table.
+
 Usage: ``python benchmarks/run_all.py [--bench-dir DIR] [--out FILE] [--timeout S]``.
 """
 
@@ -32,6 +36,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 _OPS = {"<=": operator.le, ">=": operator.ge, "<": operator.lt, ">": operator.gt, "==": operator.eq}
 _TARGET = re.compile(r"^\s*(<=|>=|==|<|>)\s*([-+0-9.eE]+)")
+HAND_WRITTEN = "## Measurements behind design choices (hand-written)"
 
 
 @dataclass
@@ -141,14 +146,26 @@ def _fmt(value: object) -> str:
     return f"{value:.3g}"
 
 
-def render_markdown(results: list[ScriptResult], info: dict[str, str]) -> str:
-    """The whole ``docs/benchmarks.md``: machine, then one row per measurement or failure."""
+def hand_written_part(path: Path) -> str:
+    """The text of ``path`` from the ``HAND_WRITTEN`` heading line to its end ("" when none)."""
+    try:
+        lines = path.read_text().splitlines(keepends=True)
+    except FileNotFoundError:
+        return ""
+    start = next((i for i, line in enumerate(lines) if line.rstrip() == HAND_WRITTEN), None)
+    return "" if start is None else "".join(lines[start:])
+
+
+def render_markdown(results: list[ScriptResult], info: dict[str, str], hand_written: str = "") -> str:
+    """The whole ``docs/benchmarks.md``: machine, one row per measurement or failure, then the
+    ``hand_written`` part unchanged."""
     out = [
         "# Benchmarks",
         "",
-        "Written by `make bench` (`benchmarks/run_all.py`); do not edit by hand. Each benchmark script",
-        "runs in its own process; the anchor is the reference implementation measured in the same run,",
-        "and the ratio is ours / anchor unless the target says otherwise.",
+        "Written by `make bench` (`benchmarks/run_all.py`); do not edit the table by hand (the last",
+        "section is hand-written and kept). Each benchmark script runs in its own process; the anchor",
+        "is the reference implementation measured in the same run, and the ratio is ours / anchor",
+        "unless the target says otherwise.",
         "",
         f"Machine: {info['cpu']}, {info['cores']} cores, GPU: {info['gpu']}; torch {info['torch']}, "
         f"Python {info['python']}; {info['date']}.",
@@ -169,12 +186,13 @@ def render_markdown(results: list[ScriptResult], info: dict[str, str]) -> str:
     n_rows = sum(len(r.rows) for r in results)
     n_failed = sum(1 for r in results if r.error and not r.skipped)
     out += ["", f"{n_rows} measurements from {len(results)} scripts; {n_failed} failed.", ""]
-    return "\n".join(out)
+    return "\n".join(out) + ("\n" + hand_written if hand_written else "")
 
 
 def run_all(bench_dir: Path, out: Path, timeout: float, cuda: bool | None = None) -> list[ScriptResult]:
-    """Run every ``bench_*.py`` under ``bench_dir`` and write the table to ``out``. ``cuda``: whether
-    to run GPU benchmarks (None: when torch sees a GPU)."""
+    """Run every ``bench_*.py`` under ``bench_dir`` and write the table to ``out``, keeping the
+    hand-written part of the file already there. ``cuda``: whether to run GPU benchmarks (None: when
+    torch sees a GPU)."""
     scripts = sorted(bench_dir.glob("bench_*.py"))
     if cuda is None:
         try:
@@ -198,7 +216,7 @@ def run_all(bench_dir: Path, out: Path, timeout: float, cuda: bool | None = None
         )
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(out.suffix + ".tmp")
-    tmp.write_text(render_markdown(results, machine_info()))
+    tmp.write_text(render_markdown(results, machine_info(), hand_written_part(out)))
     tmp.replace(out)
     return results
 

@@ -71,6 +71,31 @@ def test_runner_writes_one_row_per_measurement_and_lists_failures(run_all, fake_
     assert "3 measurements from 5 scripts; 3 failed." in text
 
 
+def test_rewrite_keeps_the_hand_written_section(run_all, tmp_path):
+    bench = tmp_path / "benchmarks"
+    bench.mkdir()
+    row = {"what": "new row", "ours": 1.0, "unit": "ms"}
+    _write(bench, "bench_one.py", f"print({json.dumps(json.dumps(row))})\n")
+    out = tmp_path / "docs" / "benchmarks.md"
+    out.parent.mkdir()
+    hand = (
+        "## Measurements behind design choices (hand-written)\n\n"
+        "- huge pages: ~5 ms instead of ~0.7 ms | kept as written\n\n"
+        "### The demo's recipe\n\n- 160 px: mAP@0.5 0.81\n"
+    )
+    out.write_text("# Benchmarks\n\n| bench_old | old row | 9 |\n\n" + hand)
+    for _ in range(2):  # a second rewrite keeps it once, not twice
+        run_all.run_all(bench, out, timeout=30, cuda=False)
+        text = out.read_text()
+        assert text.endswith("\n\n" + hand) and text.count(hand) == 1
+        assert "| bench_one | new row |" in text and "old row" not in text
+        assert text.index("measurements from 1 scripts") < text.index(hand)
+    # No such section (or no file yet): the table alone.
+    out.write_text("# Benchmarks\n\nold table\n")
+    run_all.run_all(bench, out, timeout=30, cuda=False)
+    assert "hand-written)" not in out.read_text() and "old table" not in out.read_text()
+
+
 @pytest.mark.parametrize(
     ("target", "ratio", "ours", "expected"),
     [

@@ -12,7 +12,7 @@ from yolov3.data.transforms import image_to_tensor, letterbox_image, letterbox_u
 
 
 def seed_image_preporcess(image, target_size, gt_boxes=None):
-    """SEED_NOTES "Image preprocessing", as the seed's code base writes it (utils.image_preporcess).
+    """``docs/seed.md``, "Letterbox", as the seed's code base writes it (utils.image_preporcess).
 
     One change: boxes are kept float (the seed's int annotation arrays truncate after scaling).
     """

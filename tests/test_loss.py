@@ -1,5 +1,5 @@
 """YoloLoss against a literal NumPy transcription of the seed's bbox_iou, bbox_giou, decode and
-compute_loss (yolov3-deep-dive.md), plus the cases where the seed gives NaN / inf and we must not."""
+compute_loss (``docs/seed.md``, "Loss"), plus the cases where the seed gives NaN / inf and we must not."""
 
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 
 The three seed functions below are copied in meaning line by line from the seed's code base
 (core/utils.py). One line differs and is marked DEVIATION: the clip to ``w`` instead of ``w - 1``,
-documented in ``yolov3/postprocess.py``. The letterbox sizes used make the seed's float padding equal
+documented in ``yolov3/infer/postprocess.py``. The letterbox sizes used make the seed's float padding equal
 to our integer padding; the size of that deviation elsewhere is tested on its own.
 """
 

@@ -18,7 +18,7 @@ MAKEFILE = README.with_name("Makefile")
 SMOKE = {
     "--n 400": "--n 12",
     "--seed 0": "--seed 0 --size 96",
-    "--img 256": "--img 64",
+    "--img-size 256": "--img-size 64",
     "--epochs 30": "--epochs 1",
     "--batch 16": "--batch 4",
 }

@@ -69,7 +69,7 @@ def box_giou_xywh(boxes1: Tensor, boxes2: Tensor, eps: float = 0.0) -> Tensor:
 class Letterbox:
     """How an image of ``(width, height)`` was fitted into a square-or-not network input.
 
-    SEED_NOTES "Image preprocessing": ``scale = min(W_in / w, H_in / h)``, new size
+    ``docs/seed.md``, "Letterbox": ``scale = min(W_in / w, H_in / h)``, new size
     ``int(scale * w) x int(scale * h)``, pasted at ``((W_in - new_w) // 2, (H_in - new_h) // 2)``
     on a canvas of grey 128.
     """

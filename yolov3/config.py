@@ -115,8 +115,8 @@ class InferConfig:
     in-graph NMS and validation during training. Defaults: the seed's test settings.
 
     ``amp`` auto runs bf16 where the hardware does it natively (GPUs; CPUs with AVX-512 BF16 or AMX)
-    and float32 elsewhere: on the demo's held-out set bf16 scored mAP@0.5 0.868 against 0.869 in
-    float32 at about half the CPU time (``docs/benchmarks.md``). ``amp="off"`` is the seed's float32.
+    and float32 elsewhere: bf16 keeps the demo's mAP for much less CPU time (``docs/benchmarks.md``,
+    "The demo's recipe", and the latency rows). ``amp="off"`` is the seed's float32.
     Invalid values raise ``ConfigError`` naming the setting when the object is made.
     """
 
@@ -178,8 +178,10 @@ RETIRED_KEYS: dict[str, dict[str, str]] = {
 
 
 def nearest(key: str, known: typing.Iterable[str]) -> str:
-    """`` (did you mean 'x'?)`` for the closest of ``known`` to a misspelt ``key``, else ``""``."""
-    match = difflib.get_close_matches(key, list(known), n=1, cutoff=0.5)
+    """`` (did you mean 'x'?)`` for the closest of ``known`` to a misspelt or shortened ``key`` (a
+    setting that starts with it, else the most similar spelling), else ``""``."""
+    known = list(known)
+    match = [k for k in known if k.startswith(key)] or difflib.get_close_matches(key, known, n=1, cutoff=0.5)
     return f" (did you mean {match[0]!r}?)" if match else ""
 
 

@@ -205,7 +205,7 @@ def subset_yaml(data_yaml: Path, count: int, out: Path) -> Path:
     """A data.yaml in ``out`` whose train split is the first ``count`` training images of
     ``data_yaml``'s set (a list file of absolute paths), with no val split: the demo evaluates the
     held-out images once, after training (the trainer's own end-of-run validation would measure the
-    same thing again, ~20 s of a CPU budget)."""
+    same thing again, on time taken from training)."""
     images = sorted((data_yaml.parent / "images" / "train").glob("*.jpg"))[:count]
     listing = out / "train_subset.txt"
     listing.write_text("".join(f"{p.resolve()}\n" for p in images))
@@ -274,7 +274,7 @@ def _new_plan(recipe: Recipe, data_yaml: Path, anchors: list, dev: torch.device,
     n_train, n_val = synth_config(recipe).split_sizes()
     model_cfg = replace(recipe.model, anchors=anchors)
     sec, threads = fastest_threads(recipe, model_cfg, dev, "auto")
-    # evaluation, pictures and plots: ~6 s for 600 images here (inference ~1/3 of a training step)
+    # evaluation, pictures and plots: a fixed allowance plus half a training step per held-out image
     train_s = seconds_left - (10 + n_val * sec / 2)
     epochs, used = (recipe.train.epochs, n_train) if quick else plan_training(recipe, sec, n_train, train_s)
     train_yaml = subset_yaml(data_yaml, used, out)

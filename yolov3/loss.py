@@ -1,4 +1,4 @@
-"""The seed's loss (``compute_loss`` in yolov3-deep-dive.md), as a criterion separate from the model.
+"""The seed's loss (``compute_loss``; ``docs/seed.md``, "Loss"), as a criterion separate from the model.
 
 Per scale, with ``pred = decode(raw)`` and the seed's encoded targets:
 

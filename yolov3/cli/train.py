@@ -18,7 +18,7 @@ from yolov3.engine.distributed import env_dist_info
 from yolov3.engine.options import OPTIONS, build_configs
 from yolov3.engine.trainer import train
 
-# Every training option, grouped for --help: name -> help. tests/test_cli_options.py checks that each
+# Every training option, grouped for --help: name -> help. tests/test_config.py checks that each
 # of OPTIONS has its flag here.
 GROUPS: dict[str, dict[str, str]] = {
     "what to train": {

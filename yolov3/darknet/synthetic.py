@@ -7,11 +7,11 @@ U(-0.5, 0.5), then sets every BatchNorm's running mean and variance to the stati
 ``N(beta, gamma^2)`` per channel on those images, as in a trained network. The output convolutions
 (bias, no BN) get small kernels so that ``t_w``, ``t_h`` stay within a few units.
 
-Such a network sits at the edge of chaos: 1e-3 of input noise moves its outputs by ~10 %, which no
-trained detector does (and which makes any low-precision comparison meaningless). ``damping`` < 1
-then scales every gamma without re-calibrating, so each layer shrinks perturbations a little:
-at 0.85, 1e-3 of input noise moves the outputs by ~1e-3 while different images still give
-clearly different outputs.
+Such a network sits at the edge of chaos: a little input noise moves its outputs by far more than
+it moves a trained detector's (which makes any low-precision comparison meaningless). ``damping``
+< 1 then scales every gamma without re-calibrating, so each layer shrinks perturbations a little:
+at the default, outputs move about as much as the input noise while different images still give
+clearly different outputs (``docs/benchmarks.md``, "Measurements behind design choices").
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Training augmentations on the original image (SEED_NOTES "Augmentations named in the seed").
+"""Training augmentations on the original image (``docs/seed.md``, "Augmentations").
 
 Every function takes an ``(H, W, 3)`` uint8 image, ``boxes`` ``(N, K >= 4)`` float with
 ``(x1, y1, x2, y2)`` in that image's pixels in the first four columns (extra columns, e.g. the

@@ -184,8 +184,8 @@ class Collate:
 
 def _keep_heap() -> None:
     """Tell glibc to keep freed memory (trim at 512 MB, mmap only above 32 MB): a worker allocates and
-    frees the same few MB per image, and returning them to the kernel costs a page fault per 4 KB
-    each time (~190 faults / 0.25 ms an image here). Worker processes only; no-op off glibc."""
+    frees the same few MB per image, and memory returned to the kernel costs a page fault per 4 KB
+    when it is taken again (figures: ``docs/benchmarks.md``). Worker processes only; no-op off glibc."""
     try:
         libc = ctypes.CDLL("libc.so.6")
     except OSError:

@@ -8,19 +8,19 @@ same bytes for the same settings, whatever order (or process) the images are dra
   "X" and "3" rendered with ``cv2.putText`` and stretched to the box (no "A": it is a triangle);
 * scale: the geometric mean side is ``min_size * (hi / min_size) ** (u ** size_power)``, u uniform,
   from ``min_size`` (about 8 px) to ``hi = max_frac * size`` (half the image): log-uniform bent
-  towards larger sizes (``size_power`` < 1; at 0.6 and 416 px about 1 object in 6 is under twice the
-  smallest size); aspect ratio w/h
+  towards larger sizes (``size_power`` < 1 makes objects near ``min_size`` rarer); aspect ratio w/h
   log-uniform in ``[1/max_aspect, max_aspect]``;
 * overlaps: a new object may overlap earlier ones (IoU up to ``max_iou``) but the objects drawn
-  over an earlier one never hide more than ``max_cover`` of its box, all of them together (format
-  version 2 checked each pair alone, so three later objects could bury 80% of a box, and such
-  boxes were most of what the demo's model missed among its largest objects); every object lies
-  wholly inside the image; its box is the tight box of its own (unoccluded) silhouette;
+  over an earlier one never hide more than ``max_cover`` of its box, all of them together (checked
+  pair by pair, several later objects could bury most of a box: a label no detector can earn);
+  every object lies wholly inside the image; its box is the tight box of its own (unoccluded)
+  silhouette;
 * backgrounds: two-colour gradients, low-frequency colour noise, lines, arcs and soft blobs that are
   not objects; then optional Gaussian blur and pixel noise over everything.
 
 Labels: one ``class cx cy w h`` line per object, normalised to [0, 1] (YOLO format). Images are JPEG
-(quality 92: noise makes PNG ~5x larger).
+(quality 92: the noise makes PNG files several times larger). Figures behind these choices:
+``docs/benchmarks.md``, "Measurements behind design choices".
 """
 
 from __future__ import annotations

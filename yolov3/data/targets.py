@@ -135,8 +135,8 @@ def lazy_zeros(shape: tuple[int, ...]) -> np.ndarray:
     """Zero-filled float32 without transparent huge pages.
 
     The encoder writes a few rows of a large, mostly-zero buffer; with the huge pages NumPy asks for
-    on buffers >= 4 MB, each first write makes the kernel zero 2 MB (a batch of 16 at 416 would cost
-    ~5 ms instead of ~0.7 ms here).
+    on buffers >= 4 MB, each first write makes the kernel zero a whole 2 MB page, most of it never
+    used (measured: ``docs/benchmarks.md``, "Measurements behind design choices").
     """
     if _set_madvise_hugepage is None:
         return np.zeros(shape, dtype=np.float32)
@@ -167,7 +167,7 @@ def _encode_batch(
     lengths = np.array([len(c) for c, _ in parts], dtype=np.int64)
     coor = parts[0][0] if len(parts) == 1 else np.concatenate([c for c, _ in parts])
     classes = parts[0][1] if len(parts) == 1 else np.concatenate([k for _, k in parts])
-    n, num_images, num_scales, total_slots = len(coor), len(parts), len(lay.sizes), int(lay.slots.sum())
+    n, num_images, total_slots = len(coor), len(parts), int(lay.slots.sum())
 
     # (N, 4) centre/size in the input's dtype, as the seed (int boxes give float64).
     xywh = np.concatenate([(coor[:, 2:] + coor[:, :2]) * 0.5, coor[:, 2:] - coor[:, :2]], axis=-1)
@@ -177,7 +177,27 @@ def _encode_batch(
     rows[:, 4] = 1.0
     rows[:, 5:] = _smooth_onehot(num_classes, label_smoothing)[classes]
     image_of = np.repeat(np.arange(num_images), lengths)  # (N,)
+    positive, first_slot = _positive_anchors(xywh, image_of, num_images, lay, positive_iou)
 
+    # Labels: one write per positive (box, anchor), in the seed's order; the last writer of a slot wins.
+    box_n, t = np.nonzero(positive)  # box-major, as the seed's loop
+    slot = (first_slot[box_n, t] + lay.anchor_in_scale[t]).astype(np.int64)
+    keep = _last_writer(slot)
+    label_buf = zeros((num_images * total_slots, 5 + num_classes))
+    label_buf[slot[keep]] = rows[box_n[keep]]
+
+    list_buf = zeros((len(lay.sizes), num_images, max_boxes_per_scale, 4))
+    if n:
+        _fill_box_lists(list_buf, positive, rows[:, :4], lengths, image_of, lay)
+    return label_buf, list_buf
+
+
+def _positive_anchors(
+    xywh: np.ndarray, image_of: np.ndarray, num_images: int, lay: _Layout, positive_iou: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(positive (N, T) bool, first label slot of each (box, anchor)'s cell (N, T))``: every anchor
+    whose IoU with the box (both centred in the box's cell, stride units) passes ``positive_iou``, and
+    for a box with none, its first best anchor over all scales."""
     # Per (box, scale), in stride units: the seed's bbox_iou terms of the box, and its cell.
     scaled = xywh.astype(np.float64)[:, None, :] / lay.strides  # (N, L, 4); seed: 1.0 * xywh / strides
     half = scaled[..., 2:] * 0.5
@@ -202,36 +222,31 @@ def _encode_batch(
     inter_area = inter[..., 0] * inter[..., 1]
     iou = inter_area / (g[..., 4] + lay.anchor_area - inter_area)  # (N, T); union >= anchor area > 0
     positive = iou > positive_iou
-    # Boxes with no positive anchor on any scale: the first best anchor over the flattened IoUs.
     none = np.flatnonzero(~positive.any(axis=1))
     if len(none):
         positive[none, np.argmax(iou[none], axis=1)] = True
+    return positive, g[..., 7]
 
-    # Labels: one write per positive (box, anchor), in the seed's order; the last writer of a slot wins.
-    box_n, t = np.nonzero(positive)  # box-major, as the seed's loop
-    slot = (g[box_n, t, 7] + lay.anchor_in_scale[t]).astype(np.int64)
-    keep = _last_writer(slot)
-    label_buf = zeros((num_images * total_slots, 5 + num_classes))
-    label_buf[slot[keep]] = rows[box_n[keep]]
 
-    # Box lists: a box counts once per scale it is positive on; ring slot = count % max, later wins.
-    list_buf = zeros((num_scales, num_images, max_boxes_per_scale, 4))
-    if n:
-        hit = np.logical_or.reduceat(positive, lay.first, axis=1)  # (N, L)
-        ordinal = np.cumsum(hit, axis=0)  # (N, L) running count, 1-based
-        if num_images > 1:  # count within each image: subtract the images before
-            ends = np.cumsum(lengths)
-            running = np.concatenate([np.zeros((1, num_scales), np.int64), ordinal])
-            before = running[ends - lengths]  # (B, L)
-            count = (running[ends] - before)[image_of]  # (N, L) the image's total per scale
-            ordinal -= before[image_of]
-        else:
-            count = ordinal[-1]
-        hit &= ordinal > count - max_boxes_per_scale  # only the last `max` survive the ring
-        box_n, sc = np.nonzero(hit)
-        ring = (sc * num_images + image_of[box_n]) * max_boxes_per_scale
-        list_buf.reshape(-1, 4)[ring + (ordinal[box_n, sc] - 1) % max_boxes_per_scale] = rows[box_n, :4]
-    return label_buf, list_buf
+def _fill_box_lists(list_buf: np.ndarray, positive: np.ndarray, xywh: np.ndarray, lengths: np.ndarray,
+                    image_of: np.ndarray, lay: _Layout) -> None:  # fmt: skip
+    """Write each scale's box list ``(L, B, max, 4)``: a box counts once per scale it is positive on,
+    into ring slot ``count % max`` of its image (a later box overwrites an earlier one)."""
+    num_scales, num_images, max_boxes = list_buf.shape[:3]
+    hit = np.logical_or.reduceat(positive, lay.first, axis=1)  # (N, L)
+    ordinal = np.cumsum(hit, axis=0)  # (N, L) running count, 1-based
+    if num_images > 1:  # count within each image: subtract the images before
+        ends = np.cumsum(lengths)
+        running = np.concatenate([np.zeros((1, num_scales), np.int64), ordinal])
+        before = running[ends - lengths]  # (B, L)
+        count = (running[ends] - before)[image_of]  # (N, L) the image's total per scale
+        ordinal -= before[image_of]
+    else:
+        count = ordinal[-1]
+    hit &= ordinal > count - max_boxes  # only the last `max` survive the ring
+    box_n, sc = np.nonzero(hit)
+    ring = (sc * num_images + image_of[box_n]) * max_boxes
+    list_buf.reshape(-1, 4)[ring + (ordinal[box_n, sc] - 1) % max_boxes] = xywh[box_n]
 
 
 def _split_scales(label_buf: np.ndarray, lay: _Layout, num_images: int | None) -> list[np.ndarray]:

@@ -1,4 +1,4 @@
-"""Image-side letterbox (SEED_NOTES "Image preprocessing"); the geometry lives in ``yolov3.boxes``."""
+"""Image-side letterbox (``docs/seed.md``, "Letterbox"); the geometry lives in ``yolov3.boxes``."""
 
 from __future__ import annotations
 

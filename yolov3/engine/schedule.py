@@ -1,6 +1,6 @@
 """The seed's learning-rate schedule (a pure function of the step) and the optimiser builders.
 
-Seed (train.py, yolov3-deep-dive.md "Start Training")::
+Seed (its ``train.py``; ``docs/seed.md``, "Schedule")::
 
     if global_steps < warmup_steps: lr = global_steps / warmup_steps * LR_INIT
     else: lr = LR_END + 0.5 * (LR_INIT - LR_END) * (1 + cos((global_steps - warmup_steps)
@@ -61,8 +61,8 @@ def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer
     decay on conv weights only. The lr is set per step by ``set_lr``.
 
     Both use PyTorch's fused kernels where the parameters live on a CPU or CUDA device: the same
-    update (to float rounding) as the default per-tensor loop, which on this 2-core CPU took
-    14-17 ms of a 150-220 ms YOLOv3-tiny training step."""
+    update (to float rounding) as the default per-tensor loop, whose per-tensor launches are a
+    noticeable share of a small model's CPU step (``docs/benchmarks.md``)."""
     fused = _fusable(model)
     if cfg.optimizer == "adam":
         return torch.optim.Adam(model.parameters(), lr=cfg.lr_init, betas=(0.9, 0.999), eps=1e-7, fused=fused)

@@ -2,7 +2,7 @@
 
 The numbers are the COCO tool's own (``COCOeval``, ``iouType="bbox"``): this module only builds its
 inputs. ``backend``: ``faster`` is faster-coco-eval (a C++ re-implementation of ``COCOeval`` giving
-pycocotools' numbers; 5,000 images in seconds instead of minutes), ``pycocotools`` the reference;
+pycocotools' numbers, far faster on large sets: ``docs/benchmarks.md``), ``pycocotools`` the reference;
 ``auto`` takes faster-coco-eval when it is installed. The tests check both against pycocotools.
 
 Ground truth comes either from the official annotation file (``coco_ground_truth_file``:
