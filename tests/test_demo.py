@@ -102,26 +102,36 @@ def test_unwritable_folders_are_named(tmp_path, capsys):
     assert main(["demo", "--time-budget", "0"]) == 2
 
 
-def test_plan_training_hand_computed(tmp_path):
-    cpu = demo.recipes()["cpu"]
-    r = demo.replace(cpu, min_epochs=2, train=demo.replace(cpu.train, epochs=60, batch=16))
-    # 1000 images at 0.02 s each, +20% overhead: 0.024 s an image; 312 s fit 13000 images:
-    # 13 epochs of all 1000.
-    assert demo.plan_training(r, 0.02, 1000, 312.0) == (13, 1000)
-    # 324 s fit 13500 images: 14 epochs of the first 964 rather than 13 of 1000 and time unused.
-    assert demo.plan_training(r, 0.02, 1000, 324.0) == (14, 964)
-    assert demo.plan_training(r, 1e-6, 1000, 300.0) == (60, 1000)  # never above the recipe's bound
-    # 24 s fit 1000 images: at least 2 epochs, so 2 epochs of the first 500.
-    assert demo.plan_training(r, 0.02, 1000, 24.0) == (2, 500)
-    assert demo.plan_training(r, 0.02, 1000, -5.0) == (2, 32)  # at least two batches
-    # The subset's data.yaml lists the first images and no val split (the demo evaluates it once).
+def test_the_training_yaml_is_the_train_split_without_val(tmp_path):
     cfg = SynthConfig(n=12, size=64, val_fraction=0.25)
     data_yaml, _ = demo.generate(tmp_path / "data", cfg, progress=False)
-    spec = demo.load_dataset(demo.subset_yaml(data_yaml, 5, tmp_path))
-    assert [Path(s.image).name for s in spec.train] == [f"train_{i:06d}.jpg" for i in range(5)]
+    spec = demo.load_dataset(demo.train_only_yaml(data_yaml, tmp_path))
+    assert [Path(s.image).name for s in spec.train] == [f"train_{i:06d}.jpg" for i in range(9)]
     assert spec.val == []
     for i, s in enumerate(spec.train):  # the labels came along with the listed images
         np.testing.assert_allclose(s.boxes, draw_image(cfg, "train", i)[1], atol=1e-3)
+
+
+def test_the_demo_trains_on_the_clock(folders, monkeypatch):
+    """The time left before the deadline, less the evaluation's share, becomes the trainer's budget."""
+    import time
+
+    seen = {}
+
+    def fake_train(model_cfg, data_cfg, train_cfg, **kw):  # noqa: ANN001, ANN202
+        seen["minutes"], seen["epochs"] = train_cfg.time, train_cfg.epochs
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(demo, "fastest_threads", lambda *a: (0.01, 1))
+    monkeypatch.setattr(demo, "train", fake_train)
+    recipe = demo.recipes()["cpu"]
+    monkeypatch.setattr(demo, "choose_recipe", lambda *a: demo.replace(recipe, n_images=24))
+    out, cache = folders
+    with pytest.raises(KeyboardInterrupt):
+        demo.run_demo(out, cache, device="cpu", progress=False, deadline=time.time() + 300)
+    n_val = demo.synth_config(demo.replace(recipe, n_images=24)).split_sizes()[1]
+    expected = (300 - demo.EVAL_SECONDS - n_val * 0.01 / 2) / 60
+    assert seen["epochs"] == recipe.train.epochs and expected - 0.5 < seen["minutes"] <= expected
 
 
 def test_synth_anchors_cover_the_generated_sizes():

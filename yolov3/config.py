@@ -104,6 +104,8 @@ class TrainConfig:
     val_interval: int = 1  # validate every N epochs (and after the last)
     save_period: int = 0  # also write last.pt every N optimiser steps; 0 = at epoch ends only
     max_bad_steps: int = 10  # consecutive non-finite steps before the run stops (with a checkpoint)
+    time: float = 0.0  # minutes of wall clock for the whole run (with epochs: whichever ends first); 0: none
+    patience: int = 0  # stop after N validations without a better val mAP@0.5; 0 = never
     project: str = "runs"
     name: str = "exp"
     exist_ok: bool = False

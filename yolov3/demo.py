@@ -4,11 +4,12 @@
    complete (an interrupted generation has no completion marker and is redrawn);
 2. choose the recipe for the device (``yolov3/cfg/demo.yaml``): on a CPU YOLOv3-tiny at 192 px in
    bf16 autocast where the CPU has it; on a GPU the full YOLOv3 at 416;
-3. time a few training steps (on a CPU with 1 and with all threads, keeping the faster), then pick
-   the epochs and images per epoch that fill the time budget, and start from prior-initialised
-   output biases;
-4. train with the project's trainer (``yolov3.engine.trainer.train``) into ``OUT/train``; an
-   interrupted run is resumed from its ``last.pt`` when the demo is run again;
+3. on a CPU, time a few training steps with 1 and with all threads and keep the faster; start from
+   prior-initialised output biases;
+4. train with the project's trainer (``yolov3.engine.trainer.train``) into ``OUT/train`` on a clock:
+   the time left, less what evaluation needs, is the trainer's ``time`` budget, so the learning rate
+   anneals to its end value by the deadline and the run stops there whatever the machine's speed;
+   an interrupted run is resumed from its ``last.pt`` (and its remaining budget) when run again;
 5. evaluate the held-out split once (mAP@0.5, PR curve; the trainer is given no val split), draw
    detections on validation images, plot the loss curves, and write ``OUT/metrics.json``.
 
@@ -52,9 +53,7 @@ from yolov3.model.factory import build_model
 DEFAULT_OUT = "runs/demo"
 DEFAULT_CACHE = ".cache/yolov3-demo"
 PLAN_FILE = "plan.json"
-# The real steps add data loading, target encoding, the loss of real boxes and logging to what the
-# timed steps measure; docs/benchmarks.md ("The demo's recipe") has the measurements behind it.
-STEP_ALLOWANCE = 1.2
+EVAL_SECONDS = 10.0  # evaluation, pictures and plots: this, plus half a training step per held-out image
 
 
 @dataclass(frozen=True)
@@ -188,31 +187,13 @@ def fastest_threads(
     return timings[best], best
 
 
-def plan_training(
-    recipe: Recipe, sec_per_image: float, n_train: int, train_seconds: float
-) -> tuple[int, int]:
-    """``(epochs, images per epoch)`` that fill ``train_seconds`` at ``sec_per_image`` times
-    ``STEP_ALLOWANCE``: the fewest whole epochs (at least ``recipe.min_epochs``, at most
-    ``recipe.train.epochs``) that use the time, each over the first ``images / epochs`` training images
-    (all of them when they fit; at least two batches). Whole epochs of the full set would leave up to
-    an epoch of the budget unused."""
-    images = max(train_seconds, 0.0) / max(sec_per_image * STEP_ALLOWANCE, 1e-9)
-    epochs = min(recipe.train.epochs, max(recipe.min_epochs, math.ceil(images / n_train - 1e-6)))
-    return epochs, min(n_train, max(2 * recipe.train.batch, int(images // epochs)))
-
-
-def subset_yaml(data_yaml: Path, count: int, out: Path) -> Path:
-    """A data.yaml in ``out`` whose train split is the first ``count`` training images of
-    ``data_yaml``'s set (a list file of absolute paths), with no val split: the demo evaluates the
+def train_only_yaml(data_yaml: Path, out: Path) -> Path:
+    """A data.yaml in ``out`` with ``data_yaml``'s train split and no val split: the demo evaluates the
     held-out images once, after training (the trainer's own end-of-run validation would measure the
     same thing again, on time taken from training)."""
-    images = sorted((data_yaml.parent / "images" / "train").glob("*.jpg"))[:count]
-    listing = out / "train_subset.txt"
-    listing.write_text("".join(f"{p.resolve()}\n" for p in images))
-    path = out / "data_subset.yaml"
-    path.write_text(
-        yaml.safe_dump({"train": str(listing.resolve()), "names": list(CLASS_NAMES)}, sort_keys=False)
-    )
+    doc = {"path": str(data_yaml.parent.resolve()), "train": "images/train", "names": list(CLASS_NAMES)}
+    path = out / "data_train.yaml"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
     return path
 
 
@@ -226,27 +207,28 @@ def prepare_data(cache: Path, cfg: SynthConfig, progress: bool = True) -> tuple[
     return data_yaml, False
 
 
-def _plan(recipe: Recipe, data_yaml: Path, anchors: list, epochs: int, device: torch.device, out: Path,
+def _plan(recipe: Recipe, data_yaml: Path, anchors: list, minutes: float, device: torch.device, out: Path,
           weights: str = "") -> dict[str, Any]:  # fmt: skip
     """The config sections handed to the trainer, as plain data (also saved to ``OUT/plan.json`` so
-    that a re-run can recognise and resume an interrupted training)."""
+    that a re-run can recognise and resume an interrupted training). ``minutes``: the training budget
+    (0: the recipe's epochs)."""
     model = replace(recipe.model, anchors=anchors)
     data = replace(recipe.data, path=str(data_yaml))
-    tr = replace(recipe.train, epochs=epochs, device=str(device), amp="auto", val_interval=max(epochs, 1),
-                 project=str(out), name="train", exist_ok=True, seed=0, weights=weights)  # fmt: skip
+    tr = replace(recipe.train, time=round(minutes, 3), device=str(device), amp="auto", project=str(out),
+                 name="train", exist_ok=True, seed=0, weights=weights)  # fmt: skip
     return {"recipe": recipe.name, "model": asdict(model), "data": asdict(data), "train": asdict(tr)}
 
 
 def _resumable(out: Path, plan: dict[str, Any]) -> Path | None:
-    """``OUT/train`` when it holds an unfinished training run of this same plan (aside from what the
-    timing decided: the epochs and the training list, ``OUT/data_subset.yaml``)."""
+    """``OUT/train`` when it holds an unfinished training run of this same plan (aside from its time
+    budget and the training list, ``OUT/data_train.yaml``)."""
     last = out / "train" / "weights" / "last.pt"
     try:
         saved = json.loads((out / PLAN_FILE).read_text())
     except (OSError, ValueError):
         return None
 
-    def settings(p: dict[str, Any]) -> dict[str, Any]:
+    def settings(p: dict[str, Any]) -> dict[str, Any]:  # aside from what the clock decided
         return {k: v if k != "data" else {**v, "path": None} for k, v in p.items() if k != "train"}
 
     same = settings(saved) == settings(plan) and Path(saved["data"]["path"]).is_file()
@@ -262,37 +244,38 @@ def _fresh_out(out: Path) -> None:
     """Remove what an earlier demo left in ``out`` (only the demo's own names)."""
     shutil.rmtree(out / "train", ignore_errors=True)
     shutil.rmtree(out / "val_images", ignore_errors=True)
-    for name in (PLAN_FILE, "train_subset.txt", "data_subset.yaml", "metrics.json", "pr_curve.png",
-                 "loss_curves.png", "detections.jpg"):  # fmt: skip
+    for name in (PLAN_FILE, "data_train.yaml", "metrics.json", "pr_curve.png", "loss_curves.png",
+                 "detections.jpg"):  # fmt: skip
         (out / name).unlink(missing_ok=True)
 
 
 def _new_plan(recipe: Recipe, data_yaml: Path, anchors: list, dev: torch.device, out: Path, quick: bool,
-              seconds_left: float) -> dict[str, Any]:  # fmt: skip
-    """Time the steps, fit the epochs to ``seconds_left`` (less evaluation), write ``OUT/plan.json``."""
+              deadline: float) -> dict[str, Any]:  # fmt: skip
+    """Pick the threads, give training the time left before ``deadline`` (``time.time()``) less what
+    evaluation needs, write ``OUT/plan.json``."""
     _fresh_out(out)
-    n_train, n_val = synth_config(recipe).split_sizes()
     model_cfg = replace(recipe.model, anchors=anchors)
     sec, threads = fastest_threads(recipe, model_cfg, dev, "auto")
-    # evaluation, pictures and plots: a fixed allowance plus half a training step per held-out image
-    train_s = seconds_left - (10 + n_val * sec / 2)
-    epochs, used = (recipe.train.epochs, n_train) if quick else plan_training(recipe, sec, n_train, train_s)
-    train_yaml = subset_yaml(data_yaml, used, out)
+    train_s = deadline - time.time() - (EVAL_SECONDS + synth_config(recipe).split_sizes()[1] * sec / 2)
+    minutes = 0.0 if quick else max(train_s, 10.0) / 60
     init = str(prior_init_checkpoint(model_cfg, len(CLASS_NAMES), recipe.data.img_size, out / "init.pt"))
-    plan = _plan(recipe, train_yaml, anchors, epochs, dev, out, init)
+    plan = _plan(recipe, train_only_yaml(data_yaml, out), anchors, minutes, dev, out, init)
     (out / PLAN_FILE).write_text(json.dumps(plan, indent=1))
     dtype = {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[autocast_dtype(dev, "auto")]
-    _say(f"[2/4] model: {recipe.why}.\n      {dtype} on {dev}: {1 / sec:.0f} training images/s -> "
-         f"{epochs} epoch(s) of {used} images to fit ~{max(train_s, 0):.0f} s" +
-         (f" ({threads} CPU threads)" if dev.type == "cpu" else ""))  # fmt: skip
+    budget = "one epoch" if quick else f"{minutes * 60:.0f} s of training (the schedule anneals by then)"
+    _say(f"[2/4] model: {recipe.why}.\n      {dtype} on {dev}: {1 / sec:.0f} training images/s, {budget}" +
+         (f", {threads} CPU threads" if dev.type == "cpu" else ""))  # fmt: skip
     return plan
 
 
 def run_demo(out: str | Path = DEFAULT_OUT, cache: str | Path = DEFAULT_CACHE, time_budget: float = 540.0,
-             device: str = "auto", quick: bool = False, progress: bool = True) -> dict[str, Any]:  # fmt: skip
-    """Data, training, evaluation and pictures within about ``time_budget`` seconds; returns the
-    metrics written to ``OUT/metrics.json``. See the module docstring."""
+             device: str = "auto", quick: bool = False, progress: bool = True,
+             deadline: float | None = None) -> dict[str, Any]:  # fmt: skip
+    """Data, training, evaluation and pictures within ``time_budget`` seconds, or by ``deadline`` (a
+    ``time.time()`` value: ``make demo`` passes the end of its 10 minutes); returns the metrics written
+    to ``OUT/metrics.json``. See the module docstring."""
     t0 = time.time()
+    deadline = deadline if deadline is not None else t0 + time_budget
     out = writable_dir(out, "demo output (--out)")
     cache = writable_dir(cache, "data cache (--cache)")
     dev = select_device(device)
@@ -303,12 +286,12 @@ def run_demo(out: str | Path = DEFAULT_OUT, cache: str | Path = DEFAULT_CACHE, t
     data_yaml, reused = prepare_data(cache, scfg, progress)
     _say(f"      {'reused the cached set' if reused else 'drawn'} ({time.time() - t0:.0f} s): {data_yaml}")
     anchors = synth_anchors(scfg, 2 if recipe.model.name == "yolov3-tiny" else 3)
-    resume = _resumable(out, _plan(recipe, data_yaml, anchors, 0, dev, out))
+    resume = _resumable(out, _plan(recipe, data_yaml, anchors, 0.0, dev, out))
     if resume is not None:
         plan = json.loads((out / PLAN_FILE).read_text())
         _say(f"[2/4] resuming the interrupted training in {resume}")
     else:
-        plan = _new_plan(recipe, data_yaml, anchors, dev, out, quick, time_budget - (time.time() - t0))
+        plan = _new_plan(recipe, data_yaml, anchors, dev, out, quick, deadline)
     try:
         sections = [
             cls(**plan[k])
@@ -327,8 +310,8 @@ def run_demo(out: str | Path = DEFAULT_OUT, cache: str | Path = DEFAULT_CACHE, t
     metrics.update(
         seconds_total=round(time.time() - t0, 1), seconds_training=round(t_train - t0, 1),
         device=str(dev), recipe=plan["recipe"], img_size=plan["data"]["img_size"], model=plan["model"],
-        epochs=plan["train"]["epochs"], weights=str(weights), data=str(data_yaml), torch=torch.__version__,
-        threads=torch.get_num_threads(),
+        epochs=result.get("epochs_done", plan["train"]["epochs"]), weights=str(weights), data=str(data_yaml),
+        torch=torch.__version__, threads=torch.get_num_threads(), stopped=result.get("stopped"),
     )  # fmt: skip
     write_summary(metrics, out / "metrics.json")
     _say(summary_text(metrics, out))
@@ -381,7 +364,7 @@ def summary_text(m: dict[str, Any], out: Path) -> str:
     return "\n".join([
         f"[4/4] done in {minutes} min {seconds:02d} s: mAP@0.5 {m['map50']:.3f} "
         f"(mAP@0.5:0.95 {m['map50_95']:.3f}) on {m['images']} held-out images",
-        f"      {model}, {size} px, {m['epochs']} epochs on {m['device']}",
+        f"      {model}, {size} px, {m['epochs']:g} epochs on {m['device']}",
         f"pictures: {out / 'detections.jpg'}, {out / 'pr_curve.png'}, {out / 'loss_curves.png'}",
         f"metrics:  {out / 'metrics.json'}; model: {m['weights']}",
         f"next:     yolov3 detect {Path(m['data']).parent / 'images' / 'val'} --weights {m['weights']} "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import time
 
 from yolov3.demo import DEFAULT_CACHE, DEFAULT_OUT, run_demo
 from yolov3.errors import UserError
@@ -21,6 +22,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--time-budget", type=float, default=540.0, help="seconds for the whole demo (default 540)"
     )
+    p.add_argument(
+        "--deadline",
+        type=float,
+        help="end by this Unix time instead (make demo: 10 minutes from its start, the install included)",
+    )
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default auto)")
     p.add_argument("--quick", action="store_true", help="a seconds-long smoke run of every step (tests)")
     p.set_defaults(func=run)
@@ -29,5 +35,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.time_budget <= 0:
         raise UserError(f"--time-budget {args.time_budget}: expected a positive number of seconds")
-    run_demo(args.out, args.cache, args.time_budget, args.device, args.quick)
+    if args.deadline is not None and args.deadline <= time.time():
+        raise UserError(f"--deadline {args.deadline:.0f}: already passed")
+    run_demo(args.out, args.cache, args.time_budget, args.device, args.quick, deadline=args.deadline)
     return 0

@@ -32,6 +32,9 @@ GROUPS: dict[str, dict[str, str]] = {
     },
     "schedule": {
         "epochs": "passes over the training set (20)",
+        "time": "minutes of wall clock for the whole run, validation included; the lr schedule anneals by "
+        "then (with --epochs: whichever ends first; 0: no limit)",
+        "patience": "stop after N validations without a better val mAP@0.5 (0: never)",
         "batch": "global batch size, split over torchrun processes (2)",
         "img_size": "train input size, a multiple of 32 (416)",
         "lr_init": "learning rate after warmup (1e-3)",

@@ -5,9 +5,11 @@ These are the only readers of ``ModelConfig`` / ``DataConfig`` / ``TrainConfig``
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Sampler
@@ -32,6 +34,18 @@ class RunData:
     train_loader: DataLoader
     val_loader: DataLoader | None
     val_samples: list[Sample]
+
+
+def seed_everything(cfg: TrainConfig, rank: int) -> None:
+    """Seed torch, NumPy's and Python's global generators with ``cfg.seed + rank`` (what libraries draw
+    from; the data pipeline has its own per-item generators); deterministic algorithms when asked."""
+    seed = cfg.seed + rank
+    torch.manual_seed(seed)
+    np.random.seed(seed)  # noqa: NPY002 (seeds what libraries draw from)
+    random.seed(seed)
+    if cfg.deterministic:
+        torch.use_deterministic_algorithms(True)
+    torch.backends.cudnn.benchmark = not cfg.deterministic  # fastest conv per input shape
 
 
 def load_spec(path: str) -> DatasetSpec:

@@ -43,6 +43,26 @@ def seed_scalars(terms: dict[str, float], lr: float | None = None) -> dict[str, 
     return out
 
 
+def banner(model_name: str, model: torch.nn.Module, device: torch.device, world_size: int,
+           amp_dtype: torch.dtype | None, batch: int, steps_per_epoch: int,
+           run_dir: Path) -> str:  # fmt: skip
+    """The line a run starts with: what trains where, in what precision, into which folder."""
+    amp = {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[amp_dtype]
+    n = sum(p.numel() for p in model.parameters())
+    return (f"training {model_name} ({n:,} params, {model.num_classes} classes) on {device} x{world_size}, "
+            f"{amp}, batch {batch}, {steps_per_epoch} steps/epoch -> {run_dir}")  # fmt: skip
+
+
+def stop_message(reason: str, used_seconds: float, budget_minutes: float, step: int, patience: Any) -> str:
+    """Why a run stopped early: its time budget, or patience (``yolov3.engine.budget.Patience``)."""
+    if reason == "time":
+        return (f"stopped at the time budget ({used_seconds / 60:.1f} of {budget_minutes:g} min) after step "
+                f"{step}, the lr at its end value")  # fmt: skip
+    p = patience
+    return (f"stopped early: no better val mAP@0.5 in {p.stale} validations (patience {p.limit}); "
+            f"best {p.best:.4g} at epoch {p.best_epoch}")  # fmt: skip
+
+
 def gpu_memory_gb(device: torch.device) -> float | None:
     """Peak memory reserved on a CUDA device (GiB), None elsewhere."""
     return torch.cuda.max_memory_reserved(device) / 2**30 if device.type == "cuda" else None
@@ -154,3 +174,32 @@ class RunLogger:
             if new:
                 w.writeheader()
             w.writerow(row)
+
+
+class SkipReport:
+    """Unreadable images of a run, said once each on the console and in ``train.log``: at start-up,
+    those the data set left out (and those found while filling the cache), counted with the first
+    ``SHOWN`` named; then each one a loader worker replaces in a batch (the batch's ``skipped``)."""
+
+    SHOWN = 3
+
+    def __init__(self, log: RunLogger, spec: Any, loaders: tuple) -> None:
+        self.log = log
+        bad = {p.where: p.message for p in spec.report.problems if p.kind == "missing-image"}
+        for loader in loaders:
+            bad.update(getattr(getattr(loader, "dataset", None), "unreadable", {}))
+        self.seen = set(bad)
+        if bad:
+            named = "; ".join(f"{path}: {why}" for path, why in list(bad.items())[: self.SHOWN])
+            more = f" and {len(bad) - self.SHOWN} more" if len(bad) > self.SHOWN else ""
+            log.message(f"{len(bad)} image(s) of the data set cannot be read and are left out "
+                        f"(yolov3 data check lists them all): {named}{more}")  # fmt: skip
+
+    def batch(self, batch: dict) -> None:
+        for entry in batch.get("skipped", ()):
+            path = entry.split(": ", 1)[0]
+            if path not in self.seen:
+                self.seen.add(path)
+                self.log.message(
+                    f"skipped unreadable training image {entry} (replaced by the next readable one)"
+                )

@@ -10,6 +10,10 @@ Seed (its ``train.py``; ``docs/seed.md``, "Schedule")::
 so step ``s`` (1-based) runs at ``lr_at(s)``. (The seed's very first step ran at Adam's default
 1e-3 because its lr was not yet assigned; ours runs at ``lr_at(1)``.) Past ``total_steps`` the lr
 stays at ``lr_end`` instead of climbing the cosine back up.
+
+On a time budget (``--time``) the cosine also follows the fraction of the training time used
+(``yolov3.engine.budget``): its progress is the larger of the step fraction and the time fraction,
+so the lr reaches ``lr_end`` at the deadline on any machine, or at ``total_steps`` if that comes first.
 """
 
 from __future__ import annotations
@@ -23,12 +27,14 @@ from yolov3.config import TrainConfig
 from yolov3.errors import UserError
 
 
-def lr_at(step: int, lr_init: float, lr_end: float, warmup_steps: int, total_steps: int) -> float:
-    """The learning rate for optimiser step ``step`` (1-based): linear warmup, then cosine."""
+def lr_at(step: int, lr_init: float, lr_end: float, warmup_steps: int, total_steps: int,
+          time_progress: float = 0.0) -> float:  # fmt: skip
+    """The learning rate for optimiser step ``step`` (1-based): linear warmup, then cosine over the
+    larger of the step fraction and ``time_progress`` (the fraction of a time budget used, in [0, 1])."""
     if step < warmup_steps:
         return step / warmup_steps * lr_init
     span = max(total_steps - warmup_steps, 1)
-    progress = min((step - warmup_steps) / span, 1.0)
+    progress = min(max((step - warmup_steps) / span, time_progress), 1.0)
     return lr_end + 0.5 * (lr_init - lr_end) * (1.0 + math.cos(progress * math.pi))
 
 

@@ -15,13 +15,32 @@ A training checkpoint is a ``torch.save``'d dict, written and read by ``yolov3.m
 
 from __future__ import annotations
 
+import math
 import random
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
 
+from yolov3.errors import UserError
 from yolov3.modelfile import CheckpointError
+
+
+class TrainingStopped(UserError):
+    """The run stopped itself (too many non-finite steps); a checkpoint was saved first."""
+
+
+@dataclass
+class TrainState:
+    """Where the run is: ``step`` optimiser steps done; ``epoch_step`` batches done in ``epoch``."""
+
+    step: int = 0
+    epoch: int = 0
+    epoch_step: int = 0
+    best_fitness: float = -math.inf
+    bad_steps: int = 0
+    metrics: dict[str, float] = field(default_factory=dict)
 
 
 def rng_state() -> dict[str, Any]:

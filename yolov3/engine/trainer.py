@@ -15,50 +15,38 @@ continues bit for bit.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
-import random
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from tqdm import tqdm
 
 from yolov3.config import DataConfig, InferConfig, ModelConfig, TrainConfig, from_dict, to_dict, upgrade_saved
-from yolov3.data.dataset_config import DatasetSpec
 from yolov3.device import autocast, autocast_dtype, select_device
 from yolov3.engine import builders
 from yolov3.engine import distributed as ddp
+from yolov3.engine.budget import Budget, Patience
 from yolov3.engine.ema import ModelEMA
-from yolov3.engine.logging import RunLogger, bar_postfix, epoch_summary, seed_scalars
+from yolov3.engine.logging import (
+    RunLogger,
+    SkipReport,
+    banner,
+    bar_postfix,
+    epoch_summary,
+    seed_scalars,
+    stop_message,
+)
 from yolov3.engine.options import build_configs, resume_checkpoint
 from yolov3.engine.schedule import build_optimizer, lr_at, schedule_steps, set_lr
-from yolov3.engine.state import check_resumable, rng_state, set_rng_state
+from yolov3.engine.state import TrainingStopped, TrainState, check_resumable, rng_state, set_rng_state
 from yolov3.engine.validate import fitness, validate
-from yolov3.errors import UserError
 from yolov3.files import make_dir, next_run_dir
 from yolov3.loss import LOSS_TERMS, YoloLoss
 from yolov3.modelfile import ModelMeta, read_checkpoint, write_torch
-
-SKIPPED_SHOWN = 3  # unreadable images named in the start-up message (all are counted)
-
-
-class TrainingStopped(UserError):
-    """The run stopped itself (too many non-finite steps); a checkpoint was saved first."""
-
-
-@dataclass
-class TrainState:
-    """Where the run is: ``step`` optimiser steps done; ``epoch_step`` batches done in ``epoch``."""
-
-    step: int = 0
-    epoch: int = 0
-    epoch_step: int = 0
-    best_fitness: float = -math.inf
-    bad_steps: int = 0
-    metrics: dict[str, float] = field(default_factory=dict)
 
 
 def train(
@@ -95,6 +83,7 @@ class Trainer:
         data_cfg: DataConfig | None,
         train_cfg: TrainConfig | None,
         resume: str | Path | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         ckpt = read_checkpoint(resume_checkpoint(resume)) if resume else None
         saved = upgrade_saved(ckpt.get("config", {})) if ckpt else {}
@@ -106,7 +95,7 @@ class Trainer:
         self.model_cfg, self.data_cfg, self.cfg = cfgs["model"], cfgs["data"], cfgs["train"]
         self.dist = ddp.env_dist_info()
         self.device = ddp.init_distributed(self.dist, select_device(self.cfg.device))
-        self._seed_everything()
+        builders.seed_everything(self.cfg, self.dist.rank)
         spec = builders.load_spec(self.data_cfg.path)
         if ckpt:
             check_resumable(ckpt, to_dict(self.model_cfg), list(spec.names), str(resume))
@@ -123,22 +112,16 @@ class Trainer:
         self._resuming = ckpt is not None
         self._last_terms: dict[str, float] = {}
         self._window_bad = False  # a non-finite loss in the current accumulation window
-        self._skips_seen: set[str] = set()
+        self.budget = Budget(self.cfg.time * 60.0, float(ckpt.get("time_used", 0.0)) if ckpt else 0.0, clock)
+        self.patience = Patience(self.cfg.patience)
+        self._val_images = len(self.data.val_samples) if self.data.val_loader is not None else 0
+        self.stop_reason: str | None = None  # "time" or "patience" once the run decides to stop early
         if ckpt:
             self._restore(ckpt)
         self.log.save_config(self.config_dict())
-        self._report_unreadable(spec)
+        self.skips = SkipReport(self.log, spec, (self.data.train_loader, self.data.val_loader))
 
     # ------------------------------------------------------------------ set-up
-    def _seed_everything(self) -> None:
-        seed = self.cfg.seed + self.dist.rank
-        torch.manual_seed(seed)
-        np.random.seed(seed)  # noqa: NPY002 (seeds what libraries draw from)
-        random.seed(seed)
-        if self.cfg.deterministic:
-            torch.use_deterministic_algorithms(True)
-        torch.backends.cudnn.benchmark = not self.cfg.deterministic  # fastest conv per input shape
-
     def _run_dir(self, resume: str | Path | None) -> Path:
         if resume:
             path = Path(resume_checkpoint(resume)).parent.parent
@@ -165,29 +148,6 @@ class Trainer:
             self.model = torch.compile(self.model)
         self.criterion = YoloLoss(model.anchors, model.strides, model.num_classes, self.cfg.ignore_iou)
 
-    def _report_unreadable(self, spec: DatasetSpec) -> None:
-        """Say how many listed images cannot be read (left out when the data set was read, or found
-        when the cache was filled) and name the first few, on the console and in ``train.log``."""
-        bad = {p.where: p.message for p in spec.report.problems if p.kind == "missing-image"}
-        for loader in (self.data.train_loader, self.data.val_loader):
-            bad.update(getattr(getattr(loader, "dataset", None), "unreadable", {}))
-        if bad:
-            self._skips_seen.update(bad)
-            named = "; ".join(f"{path}: {why}" for path, why in list(bad.items())[:SKIPPED_SHOWN])
-            more = f" and {len(bad) - SKIPPED_SHOWN} more" if len(bad) > SKIPPED_SHOWN else ""
-            self.log.message(f"{len(bad)} image(s) of the data set cannot be read and are left out "
-                             f"(yolov3 data check lists them all): {named}{more}")  # fmt: skip
-
-    def _report_skipped(self, batch: dict) -> None:
-        """Images a loader worker found unreadable and replaced in this batch (each path once)."""
-        for entry in batch.get("skipped", ()):
-            path = entry.split(": ", 1)[0]
-            if path not in self._skips_seen:
-                self._skips_seen.add(path)
-                self.log.message(
-                    f"skipped unreadable training image {entry} (replaced by the next readable one)"
-                )
-
     def config_dict(self) -> dict[str, Any]:
         return {"model": to_dict(self.model_cfg), "data": to_dict(self.data_cfg), "train": to_dict(self.cfg)}
 
@@ -211,12 +171,16 @@ class Trainer:
             "rng_epoch": self.rng_epoch,
             "config": self.config_dict(),
             "names": list(self.data.names),
+            "time_used": self.budget.used(),
+            "warm_end": self.budget.warm_end,
+            "patience": dataclasses.asdict(self.patience),
         }
 
     def save(self, name: str = "last", model_state: dict | None = None) -> Path | None:
         if not self.dist.is_main:
             return None
-        return write_torch(self.checkpoint(model_state), self.run_dir / "weights" / f"{name}.pt")
+        with self.budget.timing("save"):
+            return write_torch(self.checkpoint(model_state), self.run_dir / "weights" / f"{name}.pt")
 
     def _restore(self, ckpt: dict[str, Any]) -> None:
         self.raw_model.load_state_dict(ckpt["model"])
@@ -229,6 +193,9 @@ class Trainer:
         s.step, s.epoch, s.epoch_step = int(ckpt["step"]), int(ckpt["epoch"]), int(ckpt["epoch_step"])
         s.best_fitness, s.metrics = float(ckpt["best_fitness"]), dict(ckpt.get("metrics") or {})
         self.rng_epoch, self.rng_step = ckpt.get("rng_epoch"), ckpt.get("rng")
+        self.budget.warm_end = ckpt.get("warm_end")
+        self.patience = Patience(self.cfg.patience, **{k: v for k, v in (ckpt.get("patience") or {}).items()
+                                                       if k != "limit"})  # fmt: skip
         if self.dist.enabled:  # each process saved only rank 0's RNG: offset as at start-up
             self.rng_epoch = self.rng_step = None
         self.log.message(
@@ -237,7 +204,9 @@ class Trainer:
 
     # ------------------------------------------------------------------ the loop
     def fit(self) -> dict[str, Any]:
-        self.log.message(self._banner())
+        line = banner(self.model_cfg.name, self.raw_model, self.device, self.dist.world_size, self.amp_dtype,
+                      self.cfg.batch, self.steps_per_epoch, self.run_dir)  # fmt: skip
+        self.log.message(line)
         if self.state.epoch >= self.cfg.epochs:
             self.log.message(
                 f"already trained {self.state.epoch}/{self.cfg.epochs} epochs; --epochs N trains on"
@@ -246,6 +215,8 @@ class Trainer:
             for epoch in range(self.state.epoch, self.cfg.epochs):
                 epoch_means = self.train_epoch(epoch)
                 self.end_epoch(epoch, epoch_means)
+                if self.stop_reason:
+                    break
         except KeyboardInterrupt:
             path = self.save("last")
             self.log.message(
@@ -256,16 +227,11 @@ class Trainer:
             self.log.close()
         ddp.barrier(self.dist)
         ddp.cleanup(self.dist)
-        return {**self.state.metrics, "best_fitness": self.state.best_fitness, "run_dir": str(self.run_dir)}
-
-    def _banner(self) -> str:
-        amp = {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[self.amp_dtype]
-        n = sum(p.numel() for p in self.raw_model.parameters())
-        return (
-            f"training {self.model_cfg.name} ({n:,} params, {self.raw_model.num_classes} classes) on "
-            f"{self.device} x{self.dist.world_size}, {amp}, batch {self.cfg.batch}, "
-            f"{self.steps_per_epoch} steps/epoch -> {self.run_dir}"
-        )
+        s = self.state
+        done = s.epoch + s.epoch_step / max(len(self.data.train_loader), 1)
+        return {**s.metrics, "best_fitness": s.best_fitness, "run_dir": str(self.run_dir), "steps": s.step,
+                "epochs_done": round(done, 2), "stopped": self.stop_reason or "epochs",
+                "time_used": self.budget.used()}  # fmt: skip
 
     def _epoch_batches(self, epoch: int):
         """The epoch's loader iterator; on a mid-epoch resume, from the first batch not yet trained."""
@@ -296,8 +262,9 @@ class Trainer:
                    disable=not self.dist.is_main, leave=False, dynamic_ncols=True)  # fmt: skip
         self._window_bad = False
         for i, batch in enumerate(bar, start=start):
-            self._report_skipped(batch)
-            terms = self.train_batch(batch, i, n_batches)
+            self.skips.batch(batch)
+            with self.budget.timing("step"):
+                terms = self.train_batch(batch, i, n_batches)
             images += len(batch["images"])
             if terms is not None:
                 count += 1
@@ -308,11 +275,25 @@ class Trainer:
                 bar_postfix(sums, count, self.optimizer.param_groups[0]["lr"], ips, self.device),
                 refresh=False,
             )
+            if self._time_is_up():
+                self.stop_reason = "time"
+                break
         bar.close()
         means = {k: v / max(count, 1) for k, v in sums.items()}
         means = ddp.mean_over_processes(means, self.dist, self.device)
         means["img_per_s"] = images * self.dist.world_size / max(time.time() - t0, 1e-9)
         return means
+
+    @property
+    def _val_estimate(self) -> float:
+        return self.budget.val_estimate(self._val_images, self.data.train_loader.batch_sampler.batch_size)
+
+    def _time_is_up(self) -> bool:
+        """The budget left covers no more than the last validation and checkpoints (every process stops
+        when one does, so they stay in step)."""
+        if not self.budget.enabled:
+            return False
+        return not ddp.all_true(not self.budget.must_stop(self._val_estimate), self.dist, self.device)
 
     def train_batch(self, batch: dict, i: int, n_batches: int) -> dict[str, float] | None:
         """Forward, loss, backward for one batch; an optimiser step at the end of each accumulation
@@ -338,9 +319,9 @@ class Trainer:
         bad, self._window_bad = self._window_bad, False
         lr = self.optimizer.param_groups[0]["lr"]
         if not bad:
-            lr = lr_at(
-                self.state.step + 1, self.cfg.lr_init, self.cfg.lr_end, self.warmup_steps, self.total_steps
-            )
+            time_progress = self.budget.progress(self._val_estimate)
+            lr = lr_at(self.state.step + 1, self.cfg.lr_init, self.cfg.lr_end, self.warmup_steps,
+                       self.total_steps, time_progress)  # fmt: skip
             set_lr(self.optimizer, lr)
             self.scaler.unscale_(self.optimizer)
             params = [p for p in self.raw_model.parameters() if p.grad is not None]
@@ -354,6 +335,8 @@ class Trainer:
             self.scaler.update()
             self.state.step += 1
             self.state.bad_steps = 0
+            if self.budget.warm_end is None and self.state.step >= self.warmup_steps:
+                self.budget.warm_end = self.budget.used()
             if self.ema:
                 self.ema.update(self.raw_model)
         self.optimizer.zero_grad(set_to_none=True)
@@ -382,26 +365,37 @@ class Trainer:
             )
 
     def end_epoch(self, epoch: int, means: dict[str, float]) -> None:
-        """Validate (every ``val_interval`` epochs and after the last), log, save last / best."""
+        """Validate (every ``val_interval`` epochs as the budget allows, and always last), log, save
+        last / best; decide whether patience runs out."""
         s = self.state
-        s.epoch, s.epoch_step = epoch + 1, 0
-        final = epoch + 1 == self.cfg.epochs
+        if s.epoch_step >= len(self.data.train_loader):  # the epoch is complete (not cut by the clock)
+            s.epoch, s.epoch_step = epoch + 1, 0
+        final = epoch + 1 == self.cfg.epochs or self.stop_reason is not None
+        due = (epoch + 1) % self.cfg.val_interval == 0 and self.budget.may_validate(self._val_estimate)
         val = {}
-        if self.dist.is_main and ((epoch + 1) % self.cfg.val_interval == 0 or final):
-            val = validate(self.eval_model(), self.data, self.criterion, self.device, self.amp_dtype,
-                           self.val_settings, self.cfg.channels_last)  # fmt: skip
+        if self.dist.is_main and (due or final):
+            with self.budget.timing("validation"):
+                val = validate(self.eval_model(), self.data, self.criterion, self.device, self.amp_dtype,
+                               self.val_settings, self.cfg.channels_last)  # fmt: skip
         val = ddp.broadcast_object(val, self.dist)  # every process returns rank 0's metrics
         lr = self.optimizer.param_groups[0]["lr"]
         s.metrics = {**seed_scalars(means, lr), "img_per_s": means["img_per_s"], **val}
         improved = bool(val) and fitness(s.metrics) > s.best_fitness
         if improved:
             s.best_fitness = fitness(s.metrics)
+        if self.patience.update(val.get("val/map50"), epoch + 1) and not self.stop_reason:
+            self.stop_reason = "patience"
         self.rng_step = rng_state()  # after validation, which draws from the RNGs too
         self.log.epoch(epoch + 1, s.step, s.metrics)
         self.log.message(epoch_summary(epoch, self.cfg.epochs, s.step, s.metrics, self.device))
         self.save("last")
         if improved or (final and not (self.run_dir / "weights" / "best.pt").exists()):
             self.save("best", self.eval_model().state_dict())
+        if self.stop_reason:
+            used = self.budget.used()
+            self.log.message(
+                stop_message(self.stop_reason, used, self.cfg.time, self.state.step, self.patience)
+            )
         ddp.barrier(self.dist)
 
     def eval_model(self) -> torch.nn.Module:
