@@ -53,6 +53,7 @@ from yolov3.model.factory import build_model
 DEFAULT_OUT = "runs/demo"
 DEFAULT_CACHE = ".cache/yolov3-demo"
 PLAN_FILE = "plan.json"
+MIN_TRAIN_SECONDS = 30.0  # a model worth evaluating, even when the deadline is (nearly) gone
 EVAL_SECONDS = 10.0  # evaluation, pictures and plots: this, plus half a training step per held-out image
 
 
@@ -257,7 +258,12 @@ def _new_plan(recipe: Recipe, data_yaml: Path, anchors: list, dev: torch.device,
     model_cfg = replace(recipe.model, anchors=anchors)
     sec, threads = fastest_threads(recipe, model_cfg, dev, "auto")
     train_s = deadline - time.time() - (EVAL_SECONDS + synth_config(recipe).split_sizes()[1] * sec / 2)
-    minutes = 0.0 if quick else max(train_s, 10.0) / 60
+    if train_s < MIN_TRAIN_SECONDS and not quick:
+        _say(
+            f"      the deadline leaves {max(train_s, 0):.0f} s for training (the install or the data took "
+            f"longer than usual): training {MIN_TRAIN_SECONDS:.0f} s anyway; the demo will end late"
+        )
+    minutes = 0.0 if quick else max(train_s, MIN_TRAIN_SECONDS) / 60
     init = str(prior_init_checkpoint(model_cfg, len(CLASS_NAMES), recipe.data.img_size, out / "init.pt"))
     plan = _plan(recipe, train_only_yaml(data_yaml, out), anchors, minutes, dev, out, init)
     (out / PLAN_FILE).write_text(json.dumps(plan, indent=1))
