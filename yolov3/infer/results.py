@@ -22,7 +22,7 @@ from yolov3.infer.draw import draw_detections
 Array = np.ndarray | Tensor
 
 
-@dataclass
+@dataclass(eq=False)  # arrays: equality of two results is a question for the caller
 class Detections:
     """One image's detections, highest score first.
 
