@@ -38,7 +38,7 @@ VIDEO_VERSION = 1  # bump when the drawing changes
 @dataclass(frozen=True)
 class VideoSynthConfig:
     """What to draw: ``sequences`` of ``frames`` frames, ``size`` pixels square, ``objects`` per
-    sequence with sides ``min_side`` .. ``max_side`` pixels."""
+    sequence with sides ``min_frac`` .. ``max_frac`` of ``size`` (25 .. 96 pixels at 416)."""
 
     sequences: int = 4
     frames: int = 150
@@ -46,8 +46,8 @@ class VideoSynthConfig:
     size: int = 416
     fps: float = 30.0
     seed: int = 0
-    min_side: float = 24.0
-    max_side: float = 96.0
+    min_frac: float = 0.06
+    max_frac: float = 0.23
     max_speed: float = 4.0  # pixels per frame
 
     def __post_init__(self) -> None:
@@ -56,10 +56,9 @@ class VideoSynthConfig:
                 f"video synth: sequences {self.sequences}, frames {self.frames}, objects "
                 f"{self.objects}, size {self.size}: expected >= 1, >= 2, >= 1 and >= 64"
             )
-        if not 4 <= self.min_side <= self.max_side <= self.size / 2:
+        if not 0 < self.min_frac <= self.max_frac <= 0.5:
             raise UserError(
-                f"video synth: sides {self.min_side}..{self.max_side}: expected 4 <= min "
-                f"<= max <= size / 2 ({self.size / 2})"
+                f"video synth: side fractions {self.min_frac}..{self.max_frac}: expected 0 < min <= max <= .5"
             )
 
 
@@ -77,7 +76,8 @@ class _Mover:
 def _movers(rng: np.random.Generator, cfg: VideoSynthConfig) -> list[_Mover]:
     out = []
     for k in range(cfg.objects):
-        side = math.exp(rng.uniform(math.log(cfg.min_side), math.log(cfg.max_side)))
+        lo, hi = max(4.0, cfg.min_frac * cfg.size), max(4.0, cfg.max_frac * cfg.size)
+        side = math.exp(rng.uniform(math.log(lo), math.log(hi)))
         aspect = math.exp(rng.uniform(-math.log(1.6), math.log(1.6)))
         w, h = max(4, round(side * math.sqrt(aspect))), max(4, round(side / math.sqrt(aspect)))
         cls = int(rng.integers(len(CLASS_NAMES)))

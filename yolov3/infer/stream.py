@@ -52,6 +52,11 @@ def redact(url: str) -> str:
     return re.sub(r"(//[^/:@]*):[^/@]*@", r"\1:***@", url)
 
 
+def _safe(url: Any) -> str:
+    """``host_path`` of a split URL with anything but letters, digits, ``.`` and ``-`` as ``_``."""
+    return re.sub(r"[^A-Za-z0-9.-]+", "_", f"{url.hostname or ''}{url.path}").strip("_") or "stream"
+
+
 def _opencv_capture(spec: str | int, timeout_ms: int) -> cv2.VideoCapture:
     if isinstance(spec, int):
         return cv2.VideoCapture(spec)
@@ -77,6 +82,8 @@ class LiveSource:
         self.spec: str | int = int(text) if text.isdigit() else text
         self.kind = "webcam" if isinstance(self.spec, int) else "stream"
         self.name = f"webcam:{self.spec}" if self.kind == "webcam" else redact(text)
+        # what frames carry as their path: usable in file names (``yolov3.infer.runner.Writers``)
+        self.label = self.name if self.kind == "webcam" else "stream:" + _safe(urlsplit(text))
         self.keep_all, self.open_timeout, self.retries = keep_all, open_timeout, retries
         self.backoff, self.max_backoff = backoff, max_backoff
         self._capture = capture or (lambda s: _opencv_capture(s, int(open_timeout * 1000)))
@@ -137,7 +144,7 @@ class LiveSource:
                     self._cond.notify_all()
                 yield frame
             if self.error:
-                yield StreamFrame(self.name, None, -1, self.error, self.fps, time.monotonic())
+                yield StreamFrame(self.label, None, -1, self.error, self.fps, time.monotonic())
         finally:
             self.close()
 
@@ -166,14 +173,14 @@ class LiveSource:
                 if ok and image is not None:
                     failures = 0
                     rgb = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-                    self._put(StreamFrame(self.name, rgb, index, None, self.fps, time.monotonic()))
+                    self._put(StreamFrame(self.label, rgb, index, None, self.fps, time.monotonic()))
                     index += 1
                     continue
                 if cap is not None:
                     cap.release()
                     cap = None
                 if failures >= self.retries:
-                    self.error = f"the {self.kind} dropped and did not come back after {failures} reconnects"
+                    self.error = f"{self.name}: dropped; gave up after {failures} failed reconnects"
                     return
                 failures += 1
                 if self._stop.wait(min(self.max_backoff, self.backoff * 2 ** (failures - 1))):
