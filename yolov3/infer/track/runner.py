@@ -101,7 +101,7 @@ def sequence_name(frame: Frame, spec: str) -> str:
     """The sequence a frame belongs to: its video / stream, or for images the whole source."""
     if frame.fps is None:
         return Path(str(spec).rstrip("/*")).name or "images"
-    return Path(frame.path).stem if "://" not in frame.path else frame.path
+    return Path(frame.path).stem.replace(":", "")  # webcam:0 -> webcam0, as its annotated video
 
 
 def split_settings(
