@@ -58,14 +58,14 @@ class TrackOutput:
     """One frame's confirmed, matched tracks: ``boxes`` ``(M, 4)`` float32 xyxy pixels, ``scores``
     ``(M,)`` float32 and ``class_ids`` ``(M,)`` int64 of the detection each matched, ``track_ids``
     ``(M,)`` int64, ``det_index`` ``(M,)`` int64 (the row of that detection in the input), ``trails``:
-    track id -> ``(K, 2)`` recent centres, oldest first."""
+    track id -> its recent centres ``(x, y)``, oldest first."""
 
     boxes: np.ndarray
     scores: np.ndarray
     class_ids: np.ndarray
     track_ids: np.ndarray
     det_index: np.ndarray
-    trails: dict[int, np.ndarray]
+    trails: dict[int, list[tuple[float, float]]]
 
 
 def to_cxcywh(xyxy: np.ndarray) -> np.ndarray:
@@ -222,11 +222,12 @@ class ByteTracker:
         seen = sorted(
             (t for t in self.tracks if t.confirmed and t.last_seen == self.frame), key=lambda t: t.track_id
         )
+        means = np.array([t.mean[:4] for t in seen], np.float64).reshape(-1, 4)
         return TrackOutput(
-            boxes=np.array([t.box for t in seen], np.float32).reshape(-1, 4),
+            boxes=to_xyxy(means).astype(np.float32),
             scores=np.array([t.score for t in seen], np.float32),
             class_ids=np.array([t.class_id for t in seen], np.int64),
             track_ids=np.array([t.track_id for t in seen], np.int64),
             det_index=np.array([t.row for t in seen], np.int64),
-            trails={t.track_id: np.array(t.trail, np.float32) for t in seen},
+            trails={t.track_id: list(t.trail) for t in seen},
         )

@@ -18,11 +18,11 @@ class TrackedDetections(Detections):
     """``Detections`` (boxes ``(x1, y1, x2, y2)`` original pixels, scores, class ids, names, path,
     size, image, speed) of the confirmed tracks seen on frame ``frame`` (0-based, in its source),
     with ``track_ids`` ``(N,)`` int64 (from 1, stable across the frames of one source) and ``trails``
-    (track id -> ``(K, 2)`` recent box centres in pixels, oldest first)."""
+    (track id -> its recent box centres ``(x, y)`` in pixels, oldest first)."""
 
     track_ids: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     frame: int = 0
-    trails: dict[int, np.ndarray] = field(default_factory=dict, repr=False)
+    trails: dict[int, list[tuple[float, float]]] = field(default_factory=dict, repr=False)
 
     def to_json(self) -> dict[str, Any]:
         """``Detections.to_json`` with ``"frame"`` and a ``"track_id"`` in each detection."""
@@ -55,7 +55,7 @@ class TrackedDetections(Detections):
             colour = colour[::-1] if bgr else colour
             trail = self.trails.get(int(tid))
             if trail is not None and len(trail) > 1:
-                pts = np.round(trail * scale).astype(np.int32).reshape(-1, 1, 2)
+                pts = np.round(np.asarray(trail, np.float32) * scale).astype(np.int32).reshape(-1, 1, 2)
                 cv2.polylines(out, [pts], False, colour, lw, cv2.LINE_AA)
             x1, y2 = int(box[0]), int(box[3])
             cv2.putText(
