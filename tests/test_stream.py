@@ -66,13 +66,13 @@ def lags(keep_all: bool, seconds: float, model_period: float) -> list[float]:
 
 
 def test_lag_stays_under_two_model_periods_and_does_not_grow():
-    period = 0.1  # a 10 fps model on a 30 fps camera
-    lag = lags(keep_all=False, seconds=3.0, model_period=period)
-    assert len(lag) >= 15
-    steady = lag[3:]
+    period = 0.2  # a 5 fps model on a 30 fps camera (long enough that a busy test machine's
+    lag = lags(keep_all=False, seconds=3.0, model_period=period)  # scheduling noise stays small)
+    assert len(lag) >= 10
+    steady = lag[2:]
     assert max(steady) < 2 * period, steady
     third = len(steady) // 3
-    assert np.mean(steady[-third:]) - np.mean(steady[:third]) < 0.25 * period
+    assert np.median(steady[-third:]) - np.median(steady[:third]) < 0.25 * period, steady
 
 
 def test_keeping_every_frame_lets_the_lag_grow():

@@ -142,6 +142,7 @@ class LiveSource:
                         break
                     frame = self._buffer.popleft()
                     self._cond.notify_all()
+                frame.image = cv2.cvtColor(frame.image, cv2.COLOR_BGR2RGB)
                 yield frame
             if self.error:
                 yield StreamFrame(self.label, None, -1, self.error, self.fps, time.monotonic())
@@ -172,8 +173,8 @@ class LiveSource:
                 ok, image = cap.read() if cap is not None else (False, None)
                 if ok and image is not None:
                     failures = 0
-                    rgb = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-                    self._put(StreamFrame(self.label, rgb, index, None, self.fps, time.monotonic()))
+                    # kept BGR here: only the frames handed out are converted (in __iter__)
+                    self._put(StreamFrame(self.label, image, index, None, self.fps, time.monotonic()))
                     index += 1
                     continue
                 if cap is not None:

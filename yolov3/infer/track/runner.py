@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -100,7 +101,8 @@ def open_track_source(
 def sequence_name(frame: Frame, spec: str) -> str:
     """The sequence a frame belongs to: its video / stream, or for images the whole source."""
     if frame.fps is None:
-        return Path(str(spec).rstrip("/*")).name or "images"
+        name = Path(str(spec).rstrip("/")).name
+        return re.sub(r"[^A-Za-z0-9.-]+", "_", name).strip("_") or "images"  # a glob's name too
     return Path(frame.path).stem.replace(":", "")  # webcam:0 -> webcam0, as its annotated video
 
 
