@@ -72,6 +72,7 @@ def test_whole_pipeline_on_synthetic_video_scored_by_motmetrics(video, tmp_path)
     mp4 = video.parent / "videos" / "seq-00.mp4"
     results = list(yolov3.track(mp4, Oracle(gt), out=tmp_path))
     assert [r.frame for r in results] == list(range(40))
+    assert results[-1].image is not None and results[-1].plot().shape == (160, 160, 3)  # kept for the caller
     hyp = read_mot(tmp_path / "mot" / "seq-00.txt")
     assert hyp.shape[1] == 10 and (hyp[:, 7:] == -1).all() and hyp[:, 0].min() >= 1
     acc = mm.MOTAccumulator(auto_id=False)
@@ -156,3 +157,19 @@ def test_bad_sources(tmp_path, weights, capsys):
         main(["track", "http://127.0.0.1:9/live.mjpg", "--weights", "missing.pt", "--open-timeout", "2"]) == 2
     )
     assert "http://127.0.0.1:9/live.mjpg: cannot open this stream" in capsys.readouterr().err
+
+
+def test_plot_draws_each_trail_in_its_track_colour():
+    from yolov3.infer.draw import class_colour
+    from yolov3.infer.track.results import TrackedDetections
+
+    image = np.zeros((100, 120, 3), np.uint8)
+    r = TrackedDetections(np.array([[70, 40, 110, 90]], np.float32), np.array([0.9], np.float32),
+                          np.array([1]), NAMES, "x", 120, 100, image, track_ids=np.array([7]),
+                          trails={7: [(10.0, 20.0), (60.0, 20.0)]})  # fmt: skip
+    drawn = r.plot(line_width=2)
+    assert tuple(drawn[20, 35]) == class_colour(7)  # on the trail
+    assert tuple(drawn[60, 35]) == (0, 0, 0)  # off it
+    assert r.to_json()["detections"][0]["track_id"] == 7 and r.mot_lines() == [
+        "1,7,70.00,40.00,40.00,50.00,0.9000,-1,-1,-1"
+    ]

@@ -58,16 +58,12 @@ class TrackedDetections(Detections):
                 pts = np.round(np.asarray(trail, np.float32) * scale).astype(np.int32).reshape(-1, 1, 2)
                 cv2.polylines(out, [pts], False, colour, lw, cv2.LINE_AA)
             x1, y2 = int(box[0]), int(box[3])
+            font, size = cv2.FONT_HERSHEY_SIMPLEX, max(0.35, lw / 3)
+            at = (x1 + 2, max(12, y2 - 4))
             cv2.putText(
-                out,
-                f"id {tid}",
-                (x1 + 2, max(12, y2 - 4)),
-                cv2.FONT_HERSHEY_SIMPLEX,
-                max(0.35, lw / 3),
-                colour,
-                max(1, lw - 1),
-                cv2.LINE_AA,
-            )
+                out, f"id {tid}", at, font, size, (0, 0, 0), max(1, lw - 1) + 2, cv2.LINE_AA
+            )  # outline
+            cv2.putText(out, f"id {tid}", at, font, size, colour, max(1, lw - 1), cv2.LINE_AA)
         return out
 
 

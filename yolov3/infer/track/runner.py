@@ -73,7 +73,7 @@ class TrackWriters(Writers):
             make_dir(self.out / "mot", "MOT results folder")
             self.mot[sequence] = (self.out / "mot" / f"{sequence}.txt").open("w")
         self.mot[sequence].writelines(line + "\n" for line in r.mot_lines())
-        self.add(r, frame)
+        self.add(dataclasses.replace(r), frame)  # a copy: ``add`` drops the image, the caller keeps it
 
     def close(self) -> None:
         for f in self.mot.values():
