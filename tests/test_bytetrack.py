@@ -220,3 +220,12 @@ def test_the_scorer_can_fail(sequences):
     """The same scoring with most boxes dropped must fall below the bar: the test above can fail."""
     result = score(sequences, drop=0.6, jitter=0.05)
     assert result["mota"] < 0.85
+
+
+def test_every_tracker_name_has_a_tracker():
+    from yolov3.config import TRACKERS
+    from yolov3.infer.track.runner import TRACKER_CLASSES
+
+    assert set(TRACKERS) == set(TRACKER_CLASSES)
+    with pytest.raises(ConfigError, match="tracker"):
+        TrackConfig(tracker="botsort")

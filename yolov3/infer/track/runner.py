@@ -44,6 +44,7 @@ from yolov3.infer.track.bytetrack import ByteTracker
 from yolov3.infer.track.results import TrackedDetections
 
 _TRACK_FIELDS = {f.name for f in dataclasses.fields(TrackConfig)}
+TRACKER_CLASSES = {"bytetrack": ByteTracker}  # TrackConfig.tracker -> the class that tracks
 
 
 @dataclass
@@ -140,7 +141,7 @@ def track_frames(
             continue
         seq = sequence_name(frame, spec)
         if seq != current:
-            tracker, current, count = ByteTracker(settings, frame.fps or 30.0), seq, 0
+            tracker, current, count = TRACKER_CLASSES[settings.tracker](settings, frame.fps or 30.0), seq, 0
         det = detector.predict_arrays([frame.image], [frame.path])[0]
         t0 = time.perf_counter()
         out = tracker.update(det.boxes, det.scores, det.class_ids)
