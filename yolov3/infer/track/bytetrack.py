@@ -45,6 +45,7 @@ class Track:
     confirmed: bool = False
     lost: bool = False
     row: int = -1  # the detection it was matched with (or born from) on its last frame
+    slot: int = -1  # its row in the tracker's state arrays on this frame
     trail: deque = field(default_factory=deque)
 
     @property
@@ -157,13 +158,15 @@ class ByteTracker:
         return self._output()
 
     def _predict(self) -> None:
+        """Every track one frame ahead, in one batch. The states then live in ``self._mean`` /
+        ``self._cov`` (row ``t.slot``), each track's ``mean`` / ``cov`` a view of its row."""
         if not self.tracks:
             return
-        mean, cov = kalman.predict(
+        self._mean, self._cov = kalman.predict(
             np.stack([t.mean for t in self.tracks]), np.stack([t.cov for t in self.tracks])
         )
-        for t, m, c in zip(self.tracks, mean, cov):
-            t.mean, t.cov = m, c
+        for k, t in enumerate(self.tracks):
+            t.mean, t.cov, t.slot = self._mean[k], self._cov[k], k
 
     def _match(
         self, tracks: list[Track], boxes: np.ndarray, class_ids: np.ndarray, rows: np.ndarray, min_iou: float
@@ -171,7 +174,7 @@ class ByteTracker:
         """``match`` of ``tracks`` with the detections ``rows`` (indices into ``boxes``)."""
         if not tracks or not len(rows):
             return [], list(range(len(tracks))), list(range(len(rows)))
-        track_boxes = to_xyxy(np.stack([t.mean[:4] for t in tracks]))
+        track_boxes = to_xyxy(self._mean[[t.slot for t in tracks], :4])
         same = None
         if self.settings.class_aware:
             same = np.array([t.class_id for t in tracks])[:, None] == class_ids[rows][None, :]
@@ -183,13 +186,12 @@ class ByteTracker:
         """Kalman update of every matched track with its detection, in one batch."""
         if not pairs:
             return
-        tracks, rows = [p[0] for p in pairs], np.array([p[1] for p in pairs])
-        mean, cov = kalman.update(
-            np.stack([t.mean for t in tracks]), np.stack([t.cov for t in tracks]), to_cxcywh(boxes[rows])
-        )
-        for t, m, c, r in zip(tracks, mean, cov, rows):
-            t.mean, t.cov, t.score, t.class_id = m, c, float(scores[r]), int(class_ids[r])
-            t.last_seen, t.confirmed, t.lost, t.row = self.frame, True, False, int(r)
+        slots, rows = [t.slot for t, _ in pairs], np.array([r for _, r in pairs])
+        mean, cov = kalman.update(self._mean[slots], self._cov[slots], to_cxcywh(boxes[rows]))
+        self._mean[slots], self._cov[slots] = mean, cov  # seen through each track's views
+        for (t, _), r in zip(pairs, rows.tolist()):
+            t.score, t.class_id = float(scores[r]), int(class_ids[r])
+            t.last_seen, t.confirmed, t.lost, t.row = self.frame, True, False, r
             self._remember(t)
 
     def _start(self, rows: list[int], boxes: np.ndarray, scores: np.ndarray, class_ids: np.ndarray) -> None:
