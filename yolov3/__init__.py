@@ -2,13 +2,14 @@
 
 The public API, loaded on first use (PEP 562) so that ``import yolov3.<module>`` stays light for
 training workers and the command line: ``load`` / ``Detector`` / ``Detections`` (detection),
-``detect`` (detection with files written), ``val``, ``train``, ``export_weights``, ``load_backend``,
+``detect`` (detection with files written), ``track`` / ``TrackedDetections`` / ``TrackConfig``
+(tracking on videos and live streams), ``val``, ``train``, ``export_weights``, ``load_backend``,
 ``load_model`` / ``save_model`` / ``ModelMeta`` (model files), ``InferConfig`` and the data tools.
 """
 
 from typing import Any
 
-from yolov3.config import COCO_ANCHORS, STRIDES, InferConfig
+from yolov3.config import COCO_ANCHORS, STRIDES, InferConfig, TrackConfig
 from yolov3.decode import decode, decode_all
 from yolov3.model import YOLOv3
 
@@ -17,7 +18,7 @@ __all__ = [
     "COCO_ANCHORS", "STRIDES", "Detections", "Detector", "InferConfig", "ModelMeta", "YOLOv3", "YoloLoss",
     "build_loader", "build_model", "check_dataset", "convert_dataset", "decode", "decode_all", "detect",
     "DetectionDataset", "export_weights", "load", "load_backend", "load_dataset", "load_model",
-    "preprocess_true_boxes", "save_model", "train", "val",
+    "preprocess_true_boxes", "save_model", "track", "TrackConfig", "TrackedDetections", "train", "val",
 ]  # fmt: skip
 
 _LAZY = {"Detector": "yolov3.infer.detector", "load": "yolov3.infer.detector",
@@ -28,7 +29,8 @@ _LAZY = {"Detector": "yolov3.infer.detector", "load": "yolov3.infer.detector",
          "load_model": "yolov3.modelfile", "save_model": "yolov3.modelfile", "ModelMeta": "yolov3.modelfile",
          "DetectionDataset": "yolov3.data.dataset", "build_loader": "yolov3.data.loader",
          "preprocess_true_boxes": "yolov3.data.targets", "train": "yolov3.engine.trainer",
-         "YoloLoss": "yolov3.loss", "export_weights": "yolov3.export"}  # fmt: skip
+         "YoloLoss": "yolov3.loss", "export_weights": "yolov3.export",
+         "track": "yolov3.infer.track.runner", "TrackedDetections": "yolov3.infer.track.results"}  # fmt: skip
 
 
 def __getattr__(name: str) -> Any:

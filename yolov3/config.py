@@ -162,6 +162,55 @@ class InferConfig:
         return cls(conf_threshold=MAP_CONF_THRESHOLD).replace(**changes)
 
 
+TRACKERS = ("bytetrack",)
+
+
+@dataclass(frozen=True)
+class TrackConfig:
+    """How detections become tracks (``yolov3.infer.track.bytetrack``, ByteTrack: Zhang et al. 2022).
+
+    Scores split each frame's detections: ``>= high_threshold`` are matched first (IoU >= ``match_iou``
+    with the tracks' predicted boxes), then those in ``[low_threshold, high_threshold)`` rescue still
+    unmatched tracks (IoU >= ``low_match_iou``); an unmatched high detection scoring
+    ``>= new_track_threshold`` starts a track, confirmed when it is matched on the next frame (at once
+    on a sequence's first frame). A track unseen for ``track_buffer`` frames (at 30 fps; scaled by the
+    source's frame rate) is dropped. ``class_aware``: match only detections of the track's class.
+    ``trail``: centres kept per track for drawing. Invalid values raise ``ConfigError``.
+    """
+
+    tracker: str = "bytetrack"
+    high_threshold: float = 0.5
+    low_threshold: float = 0.1
+    new_track_threshold: float = 0.6
+    match_iou: float = 0.2
+    low_match_iou: float = 0.5
+    unconfirmed_match_iou: float = 0.3
+    track_buffer: int = 30
+    class_aware: bool = False
+    trail: int = 30
+
+    def __post_init__(self) -> None:
+        if self.tracker not in TRACKERS:
+            _bad("tracker", self.tracker, f"one of {', '.join(TRACKERS)}")
+        for name in ("high_threshold", "low_threshold", "new_track_threshold"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                _bad(name, getattr(self, name), "a score in [0, 1]")
+        if self.low_threshold > self.high_threshold:
+            _bad("low_threshold", self.low_threshold, f"at most high_threshold ({self.high_threshold})")
+        for name in ("match_iou", "low_match_iou", "unconfirmed_match_iou"):
+            if not 0.0 < getattr(self, name) <= 1.0:
+                _bad(name, getattr(self, name), "an IoU in (0, 1]")
+        for name in ("track_buffer", "trail"):
+            if not _whole(getattr(self, name)) or getattr(self, name) < 0:
+                _bad(name, getattr(self, name), "a whole number >= 0")
+
+    def replace(self, **changes: Any) -> TrackConfig:
+        """A copy with ``changes`` (None means "not given"); an unknown name is an error."""
+        given = {k: v for k, v in changes.items() if v is not None}
+        _check_keys(type(self), given, "tracker settings")
+        return dataclasses.replace(self, **given)
+
+
 def _whole(x: Any) -> bool:
     return isinstance(x, numbers.Integral) and not isinstance(x, bool)
 
@@ -289,5 +338,5 @@ def to_dict(obj: Any) -> dict[str, Any]:
 __all__ = [
     "AMP_MODES", "COCO_ANCHORS", "MAP_CONF_THRESHOLD", "NMS_METHODS", "RETIRED_KEYS", "SECTIONS", "STRIDES",
     "ConfigError", "DataConfig", "InferConfig", "ModelConfig", "TrainConfig", "check_sections", "from_dict",
-    "load_yaml", "nearest", "to_dict", "upgrade_saved",
+    "load_yaml", "nearest", "to_dict", "upgrade_saved", "TRACKERS", "TrackConfig",
 ]  # fmt: skip

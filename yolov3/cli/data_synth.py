@@ -1,4 +1,5 @@
-"""``yolov3 data synth --out DIR``: write the built-in synthetic detection data set (YOLO format)."""
+"""``yolov3 data synth --out DIR``: write the built-in synthetic detection data set (YOLO format);
+with ``--video``, synthetic video sequences with MOTChallenge ground truth (``yolov3.data.synth_video``)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import argparse
 import time
 
 from yolov3.data.synth import CLASS_NAMES, SynthConfig, generate
+from yolov3.data.synth_video import VideoSynthConfig, generate_video
 from yolov3.errors import UserError
 
 
@@ -23,10 +25,34 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--size", type=int, default=416, help="image side in pixels (default 416)")
     p.add_argument("--val-fraction", type=float, default=0.2, help="share held out for val (default 0.2)")
     p.add_argument("--coco", action="store_true", help="also write annotations/instances_{train,val}.json")
+    v = p.add_argument_group("video (for tracking)")
+    v.add_argument(
+        "--video",
+        action="store_true",
+        help="write moving-object sequences (seq-NN/img1, gt/gt.txt, videos/seq-NN.mp4) instead",
+    )
+    v.add_argument("--sequences", type=int, default=4, help="with --video: sequences (default 4)")
+    v.add_argument("--frames", type=int, default=150, help="with --video: frames per sequence (default 150)")
+    v.add_argument("--objects", type=int, default=6, help="with --video: objects per sequence (default 6)")
     p.set_defaults(func=run)
 
 
+def run_video(args: argparse.Namespace) -> int:
+    cfg = VideoSynthConfig(
+        sequences=args.sequences, frames=args.frames, objects=args.objects, size=args.size, seed=args.seed
+    )
+    t0 = time.time()
+    seqs = generate_video(args.out, cfg)
+    print(
+        f"wrote {len(seqs)} sequences of {cfg.frames} frames ({cfg.size} px) in {time.time() - t0:.1f} s: "
+        f"{args.out} (MOTChallenge gt in seq-NN/gt/gt.txt, videos in videos/)"
+    )
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
+    if args.video:
+        return run_video(args)
     if args.n < 1 or args.size < 32 or not 0 <= args.val_fraction < 1:
         raise UserError(
             f"--n {args.n} / --size {args.size} / --val-fraction {args.val_fraction}: "

@@ -1,0 +1,107 @@
+"""``yolov3 track SOURCE --weights W``: follow objects across the frames of a video, an image sequence,
+a stream URL (rtsp://, http(s)://) or a webcam, with ByteTrack over the model's detections.
+
+Writes into ``--out`` (default ``runs/track/exp``, numbered when it exists) what
+``yolov3.infer.track.runner`` describes: annotated videos / images with track ids and trails,
+``results.jsonl`` (a ``track_id`` per box), ``coco_results.json`` and ``mot/<sequence>.txt``
+(MOTChallenge). A live source keeps only its newest frame unless ``--stream-buffer``, reconnects when
+it drops, and gives up after ``--retries`` failed reconnects; Ctrl-C stops with the files finalised.
+Unless ``--conf-threshold`` is given, the detector keeps boxes down to ``--low-threshold``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from yolov3.cli.common import add_infer_options, add_model_options, infer_settings
+from yolov3.config import TRACKERS, InferConfig, TrackConfig
+from yolov3.files import next_run_dir
+from yolov3.infer.runner import SaveOptions
+from yolov3.infer.track.runner import run_track
+
+# TrackConfig field -> (argparse keywords, help); the option is the field's name with dashes
+_TRACK_OPTIONS = {
+    "tracker": ({"choices": TRACKERS}, "association method"),
+    "high_threshold": ({"type": float}, "detections scoring this or more are matched first"),
+    "low_threshold": ({"type": float}, "detections from this score up rescue unmatched tracks"),
+    "new_track_threshold": ({"type": float}, "an unmatched detection scoring this or more starts a track"),
+    "match_iou": ({"type": float}, "least IoU of a first-stage match"),
+    "low_match_iou": ({"type": float}, "least IoU of a low-score match"),
+    "unconfirmed_match_iou": ({"type": float}, "least IoU to confirm a new track"),
+    "track_buffer": ({"type": int}, "frames (at 30 fps) a lost track is kept for"),
+    "class_aware": ({"action": "store_true", "default": None}, "match only detections of the track's class"),
+    "trail": ({"type": int}, "centres drawn behind each track"),
+}
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "track",
+        help="track objects in videos, image sequences, streams or a webcam",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("source", help="video file, image folder / glob, stream URL (rtsp://...) or webcam index")
+    add_model_options(p)
+    add_infer_options(p, InferConfig(conf_threshold=TrackConfig().low_threshold))
+    g = p.add_argument_group("tracker")
+    defaults = TrackConfig()
+    for name, (kwargs, text) in _TRACK_OPTIONS.items():
+        g.add_argument(
+            "--" + name.replace("_", "-"),
+            dest=name,
+            help=f"{text} (default {getattr(defaults, name)})",
+            **kwargs,
+        )
+    s = p.add_argument_group("live sources")
+    s.add_argument("--stream-buffer", action="store_true", help="keep every frame (default: only the newest)")
+    s.add_argument("--open-timeout", type=float, default=10.0, help="seconds to open a stream (default 10)")
+    s.add_argument("--retries", type=int, default=5, help="reconnects in a row before giving up (default 5)")
+    o = p.add_argument_group("output")
+    o.add_argument("--out", help="output folder (default runs/track/exp, numbered)")
+    o.add_argument("--no-save", action="store_true", help="do not write annotated images / videos")
+    o.add_argument("--view-img", action="store_true", help="show results in a window (needs a GUI OpenCV)")
+    o.add_argument("--line-width", type=int, help="box line width in pixels (default: from image size)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    given = {name: getattr(args, name) for name in _TRACK_OPTIONS}
+    track_settings = TrackConfig().replace(**given)
+    settings = infer_settings(args, InferConfig(conf_threshold=track_settings.low_threshold))
+    save = SaveOptions(media=not args.no_save, view=args.view_img, line_width=args.line_width)
+    out = args.out or next_run_dir("runs/track", create=False)
+    report = run_track(
+        args.source,
+        args.weights,
+        out,
+        cfg=args.cfg,
+        names=args.names,
+        device=args.device,
+        backend=args.backend,
+        settings=settings,
+        track_settings=track_settings,
+        stream_buffer=args.stream_buffer,
+        save=save,
+        open_timeout=args.open_timeout,
+        retries=args.retries,
+    )
+    speed = ", ".join(f"{k} {v:.1f} ms" for k, v in report.speed_ms.items() if k != "read")
+    if report.frames:
+        print(f"Speed per frame: {speed}")
+    dropped = f", {report.dropped} live frames dropped for newer ones" if report.dropped else ""
+    print(
+        f"{report.frames} frames, {report.tracks} tracks, {report.skipped} skipped{dropped}. "
+        f"Results saved to {report.out or out}"
+    )
+    if report.interrupted:
+        print("yolov3 track: interrupted; the files written so far are complete", file=sys.stderr)
+        return 130
+    if report.error:
+        print(f"yolov3 track: error: {report.error}", file=sys.stderr)
+        return 1
+    if not report.frames:
+        print("yolov3 track: error: nothing could be read from the source", file=sys.stderr)
+        return 1
+    return 0
