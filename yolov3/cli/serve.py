@@ -66,12 +66,15 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"{args.weights}: weights file not found")
     from yolov3.infer.serve.server import run_server  # the optional web stack, present once checked
 
-    options = ServeOptions(host=args.host, port=args.port, max_batch=args.max_batch, max_wait_ms=args.max_wait_ms,
-                           max_bytes=int(args.max_upload_mb * 2**20), max_pixels=args.max_pixels,
-                           token=args.token or None, timeout_s=args.timeout,
-                           graceful_s=args.graceful_timeout)  # fmt: skip
+    options = ServeOptions(
+        host=args.host, port=args.port, max_batch=args.max_batch, max_wait_ms=args.max_wait_ms,
+        max_bytes=int(args.max_upload_mb * 2**20), max_pixels=args.max_pixels, token=args.token or None,
+        timeout_s=args.timeout, graceful_s=args.graceful_timeout,
+    )  # fmt: skip
     settings = infer_settings(args, InferConfig())
-    load = functools.partial(Detector.load, args.weights, cfg=args.cfg, names=args.names, device=args.device,
-                             backend=args.backend, batch_size=options.max_batch, settings=settings)  # fmt: skip
+    load = functools.partial(
+        Detector.load, args.weights, cfg=args.cfg, names=args.names, device=args.device,
+        backend=args.backend, batch_size=options.max_batch, settings=settings,
+    )  # fmt: skip
     run_server(load, options)
     return 0
