@@ -320,3 +320,24 @@ def test_package_and_cli_import_without_the_web_stack(tmp_path):
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.returncode == 2, r.stderr
     assert "pip install 'yolov3[serve]'" in r.stderr
+
+
+def test_onnx_file_gives_what_detect_gives_and_a_fixed_batch_runs_one_at_a_time(weights, images, tmp_path):
+    from yolov3.export.onnx import export_onnx
+    from yolov3.modelfile import ExportInfo, load_model
+
+    model, meta = load_model(weights)
+    onnx_file = export_onnx(
+        model, meta.replace(export=ExportInfo()), tmp_path / "tiny.onnx"
+    )  # batch 1, fixed
+    image, out = images[1], tmp_path / "detect"
+    assert main(["detect", str(image), "--weights", str(onnx_file), "--img", "128", "--conf", "0.3",
+                 "--out", str(out), "--no-save"]) == 0  # fmt: skip
+    (record,) = [json.loads(x) for x in (out / "results.jsonl").read_text().splitlines()]
+    load = lambda: Detector.load(onnx_file, device="cpu", settings=SETTINGS)  # noqa: E731
+    with TestClient(create_app(load, ServeOptions(max_batch=8))) as c:
+        wait_ready(c)
+        info = c.get("/v1/model").json()
+        assert info["runtime"] == "onnxruntime" and info["max_batch"] == 1
+        got = c.post("/v1/detect", content=image.read_bytes()).json()
+    assert got["detections"] == record["detections"] and got["detections"]

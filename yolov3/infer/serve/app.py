@@ -39,8 +39,11 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
+from yolov3.config import InferConfig
 from yolov3.errors import UserError
+from yolov3.infer.backends.onnxfile import inspect_onnx
 from yolov3.infer.detector import Detector
+from yolov3.infer.results import Detections
 from yolov3.infer.serve import ServeOptions
 from yolov3.infer.serve.batcher import MicroBatcher
 from yolov3.infer.serve.metrics import ServeMetrics
@@ -65,7 +68,7 @@ class ServeState:
         return self.batcher
 
 
-def parse_query(query: dict[str, list[str]], detector: Detector):  # noqa: ANN201
+def parse_query(query: dict[str, list[str]], detector: Detector) -> tuple[InferConfig, bool]:
     """``(InferConfig, annotated)`` from the query string; unknown options and bad values raise 400."""
     unknown = sorted(set(query) - set(QUERY_OPTIONS))
     if unknown:
@@ -125,6 +128,25 @@ async def upload_bytes(request: Request, limit: int) -> tuple[bytes, str | None]
     return await files[0].read(), files[0].filename
 
 
+def encode_annotated(result: Detections) -> bytes:
+    """The image with its boxes drawn (``Detections.plot``), as JPEG."""
+    ok, jpeg = cv2.imencode(".jpg", result.plot(bgr=True))
+    if not ok:
+        raise RuntimeError("OpenCV could not encode the annotated image as JPEG")
+    return jpeg.tobytes()
+
+
+def batch_limit(detector: Detector, max_batch: int) -> int:
+    """``max_batch``, or 1 for an ONNX file whose batch size is fixed (exported without ``--dynamic``)."""
+    source = str(getattr(detector.backend, "source", ""))
+    if source.lower().endswith(".onnx") and isinstance(inspect_onnx(source).input_shape[0], int):
+        if max_batch > 1:
+            log.warning("%s has a fixed batch size: requests run one at a time (export with --dynamic to "
+                        "batch them)", source)  # fmt: skip
+        return 1
+    return max_batch
+
+
 def authorize(request: Request, token: str | None) -> None:
     if token is None:
         return
@@ -142,22 +164,24 @@ def build_routes(state: ServeState, options: ServeOptions, metrics: ServeMetrics
         batcher = state.ready()
         settings, annotated = parse_query({k: request.query_params.getlist(k) for k in request.query_params},
                                           state.detector)  # fmt: skip
-        batcher.announce()
-        try:
-            data, name = await upload_bytes(request, options.max_bytes)
-            image = await run_in_threadpool(decode_image, data, options.max_pixels)
-        except BaseException:
-            batcher.withdraw()
-            raise
-        try:
-            result = await asyncio.wait_for(batcher.submit(image, name, settings), options.timeout_s)
+
+        async def read_and_detect() -> Detections:
+            batcher.announce()
+            try:
+                data, name = await upload_bytes(request, options.max_bytes)
+                image = await run_in_threadpool(decode_image, data, options.max_pixels)
+            except BaseException:
+                batcher.withdraw()
+                raise
+            return await batcher.submit(image, name, settings)
+
+        try:  # the whole request, upload included, so a slow sender cannot hold a worker forever
+            result = await asyncio.wait_for(read_and_detect(), options.timeout_s)
         except asyncio.TimeoutError as exc:
             raise HTTPException(504, f"no result within {options.timeout_s:g} s (--timeout)") from exc
         if annotated:
-            ok, jpeg = await run_in_threadpool(cv2.imencode, ".jpg", result.plot(bgr=True))
-            return Response(
-                jpeg.tobytes(), media_type="image/jpeg", headers={"X-Detections": str(len(result))}
-            )
+            jpeg = await run_in_threadpool(encode_annotated, result)
+            return Response(jpeg, media_type="image/jpeg", headers={"X-Detections": str(len(result))})
         result.image = None
         return JSONResponse(result.to_json())
 
@@ -170,8 +194,9 @@ def build_routes(state: ServeState, options: ServeOptions, metrics: ServeMetrics
             "runtime": getattr(d.backend, "kind", type(d.backend).__name__),
             "source": getattr(d.backend, "source", None), "device": str(d.device),
             "anchors": [[list(a) for a in scale] for scale in d.anchors], "strides": list(d.strides),
-            "settings": asdict(d.settings), "max_batch": options.max_batch, "max_bytes": options.max_bytes,
-            "max_pixels": options.max_pixels, "token_required": options.token is not None,
+            "settings": asdict(d.settings), "max_batch": state.batcher.max_batch,
+            "max_bytes": options.max_bytes, "max_pixels": options.max_pixels,
+            "token_required": options.token is not None,
         })  # fmt: skip
 
     async def ready(request: Request) -> Response:
@@ -244,8 +269,8 @@ async def load_in_background(state: ServeState, load: Callable[[], Detector], op
         state.error = f"{type(exc).__name__}: {exc}"
         log.error("model failed to load: %s", state.error)
         return
-    batcher = MicroBatcher(detector, options.max_batch, options.max_wait_ms, on_batch=metrics.batch,
-                           on_queue=metrics.queue_depth.set)  # fmt: skip
+    batcher = MicroBatcher(detector, batch_limit(detector, options.max_batch), options.max_wait_ms,
+                           on_batch=metrics.batch, on_queue=metrics.queue_depth.set)  # fmt: skip
     batcher.start()
     state.detector, state.batcher = detector, batcher
     log.info("model ready: %s", getattr(detector.backend, "source", detector.backend))
