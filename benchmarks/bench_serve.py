@@ -4,8 +4,9 @@ batched ``Detector``, and the latency the server adds at concurrency 1 (issue 14
 The parent writes YOLOv3-tiny with calibrated random weights (``yolov3.darknet.synthetic``; nothing is
 downloaded) and eight synthetic 640x480 JPEGs to a temporary folder, then:
 
-1. in process: ``Detector.predict`` over the JPEG files in batches of ``--max-batch`` (images/s), and
-   one file at a time (median latency) — the same runtime, settings and decoding from JPEG;
+1. in process (a fresh process with the server's thread setting): ``Detector.predict`` over the JPEG
+   files in batches of ``--max-batch`` (images/s), and one file at a time (median latency) — the same
+   runtime, settings and decoding from JPEG;
 2. ``yolov3 serve`` in a subprocess on 127.0.0.1 (a free port), the same weights and settings;
    ``--requests`` POSTs from ``--concurrency`` client threads, each with its own keep-alive
    connection: errors and images/s; then ``--latency-runs`` requests one at a time: median latency.
@@ -81,6 +82,36 @@ def in_process(weights: Path, images: list[Path], settings: InferConfig, max_bat
     return rate, statistics.median(times)
 
 
+def anchor_in_subprocess(folder: Path, a: argparse.Namespace) -> tuple[float, float]:
+    """``in_process`` run in a fresh process with the server's environment (thread count), so both
+    sides start alike and neither inherits the other's thread pools."""
+    cmd = [
+        sys.executable,
+        __file__,
+        "--anchor-only",
+        str(folder),
+        "--img-size",
+        str(a.img_size),
+        "--amp",
+        a.amp,
+        "--max-batch",
+        str(a.max_batch),
+        "--requests",
+        str(a.requests),
+        "--latency-runs",
+        str(a.latency_runs),
+    ]
+    out = subprocess.run(cmd, env=server_env(a.threads), capture_output=True, text=True, timeout=600)
+    if out.returncode:
+        raise RuntimeError(f"in-process anchor failed: {out.stderr[-2000:]}")
+    rate, ms = json.loads(out.stdout.strip().splitlines()[-1])
+    return rate, ms
+
+
+def server_env(threads: int | None) -> dict[str, str]:
+    return {**os.environ, **({"OMP_NUM_THREADS": str(threads)} if threads else {})}  # torch's thread count
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -92,8 +123,8 @@ def start_server(weights: Path, settings: InferConfig, port: int, max_batch: int
     cmd = [sys.executable, "-m", "yolov3", "serve", "--weights", str(weights), "--device", "cpu",
            "--port", str(port), "--img-size", str(settings.img_size), "--amp", settings.amp,
            "--max-batch", str(max_batch), "--max-wait-ms", str(max_wait_ms)]  # fmt: skip
-    env = {**os.environ, **({"OMP_NUM_THREADS": str(threads)} if threads else {})}  # torch's thread count
-    server = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
+    server = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                              env=server_env(threads))  # fmt: skip
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         if server.poll() is not None:
@@ -175,17 +206,27 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--max-wait-ms", type=float, default=5.0)
     p.add_argument("--amp", default="auto")
     p.add_argument("--threads", type=int, help="PyTorch threads, in process and in the server (default: all)")
+    p.add_argument(
+        "--anchor-only", type=Path, help=argparse.SUPPRESS
+    )  # the in-process side, in its own process
     a = p.parse_args(argv)
+    if a.anchor_only:
+        images = sorted(a.anchor_only.glob("*.jpg"))
+        settings = InferConfig(img_size=a.img_size, amp=a.amp)
+        count = min(a.requests, 256)
+        print(
+            json.dumps(
+                in_process(a.anchor_only / "model.pt", images, settings, a.max_batch, count, a.latency_runs)
+            )
+        )
+        return
     if a.smoke:
         a.requests, a.concurrency, a.latency_runs, a.img_size, a.max_batch = 24, 4, 5, 128, 4
-    if a.threads:
-        torch.set_num_threads(a.threads)
     settings = InferConfig(img_size=a.img_size, amp=a.amp)
     with tempfile.TemporaryDirectory() as tmp:
         weights, images = prepare(Path(tmp), a.model, a.img_size)
         bodies = [path.read_bytes() for path in images]
-        anchor_rate, anchor_ms = in_process(weights, images, settings, a.max_batch, min(a.requests, 256),
-                                            a.latency_runs)  # fmt: skip
+        anchor_rate, anchor_ms = anchor_in_subprocess(Path(tmp), a)
         port = free_port()
         server = start_server(weights, settings, port, a.max_batch, a.max_wait_ms, a.threads)
         try:

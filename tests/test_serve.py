@@ -150,6 +150,7 @@ def bad_requests(image: bytes) -> dict[str, tuple[dict, int, str]]:
         "form without a file": ({"files": {"x": (None, "1")}}, 400, "without a file"),
         "empty body": ({"content": b""}, 400, "empty"),
         "truncated JPEG": ({"content": image[: len(image) // 2]}, 400, "truncated"),
+        "truncated PNG": ({"content": png_header(64, 64)[:-12] + b"\x00" * 30}, 400, "decode"),
         "30,000 x 30,000 PNG header": ({"content": png_header(30_000, 30_000)}, 413, "30000x30000"),
         "bad threshold": ({"content": image, "params": {"conf_threshold": "x"}}, 400, "parse"),
         "threshold out of range": (

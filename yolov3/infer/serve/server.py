@@ -35,7 +35,7 @@ def run_server(load: Callable[[], Detector], options: ServeOptions, log_level: s
         log.warning("listening on %s without a token: anyone who reaches this port can use the model "
                     "(set --token or YOLOV3_SERVE_TOKEN)", options.host)  # fmt: skip
     config = uvicorn.Config(create_app(load, options), host=options.host, port=options.port,
-                            log_level=log_level, timeout_graceful_shutdown=int(options.graceful_s) or None,
+                            log_level=log_level, timeout_graceful_shutdown=options.graceful_s,
                             timeout_keep_alive=5)  # fmt: skip
     uvicorn.Server(config).run()
 
