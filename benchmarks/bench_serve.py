@@ -4,12 +4,12 @@ batched ``Detector``, and the latency the server adds at concurrency 1 (issue 14
 The parent writes YOLOv3-tiny with calibrated random weights (``yolov3.darknet.synthetic``; nothing is
 downloaded) and eight synthetic 640x480 JPEGs to a temporary folder, then:
 
-1. in process (a fresh process with the server's thread setting): ``Detector.predict`` over the JPEG
-   files in batches of ``--max-batch`` (images/s), and one file at a time (median latency) — the same
-   runtime, settings and decoding from JPEG;
-2. ``yolov3 serve`` in a subprocess on 127.0.0.1 (a free port), the same weights and settings;
-   ``--requests`` POSTs from ``--concurrency`` client threads, each with its own keep-alive
-   connection: errors and images/s; then ``--latency-runs`` requests one at a time: median latency.
+1. ``yolov3 serve`` in a subprocess on 127.0.0.1 (a free port) with those weights and settings, and
+   the same ``Detector`` in this process (same runtime, settings, thread count, decoding from JPEG);
+2. throughput: ``--requests`` POSTs from ``--concurrency`` client threads, each with its own keep-alive
+   connection (errors, images/s), against ``Detector.predict`` over the JPEG files in batches of
+   ``--max-batch``, measured just before and just after the load test (the mean);
+3. latency: ``--latency-runs`` single images, in-process and through the server alternately (medians).
 
 Rows (JSON lines for ``benchmarks/run_all.py``): throughput ratio server / in-process (target >= 0.9),
 added median latency in ms (target <= 15), errors (target == 0). The client threads share the machine
@@ -64,48 +64,28 @@ def prepare(folder: Path, model_name: str, img_size: int, count: int = 8) -> tup
     return weights, images
 
 
-def in_process(weights: Path, images: list[Path], settings: InferConfig, max_batch: int, count: int,
-               runs: int) -> tuple[float, float]:  # fmt: skip
-    """``(images/s batched, median ms one at a time)`` of ``Detector.predict`` on the JPEG files."""
-    det = Detector.load(weights, device="cpu", batch_size=max_batch, settings=settings)
-    det.warmup()
-    det.predict(images[:max_batch])
+def batched_rate(det: Detector, images: list[Path], count: int) -> float:
+    """Images/s of ``Detector.predict`` over ``count`` JPEG files (read, batched by ``det.batch_size``)."""
     paths = [images[k % len(images)] for k in range(count)]
     t0 = time.perf_counter()
     det.predict(paths)
-    rate = count / (time.perf_counter() - t0)
-    times = []
+    return count / (time.perf_counter() - t0)
+
+
+def interleaved_latency(det: Detector, client: Client, images: list[Path], bodies: list[bytes], runs: int
+                        ) -> tuple[float, float]:  # fmt: skip
+    """Median ms of one JPEG through ``det.predict`` and through the server, calls alternating so
+    that a change in the machine's load touches both sides alike."""
+    local, served = [], []
     for k in range(runs):
         t0 = time.perf_counter()
         det.predict(images[k % len(images)])
-        times.append((time.perf_counter() - t0) * 1e3)
-    return rate, statistics.median(times)
-
-
-def anchor_in_subprocess(folder: Path, a: argparse.Namespace) -> tuple[float, float]:
-    """``in_process`` run in a fresh process with the server's environment (thread count), so both
-    sides start alike and neither inherits the other's thread pools."""
-    cmd = [
-        sys.executable,
-        __file__,
-        "--anchor-only",
-        str(folder),
-        "--img-size",
-        str(a.img_size),
-        "--amp",
-        a.amp,
-        "--max-batch",
-        str(a.max_batch),
-        "--requests",
-        str(a.requests),
-        "--latency-runs",
-        str(a.latency_runs),
-    ]
-    out = subprocess.run(cmd, env=server_env(a.threads), capture_output=True, text=True, timeout=600)
-    if out.returncode:
-        raise RuntimeError(f"in-process anchor failed: {out.stderr[-2000:]}")
-    rate, ms = json.loads(out.stdout.strip().splitlines()[-1])
-    return rate, ms
+        local.append((time.perf_counter() - t0) * 1e3)
+        status, seconds = client.post(bodies[k % len(bodies)])
+        if status != 200:
+            raise RuntimeError(f"request failed with status {status}")
+        served.append(seconds * 1e3)
+    return statistics.median(local), statistics.median(served)
 
 
 def server_env(threads: int | None) -> dict[str, str]:
@@ -133,6 +113,7 @@ def start_server(weights: Path, settings: InferConfig, port: int, max_batch: int
             conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
             conn.request("GET", "/readyz")
             if conn.getresponse().status == 200:
+                server.port = port
                 return server
         except OSError:
             pass
@@ -210,30 +191,26 @@ def main(argv: list[str] | None = None) -> None:
         "--anchor-only", type=Path, help=argparse.SUPPRESS
     )  # the in-process side, in its own process
     a = p.parse_args(argv)
-    if a.anchor_only:
-        images = sorted(a.anchor_only.glob("*.jpg"))
-        settings = InferConfig(img_size=a.img_size, amp=a.amp)
-        count = min(a.requests, 256)
-        print(
-            json.dumps(
-                in_process(a.anchor_only / "model.pt", images, settings, a.max_batch, count, a.latency_runs)
-            )
-        )
-        return
     if a.smoke:
         a.requests, a.concurrency, a.latency_runs, a.img_size, a.max_batch = 24, 4, 5, 128, 4
+    if a.threads:
+        torch.set_num_threads(a.threads)  # the server gets the same count through OMP_NUM_THREADS
     settings = InferConfig(img_size=a.img_size, amp=a.amp)
     with tempfile.TemporaryDirectory() as tmp:
         weights, images = prepare(Path(tmp), a.model, a.img_size)
         bodies = [path.read_bytes() for path in images]
-        anchor_rate, anchor_ms = anchor_in_subprocess(Path(tmp), a)
-        port = free_port()
-        server = start_server(weights, settings, port, a.max_batch, a.max_wait_ms, a.threads)
+        server = start_server(weights, settings, free_port(), a.max_batch, a.max_wait_ms, a.threads)
         try:
-            rate, errors = load_test(port, bodies, a.requests, a.concurrency)
-            client = Client(port)
+            det = Detector.load(weights, device="cpu", batch_size=a.max_batch, settings=settings)
+            det.warmup()
+            det.predict(images[: a.max_batch])
+            count = min(a.requests, 256)
+            before = batched_rate(det, images, count)
+            rate, errors = load_test(server.port, bodies, a.requests, a.concurrency)
+            anchor_rate = (before + batched_rate(det, images, count)) / 2  # around the load test
+            client = Client(server.port)
             client.post(bodies[0])
-            times = [client.post(bodies[k % len(bodies)])[1] * 1e3 for k in range(a.latency_runs)]
+            anchor_ms, served_ms = interleaved_latency(det, client, images, bodies, a.latency_runs)
         finally:
             server.terminate()
             server.wait(60)
@@ -242,7 +219,7 @@ def main(argv: list[str] | None = None) -> None:
     emit(f"serve throughput, {a.requests} requests at concurrency {a.concurrency}", rate, anchor_rate,
          "images/s", rate / anchor_rate, ">= 0.9",
          f"{where}; anchor: in-process Detector.predict on the JPEGs, batch {a.max_batch}")  # fmt: skip
-    added = statistics.median(times) - anchor_ms
+    added = served_ms - anchor_ms
     emit(
         "serve added median latency at concurrency 1",
         added,

@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_serve.py"
 
@@ -19,7 +20,11 @@ def test_smoke_run_serves_every_request_and_prints_the_rows(capsys):
     spec = importlib.util.spec_from_file_location("bench_serve_script", SCRIPT)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    module.main(["--smoke", "--threads", "1"])
+    threads = torch.get_num_threads()
+    try:
+        module.main(["--smoke", "--threads", "1"])
+    finally:
+        torch.set_num_threads(threads)
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
     assert [r["target"] for r in rows] == [">= 0.9", "<= 15", "== 0"]
     throughput, latency, errors = rows

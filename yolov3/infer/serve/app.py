@@ -120,12 +120,15 @@ async def upload_bytes(request: Request, limit: int) -> tuple[bytes, str | None]
         return {"type": "http.request", "body": body, "more_body": False}
 
     form = await Request(request.scope, replay).form(max_files=1, max_fields=16)
-    files = [v for _, v in form.multi_items() if hasattr(v, "read")]
-    if not files:
-        raise HTTPException(
-            400, "multipart body without a file: send the image as a file field named 'image'"
-        )
-    return await files[0].read(), files[0].filename
+    try:
+        files = [v for _, v in form.multi_items() if hasattr(v, "read")]
+        if not files:
+            raise HTTPException(
+                400, "multipart body without a file: send the image as a file field named 'image'"
+            )
+        return await files[0].read(), files[0].filename
+    finally:
+        await form.close()  # the parser's spooled temporary files
 
 
 def encode_annotated(result: Detections) -> bytes:
