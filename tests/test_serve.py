@@ -342,3 +342,14 @@ def test_onnx_file_gives_what_detect_gives_and_a_fixed_batch_runs_one_at_a_time(
         assert info["runtime"] == "onnxruntime" and info["max_batch"] == 1
         got = c.post("/v1/detect", content=image.read_bytes()).json()
     assert got["detections"] == record["detections"] and got["detections"]
+
+
+@pytest.mark.parametrize(("field", "value", "flag"), [
+    ("max_batch", 0, "--max-batch"), ("max_bytes", 0, "--max-upload-mb"), ("timeout_s", 0, "--timeout"),
+    ("port", 70000, "--port"), ("max_wait_ms", -1, "--max-wait-ms"),
+])  # fmt: skip
+def test_options_out_of_range_name_the_option(field, value, flag):
+    from yolov3.errors import UserError
+
+    with pytest.raises(UserError, match=flag):
+        ServeOptions(**{field: value})

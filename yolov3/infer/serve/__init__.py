@@ -56,18 +56,18 @@ class ServeOptions:
     graceful_s: float = 30.0  # on shutdown, how long requests in flight may take to finish
 
     def __post_init__(self) -> None:
-        checks = {
-            "port": 0 <= self.port <= 65535,
-            "max_batch": self.max_batch >= 1,
-            "max_wait_ms": self.max_wait_ms >= 0,
-            "max_bytes": self.max_bytes >= 1,
-            "max_pixels": self.max_pixels >= 1,
-            "timeout_s": self.timeout_s > 0,
-            "graceful_s": self.graceful_s >= 0,
+        checks = {  # field -> (holds, the command-line option that sets it)
+            "port": (0 <= self.port <= 65535, "--port"),
+            "max_batch": (self.max_batch >= 1, "--max-batch"),
+            "max_wait_ms": (self.max_wait_ms >= 0, "--max-wait-ms"),
+            "max_bytes": (self.max_bytes >= 1, "--max-upload-mb"),
+            "max_pixels": (self.max_pixels >= 1, "--max-pixels"),
+            "timeout_s": (self.timeout_s > 0, "--timeout"),
+            "graceful_s": (self.graceful_s >= 0, "--graceful-timeout"),
         }
-        for name, ok in checks.items():
+        for name, (ok, flag) in checks.items():
             if not ok:
-                raise UserError(f"--{name.replace('_', '-')} {getattr(self, name)!r}: out of range")
+                raise UserError(f"{name} ({flag}) = {getattr(self, name)!r}: out of range")
 
 
 __all__ = ["REQUIREMENTS", "TOKEN_ENV", "ServeOptions", "missing_requirements", "require_installed"]

@@ -159,6 +159,19 @@ def authorize(request: Request, token: str | None) -> None:
                             headers={"WWW-Authenticate": "Bearer"})  # fmt: skip
 
 
+def model_info(d: Detector, batcher: MicroBatcher, options: ServeOptions) -> dict:
+    """What ``GET /v1/model`` answers: the classes, input size, runtime, anchors, settings and limits."""
+    return {
+        "names": d.names, "num_classes": len(d.names), "img_size": d.img_size,
+        "runtime": getattr(d.backend, "kind", type(d.backend).__name__),
+        "source": getattr(d.backend, "source", None), "device": str(d.device),
+        "anchors": [[list(a) for a in scale] for scale in d.anchors], "strides": list(d.strides),
+        "settings": asdict(d.settings), "max_batch": batcher.max_batch,
+        "max_bytes": options.max_bytes, "max_pixels": options.max_pixels,
+        "token_required": options.token is not None,
+    }  # fmt: skip
+
+
 def build_routes(state: ServeState, options: ServeOptions, metrics: ServeMetrics) -> list[Route]:
     page = importlib.resources.files(__package__).joinpath("static/index.html").read_text(encoding="utf-8")
 
@@ -190,17 +203,7 @@ def build_routes(state: ServeState, options: ServeOptions, metrics: ServeMetrics
 
     async def model(request: Request) -> Response:
         authorize(request, options.token)
-        state.ready()
-        d = state.detector
-        return JSONResponse({
-            "names": d.names, "num_classes": len(d.names), "img_size": d.img_size,
-            "runtime": getattr(d.backend, "kind", type(d.backend).__name__),
-            "source": getattr(d.backend, "source", None), "device": str(d.device),
-            "anchors": [[list(a) for a in scale] for scale in d.anchors], "strides": list(d.strides),
-            "settings": asdict(d.settings), "max_batch": state.batcher.max_batch,
-            "max_bytes": options.max_bytes, "max_pixels": options.max_pixels,
-            "token_required": options.token is not None,
-        })  # fmt: skip
+        return JSONResponse(model_info(state.detector, state.ready(), options))
 
     async def ready(request: Request) -> Response:
         state.ready()
