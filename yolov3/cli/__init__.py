@@ -14,7 +14,7 @@ import sys
 from yolov3.errors import UserError
 
 # Modules under yolov3.cli, one per verb (or verb group), in the order `yolov3 --help` lists them.
-VERBS = ["info", "data", "convert", "detect", "track", "val", "anchors", "export", "train", "demo"]
+VERBS = ["info", "data", "convert", "detect", "track", "serve", "val", "anchors", "export", "train", "demo"]
 
 
 def build_parser() -> argparse.ArgumentParser:

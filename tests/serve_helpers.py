@@ -1,0 +1,79 @@
+"""Shared by the server's tests: a small model with varied scores, and uvicorn on a free loopback port."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from yolov3.darknet.synthetic import randomize
+from yolov3.model import YOLOv3
+from yolov3.modelfile import ModelMeta, save_model
+
+NAMES = ["cat", "dog", "kite"]
+
+
+def save_tiny_model(path: Path, img_size: int = 128) -> Path:
+    """A width-1/8 YOLOv3 with calibrated random weights (scores spread over (0, 1), unlike a fresh
+    init whose scores all tie near 0.26), saved as a checkpoint with its ``ModelMeta``."""
+    torch.manual_seed(0)
+    model = YOLOv3(3, width=0.125)
+    randomize(model, torch.rand(2, 3, 64, 64))
+    return save_model(path, model, ModelMeta.of_model(model, NAMES, img_size))
+
+
+def photo(path: Path, seed: int = 0, size: tuple[int, int] = (160, 120)) -> Path:
+    """A JPEG of coloured rectangles on noise (any size; the suffix picks the format)."""
+    rng = np.random.default_rng(seed)
+    w, h = size
+    image = (rng.random((h, w, 3)) * 80).astype(np.uint8)
+    for _ in range(4):
+        x1, y1 = int(rng.integers(0, w - 20)), int(rng.integers(0, h - 20))
+        colour = tuple(int(c) for c in rng.integers(60, 255, 3))
+        cv2.rectangle(
+            image, (x1, y1), (x1 + int(rng.integers(15, 60)), y1 + int(rng.integers(15, 60))), colour, -1
+        )
+    cv2.imwrite(str(path), image)
+    return path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def live_server(app, ready: bool = True, timeout: float = 60.0) -> Iterator[tuple[str, object]]:  # noqa: ANN001
+    """``(base url, uvicorn.Server)`` of ``app`` served from a thread; waits for /readyz when ``ready``."""
+    import httpx
+    import uvicorn
+
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
+                                           timeout_graceful_shutdown=10))  # fmt: skip
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url + ("/readyz" if ready else "/healthz")).status_code == 200:
+                break
+        except httpx.TransportError:
+            pass
+        time.sleep(0.05)
+    else:
+        raise TimeoutError(f"server on {url} not ready within {timeout} s")
+    try:
+        yield url, server
+    finally:
+        server.should_exit = True
+        thread.join(30)

@@ -1,0 +1,43 @@
+"""Run the app on uvicorn: one process, one event loop, one model.
+
+Shutdown (Ctrl-C or SIGTERM): uvicorn stops accepting connections and lets the requests in flight
+finish (at most ``graceful_s``); then the batcher answers everything still queued and stops.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+from collections.abc import Callable
+
+import uvicorn
+
+from yolov3.infer.detector import Detector
+from yolov3.infer.serve import ServeOptions
+from yolov3.infer.serve.app import create_app
+
+log = logging.getLogger("yolov3.serve")
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def run_server(load: Callable[[], Detector], options: ServeOptions, log_level: str = "info") -> None:
+    """Serve until interrupted. ``load()`` returns the ``Detector`` (called once, in the background)."""
+    logging.basicConfig(level=log_level.upper(), format="%(levelname)s: %(name)s: %(message)s")
+    if not is_loopback(options.host) and options.token is None:
+        log.warning("listening on %s without a token: anyone who reaches this port can use the model "
+                    "(set --token or YOLOV3_SERVE_TOKEN)", options.host)  # fmt: skip
+    config = uvicorn.Config(create_app(load, options), host=options.host, port=options.port,
+                            log_level=log_level, timeout_graceful_shutdown=options.graceful_s,
+                            timeout_keep_alive=5)  # fmt: skip
+    uvicorn.Server(config).run()
+
+
+__all__ = ["is_loopback", "run_server"]
