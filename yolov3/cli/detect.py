@@ -4,6 +4,9 @@ Writes into ``--out`` (default ``runs/detect/exp``, numbered when it exists) wha
 ``yolov3.infer.runner`` describes: annotated images and videos, ``results.jsonl``,
 ``coco_results.json`` and, with ``--save-txt``, YOLO labels. Unreadable images / frames are reported
 and skipped. Defaults are the seed's test settings (``InferConfig``): input 544, score 0.3, NMS IoU 0.45.
+
+Under ``torchrun --nproc_per_node N -m yolov3 detect ...`` the files are shared out over the processes
+and rank 0 merges the results (``yolov3.infer.shard``); ``--resume OUT`` continues a killed run.
 """
 
 from __future__ import annotations

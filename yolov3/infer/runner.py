@@ -7,6 +7,8 @@ pixels, score, class; ``frame`` for video frames), ``coco_results.json`` (COCO r
 official category ids for Darknet's 80 COCO names, else 1..C; image id = the numeric file stem, else
 the running number) and, with ``save_txt``, ``labels/<stem>.txt`` in YOLO format (``class cx cy w h``
 normalised, ``+ score`` with ``save_conf``). Unreadable images / frames are reported and skipped.
+The two results files are merged at the end from per-process part files (``yolov3.infer.shard``), so
+one process, ``torchrun`` and a resumed run write the same files.
 """
 
 from __future__ import annotations
