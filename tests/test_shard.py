@@ -243,3 +243,23 @@ def test_torchrun_val_scores_like_one_process(tmp_path) -> None:
     assert a["images"] == 5 and a["detections"] > 0  # one image of 6 left out
     assert broken.name in two.stderr + two.stdout
     assert not (tmp_path / "two2").exists() and not (tmp_path / "one2").exists()
+
+
+def test_webcam_is_neither_resumed_nor_split(tmp_path) -> None:
+    from yolov3.engine.distributed import DistInfo
+    from yolov3.errors import UserError
+    from yolov3.infer.shard import Job
+    from yolov3.infer.sources import Source
+
+    webcam = Source("0", webcam=0)
+    with pytest.raises(UserError, match="webcam"):
+        Job(tmp_path, webcam, DistInfo(), {}, resume=True)
+    with pytest.raises(UserError, match="webcam"):
+        Job(tmp_path, webcam, DistInfo(1, 1, 2), {}, resume=False)
+
+
+def test_resume_and_another_out_folder_conflict(tmp_path, weights, capsys) -> None:
+    src = make_folder(tmp_path / "imgs", 1, bad=False)
+    args = ["detect", str(src), "--weights", str(weights), *SETTINGS]
+    assert main([*args, "--resume", str(tmp_path / "a"), "--out", str(tmp_path / "b")]) == 2
+    assert "give one" in capsys.readouterr().err
