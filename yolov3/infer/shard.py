@@ -156,6 +156,7 @@ class Job:
             if diff:
                 return (f"--resume {self.out}: that run used other inputs or settings; " + "; ".join(diff)
                         + ". Use another --out, or the same weights and settings")  # fmt: skip
+            make_dir(self.parts, "partial results folder")  # deleted by hand: everything is redone
             attempts = [int(_PART.fullmatch(p.name).group(2)) for p in part_files(self.parts)]
             return max(attempts, default=-1) + 1
         if self.parts.exists():
