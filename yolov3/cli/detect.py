@@ -4,16 +4,21 @@ Writes into ``--out`` (default ``runs/detect/exp``, numbered when it exists) wha
 ``yolov3.infer.runner`` describes: annotated images and videos, ``results.jsonl``,
 ``coco_results.json`` and, with ``--save-txt``, YOLO labels. Unreadable images / frames are reported
 and skipped. Defaults are the seed's test settings (``InferConfig``): input 544, score 0.3, NMS IoU 0.45.
+
+Under ``torchrun --nproc_per_node N -m yolov3 detect ...`` the files are shared out over the processes
+and rank 0 merges the results (``yolov3.infer.shard``); ``--resume OUT`` continues a killed run.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from yolov3.cli.common import add_infer_options, add_model_options, infer_settings
 from yolov3.config import InferConfig
-from yolov3.files import next_run_dir
+from yolov3.engine.distributed import cleanup, env_dist_info
+from yolov3.errors import UserError
 from yolov3.infer.runner import SaveOptions, detect, format_speed
 
 
@@ -26,6 +31,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_infer_options(p, InferConfig())
     g = p.add_argument_group("output")
     g.add_argument("--out", help="output folder (default runs/detect/exp, numbered)")
+    g.add_argument("--resume", metavar="OUT", help="continue the run written into OUT: images already in "
+                   "it are skipped; refused when its weights, settings or source differ")  # fmt: skip
     g.add_argument("--save-txt", action="store_true", help="also write YOLO-format labels/<stem>.txt")
     g.add_argument("--save-conf", action="store_true", help="with --save-txt: append the score")
     g.add_argument("--no-save", action="store_true", help="do not write annotated images / videos")
@@ -38,12 +45,22 @@ def run(args: argparse.Namespace) -> int:
     settings = infer_settings(args, InferConfig())
     save = SaveOptions(media=not args.no_save, txt=args.save_txt, conf=args.save_conf, view=args.view_img,
                        line_width=args.line_width)  # fmt: skip
-    out = args.out or next_run_dir("runs/detect", create=False)  # made by detect once the model loads
-    report = detect(args.source, args.weights, out, cfg=args.cfg, names=args.names, data=args.data,
-                    device=args.device, backend=args.backend, save=save, settings=settings)  # fmt: skip
+    if args.resume and args.out and Path(args.out) != Path(args.resume):
+        raise UserError(f"--resume {args.resume} and --out {args.out}: give one (--resume is the --out)")
+    info = env_dist_info()
+    report = detect(args.source, args.weights, args.resume or args.out, cfg=args.cfg, names=args.names,
+                    data=args.data, device=args.device, backend=args.backend, save=save, settings=settings,
+                    resume=bool(args.resume), info=info)  # fmt: skip
+    if not info.is_main:  # rank 0 reports for the whole torchrun job
+        cleanup(info)
+        return 0
     if report.processed:
         print(f"Speed per image: {format_speed(report.speed_ms)} at {settings.img_size}x{settings.img_size}")
-    print(f"{report.processed} processed, {report.skipped} skipped. Results saved to {report.out}")
+    for where, reason in report.errors:
+        print(f"unreadable: {where}: {reason}")
+    ranks = f" by {info.world_size} processes" if info.enabled else ""
+    print(f"{report.processed} processed, {report.skipped} skipped{ranks}. Results saved to {report.out}")
+    cleanup(info)
     if not report.processed:
         print("yolov3 detect: error: nothing could be read from the source", file=sys.stderr)
         return 1

@@ -13,6 +13,7 @@ import argparse
 
 from yolov3.cli.common import add_infer_options, add_model_options, infer_settings
 from yolov3.config import InferConfig
+from yolov3.engine.distributed import cleanup, env_dist_info
 from yolov3.evaluate.api import val
 from yolov3.evaluate.plots import save_plots
 from yolov3.evaluate.report import format_report, write_summary
@@ -43,10 +44,15 @@ def run(args: argparse.Namespace) -> int:
                  backend=args.backend, batch_size=args.batch, settings=settings,
                  coco=not args.no_coco, coco_gt=args.coco_gt, coco_backend=args.coco_backend,
                  workers=args.workers, progress=True)  # fmt: skip
+    info = env_dist_info()
+    if not info.is_main:  # rank 0 reports for the whole torchrun job
+        cleanup(info)
+        return 0
     print(format_report(result.summary))
     out = make_dir(args.out, "output folder (--out)") if args.out else next_run_dir("runs/val")
     write_summary(result.summary, out / "summary.json")
     if not args.no_plots:
         save_plots(result, out)
     print(f"Results saved to {out}")
+    cleanup(info)
     return 0

@@ -9,13 +9,19 @@ val`` runs), writing the summary JSON and the plots when given an output folder.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import torch.distributed as dist
+
 from yolov3.config import InferConfig, load_yaml
 from yolov3.data.dataset_config import load_dataset
+from yolov3.data.types import Sample
+from yolov3.device import select_device
+from yolov3.engine.distributed import DistInfo, broadcast_object, env_dist_info, init_distributed
 from yolov3.errors import UserError
-from yolov3.evaluate.evaluator import Evaluation, check_labelled, evaluate
+from yolov3.evaluate.evaluator import Evaluation, check_labelled, evaluate, evaluate_detections, run_detector
 from yolov3.evaluate.plots import save_plots
 from yolov3.evaluate.report import write_summary
 from yolov3.infer.detector import Detector
@@ -37,6 +43,31 @@ def coco_annotation_file(data: str | os.PathLike, split: str) -> Path | None:
     root = root if root.is_absolute() else data.parent / root
     path = Path(entry) if Path(entry).is_absolute() else root / entry
     return path if path.is_file() else None
+
+
+def evaluate_sharded(detector: Detector, samples: Sequence[Sample], names: list[str], info: DistInfo,
+                     workers: int, progress: bool, **score: Any) -> Evaluation:  # fmt: skip
+    """``evaluate`` under ``torchrun``: rank ``r`` of ``N`` detects on samples ``r, r + N...``, rank 0
+    gathers the detections (boxes only), puts them back in sample order and scores them once with
+    ``evaluate_detections`` (so the metrics are those of one process); every rank returns the result."""
+    own = list(range(info.rank, len(samples), info.world_size))
+    dets, kept, speed = run_detector(detector, [samples[i] for i in own], workers, progress and info.is_main)
+    mine = ([own[k] for k in kept], dets, speed)
+    gathered: list[Any] | None = [None] * info.world_size if info.is_main else None
+    dist.gather_object(mine, gathered, dst=0)
+    result: Evaluation | str | None = "no image of the validation set could be read"
+    pairs = sorted(((i, d) for idx, ds, _ in gathered or [] for i, d in zip(idx, ds)), key=lambda p: p[0])
+    if pairs:
+        result = evaluate_detections([d for _, d in pairs], [samples[i] for i, _ in pairs], names, **score)
+        n = {r: len(g[0]) for r, g in enumerate(gathered)}  # type: ignore[arg-type]
+        result.summary["speed_ms"] = {k: round(sum(g[2][k] * n[r] for r, g in enumerate(gathered))
+                                               / max(1, sum(n.values())), 3) for k in speed}  # fmt: skip
+        result.summary["img_size"] = detector.img_size
+        result.summary["processes"] = info.world_size
+    result = broadcast_object(result, info)
+    if isinstance(result, str):
+        raise UserError(result)
+    return result
 
 
 def val(
@@ -63,7 +94,8 @@ def val(
     ``InferConfig``, default ``InferConfig.for_map()`` (the seed's test settings with score threshold
     0.001). The weights' class count must equal the data set's; Darknet weights take the data set's
     names. COCO-format data is scored against its own annotation file unless ``coco_gt`` names
-    another. With ``out``: ``summary.json`` and PNGs."""
+    another. With ``out``: ``summary.json`` and PNGs (rank 0 only). Under ``torchrun`` (``RANK`` /
+    ``WORLD_SIZE`` set) the images are shared out (``evaluate_sharded``)."""
     settings = (settings or InferConfig.for_map()).replace(**overrides)
     spec = load_dataset(data)
     if split not in ("train", "val", "test"):
@@ -72,19 +104,25 @@ def val(
     check_labelled(samples, f"{data}: split '{split}'")
     if names is None and Path(weights).suffix == ".weights":
         names = spec.names  # Darknet weights carry no names (their count is checked on load)
-    det = Detector.load(weights, cfg=cfg, names=names, device=device, backend=backend, batch_size=batch_size,
-                        settings=settings)  # fmt: skip
+    info = env_dist_info()
+    dev = init_distributed(info, select_device(device))
+    det = Detector.load(weights, cfg=cfg, names=names, device=str(dev), backend=backend,
+                        batch_size=batch_size, settings=settings)  # fmt: skip
     if len(det.names) != len(spec.names):
         raise UserError(f"{weights} predicts {len(det.names)} classes but {data} has {len(spec.names)} class "
                         "names: the weights were not trained on this data set")  # fmt: skip
     det.warmup()
     gt_file = coco_gt or (coco_annotation_file(data, split) if coco else None)
-    result = evaluate(det, samples, spec.names, coco=coco, coco_gt=gt_file, category_ids=spec.category_ids,
-                      workers=workers, progress=progress, coco_backend=coco_backend)  # fmt: skip
+    score = {"coco": coco, "coco_gt": gt_file, "category_ids": spec.category_ids,
+             "coco_backend": coco_backend}  # fmt: skip
+    if info.enabled:
+        result = evaluate_sharded(det, samples, spec.names, info, workers, progress, **score)
+    else:
+        result = evaluate(det, samples, spec.names, workers=workers, progress=progress, **score)
     head: dict[str, Any] = {"weights": str(weights), "data": str(data), "split": split,
                             "coco_gt": str(gt_file) if gt_file else None}  # fmt: skip
     result.summary = {**head, **result.summary}
-    if out is not None:
+    if out is not None and info.is_main:
         write_summary(result.summary, Path(out) / "summary.json")
         if plots:
             save_plots(result, out)

@@ -7,11 +7,12 @@ pixels, score, class; ``frame`` for video frames), ``coco_results.json`` (COCO r
 official category ids for Darknet's 80 COCO names, else 1..C; image id = the numeric file stem, else
 the running number) and, with ``save_txt``, ``labels/<stem>.txt`` in YOLO format (``class cx cy w h``
 normalised, ``+ score`` with ``save_conf``). Unreadable images / frames are reported and skipped.
+The two results files are merged at the end from per-process part files (``yolov3.infer.shard``), so
+one process, ``torchrun`` and a resumed run write the same files.
 """
 
 from __future__ import annotations
 
-import json
 import os
 from collections import Counter
 from collections.abc import Callable
@@ -25,12 +26,15 @@ from tqdm import tqdm
 
 from yolov3.config import InferConfig
 from yolov3.data.dataset_config import load_dataset
+from yolov3.device import select_device
+from yolov3.engine.distributed import DistInfo, broadcast_object, env_dist_info, init_distributed
 from yolov3.errors import UserError
 from yolov3.evaluate.coco import coco_results, default_category_ids
-from yolov3.files import make_dir
+from yolov3.files import make_dir, next_run_dir
 from yolov3.infer.detector import Detector
 from yolov3.infer.results import Detections
-from yolov3.infer.sources import Frame, is_video_file, open_source
+from yolov3.infer.shard import Job, RankReport, file_digest, manifest_of, media_names
+from yolov3.infer.sources import Frame, open_source
 
 
 @dataclass
@@ -50,6 +54,7 @@ class DetectReport:
     processed: int = 0
     skipped: int = 0
     speed_ms: dict[str, float] = field(default_factory=dict)
+    errors: list[tuple[str, str]] = field(default_factory=list)  # (image or "video frame N", reason)
 
 
 def yolo_lines(r: Detections, with_conf: bool) -> list[str]:
@@ -83,53 +88,47 @@ def show(image_bgr: np.ndarray) -> None:
 
 
 class Writers:
-    """Every output file of a run (annotated media, JSON lines, COCO results, YOLO labels)."""
+    """Every output file of a run: annotated media and YOLO labels directly, the JSON results through
+    the job's part file (``yolov3.infer.shard``), from which rank 0 merges ``results.jsonl`` and
+    ``coco_results.json``."""
 
-    def __init__(self, out: Path, save: SaveOptions, names: list[str]) -> None:
-        self.out, self.save = out, save
-        self.jsonl = (out / "results.jsonl").open("w")
-        self.coco: list[dict[str, Any]] = []
+    def __init__(self, out: Path, save: SaveOptions, names: list[str], job: Job) -> None:
+        self.out, self.save, self.job = out, save, job
         self.category_ids = default_category_ids(names)
+        self.media = media_names(job.src.files) if job.src.files else []
         self.video: cv2.VideoWriter | None = None
         self.video_src: str | None = None
-        self.used: set[str] = set()
-        self.count = 0
 
-    def _unique(self, name: str) -> str:
-        stem, suffix, n = Path(name).stem, Path(name).suffix, 2
-        while name in self.used:
-            name, n = f"{stem}_{n}{suffix}", n + 1
-        self.used.add(name)
-        return name
-
-    def add(self, r: Detections, source_frame: Frame) -> None:
+    def add(self, r: Detections, source_frame: Frame, key: tuple[int, int]) -> None:
         frame = source_frame.index if source_frame.fps is not None else None  # a video / stream frame
-        self.count += 1
         stem = Path(r.path).stem if not r.path.startswith("webcam:") else r.path.replace(":", "")
-        image_id = int(stem) if stem.isdigit() and frame is None else self.count
-        record = {"image_id": image_id, **r.to_json(), **({"frame": frame} if frame is not None else {})}
-        self.jsonl.write(json.dumps(record) + "\n")
-        self.coco += coco_results([r], [image_id], self.category_ids)
+        record = {**r.to_json(), **({"frame": frame} if frame is not None else {})}
+        entries = coco_results([r], [0], self.category_ids)
+        coco = [{k: v for k, v in e.items() if k != "image_id"} for e in entries]
         if self.save.txt:
             label = self.out / "labels" / (f"{stem}_{frame}.txt" if frame is not None else f"{stem}.txt")
             make_dir(label.parent, "labels folder")
             label.write_text("".join(line + "\n" for line in yolo_lines(r, self.save.conf)))
-        if not (self.save.media or self.save.view):
-            return
+        if self.save.media or self.save.view:
+            self._draw(r, frame, self.media[key[0]] if self.media else f"{stem}.mp4", source_frame.fps)
+        # last: the part line marks the image done, so a kill before it redoes the image's files too
+        own_id = int(stem) if stem.isdigit() and frame is None else None
+        self.job.write({"key": list(key), "id": own_id, "record": record, "coco": coco})
+
+    def _draw(self, r: Detections, frame: int | None, name: str, fps: float | None) -> None:
         drawn = r.plot(bgr=True, line_width=self.save.line_width)
         r.image = None  # the frame is no longer needed: keep memory flat on long videos
         if self.save.media:
             if frame is None:
-                cv2.imwrite(str(self.out / self._unique(Path(r.path).name)), drawn)
+                cv2.imwrite(str(self.out / name), drawn)
             else:
-                self._video_frame(r.path, drawn, source_frame.fps or 30.0)
+                self._video_frame(r.path, name, drawn, fps or 30.0)
         if self.save.view:
             show(drawn)
 
-    def _video_frame(self, src: str, frame_bgr: np.ndarray, fps: float) -> None:
+    def _video_frame(self, src: str, name: str, frame_bgr: np.ndarray, fps: float) -> None:
         if src != self.video_src:
             self.close_video()
-            name = self._unique(f"{Path(src).stem if is_video_file(src) else src.replace(':', '')}.mp4")
             h, w = frame_bgr.shape[:2]
             self.video = cv2.VideoWriter(str(self.out / name), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
             self.video_src = src
@@ -140,11 +139,6 @@ class Writers:
             self.video.release()
             self.video, self.video_src = None, None
 
-    def close(self) -> None:
-        self.close_video()
-        self.jsonl.close()
-        (self.out / "coco_results.json").write_text(json.dumps(self.coco))
-
 
 def run_source(
     detector: Detector,
@@ -153,41 +147,61 @@ def run_source(
     save: SaveOptions | None = None,
     log: Callable[[str], None] | None = tqdm.write,
     progress: bool = True,
+    resume: bool = False,
+    info: DistInfo | None = None,
+    manifest: dict[str, Any] | None = None,
 ) -> DetectReport:
     """Detect on every image / frame of ``source`` (``yolov3.infer.sources.open_source``), one at a time
-    (the seed's per-image timing), writing the files of the module docstring into ``out``."""
-    src = open_source(source)
+    (the seed's per-image timing), writing the files of the module docstring into ``out``.
+
+    ``info``: this process's place in a ``torchrun`` job (default: alone); it takes its shard of the
+    files and rank 0 merges (``yolov3.infer.shard``). ``resume``: skip what an earlier run into ``out``
+    with the same ``manifest`` wrote (default manifest: the settings, source and outputs; ``detect``
+    adds the weights). The returned report covers the whole run on rank 0, this rank's part elsewhere."""
+    src, save, info = open_source(source), save or SaveOptions(), info or DistInfo()
     out = make_dir(out, "output folder (--out)")
-    writers = Writers(out, save or SaveOptions(), detector.names)
-    report, times = DetectReport(out), Counter()
-    total = len(src) or None
-    bar = tqdm(src, total=total, unit="img" if src.kind == "images" else "frame", desc="detect",
-               disable=not progress)  # fmt: skip
+    outputs = {"txt": save.txt, "conf": save.conf, "media": save.media}
+    manifest = manifest or manifest_of(src, detector.settings, outputs, {"names": detector.names})
+    job = Job(out, src, info, manifest, resume)
+    writers = Writers(out, save, detector.names, job)
+    mine, times = RankReport(), Counter()
+    total = job.expected() or None
+    bar = tqdm(job.frames(), total=total, unit="img" if src.kind == "images" else "frame", desc="detect",
+               disable=not progress or not info.is_main)  # fmt: skip
     try:
-        for k, frame in enumerate(bar, 1):
+        for k, (key, frame) in enumerate(bar, 1):
             where = frame.path + (f" frame {frame.index}" if frame.fps is not None else "")
             if frame.image is None:
-                report.skipped += 1
+                mine.skipped += 1
+                mine.errors.append((where, str(frame.error)))
+                job.write({"key": list(key), "path": where, "error": str(frame.error)})
                 if log:
                     log(f"skipped {where}: {frame.error}")
                 continue
             r = detector.predict_arrays([frame.image], [frame.path])[0]
-            writers.add(r, frame)
-            report.processed += 1
+            writers.add(r, frame, key)
+            mine.processed += 1
             times.update(r.speed)
             if log:
                 log(f"{k}/{total or '?'} {where}: {summary_line(r)}")
     finally:
         bar.close()
-        writers.close()
-    report.speed_ms = {k: v / max(1, report.processed) for k, v in times.items()}
-    return report
+        writers.close_video()
+    mine.ms_total = dict(times)
+    return _report(out, job.finish(mine) or mine, mine.processed)
+
+
+def _report(out: Path, r: RankReport, timed: int) -> DetectReport:
+    """The run's report; the speed is over the images timed in this attempt (all ranks on rank 0)."""
+    timed = int(r.ms_total.pop("_timed", timed))
+    speed = {k: v / max(1, timed) for k, v in r.ms_total.items()}
+    return DetectReport(out, r.processed, r.skipped, speed, r.errors)
 
 
 def detect(
     source: str | os.PathLike | int,
     weights: str | os.PathLike,
-    out: str | os.PathLike,
+    out: str | os.PathLike | None = None,
     cfg: str | os.PathLike | None = None,
     names: str | os.PathLike | list[str] | None = None,
     data: str | os.PathLike | None = None,
@@ -196,19 +210,34 @@ def detect(
     save: SaveOptions | None = None,
     progress: bool = True,
     settings: InferConfig | None = None,
+    resume: bool = False,
+    info: DistInfo | None = None,
     **overrides: Any,
 ) -> DetectReport:
-    """Load ``weights`` (``Detector.load``) and run it over ``source`` into ``out``. ``settings`` /
-    ``overrides``: the ``InferConfig`` (input size, thresholds, NMS, amp...). ``data``: a data set
-    config whose class names the weights must match (Darknet weights take them as their names)."""
+    """Load ``weights`` (``Detector.load``) and run it over ``source`` into ``out`` (default
+    ``runs/detect/exp``, numbered). ``settings`` / ``overrides``: the ``InferConfig`` (input size,
+    thresholds, NMS, amp...). ``data``: a data set config whose class names the weights must match
+    (Darknet weights take them as their names). ``resume``: continue the run in ``out``
+    (``run_source``). ``info``: the ``torchrun`` process layout, default read from the environment
+    (``RANK`` / ``WORLD_SIZE``); each rank then joins the process group on its device (gloo on CPU,
+    NCCL on CUDA) and ``out`` must be a folder every rank can see."""
     settings = (settings or InferConfig()).replace(**overrides)
-    open_source(source)  # an empty folder or a glob matching nothing fails before the model loads
+    src = open_source(source)  # an empty folder or a glob matching nothing fails before the model loads
     data_names = load_dataset(data, check_files=False).names if data else None
     if names is None and data_names and Path(weights).suffix == ".weights":
         names = data_names
-    det = Detector.load(weights, cfg=cfg, names=names, device=device, backend=backend, batch_size=1,
+    info = info or env_dist_info()
+    dev = init_distributed(info, select_device(device))
+    if out is None:  # numbered by rank 0 alone, so that every rank writes into the same folder
+        out = broadcast_object(next_run_dir("runs/detect", create=False) if info.is_main else None, info)
+    det = Detector.load(weights, cfg=cfg, names=names, device=str(dev), backend=backend, batch_size=1,
                         settings=settings)  # fmt: skip
     if data_names is not None and len(data_names) != len(det.names):
         raise UserError(f"{weights} predicts {len(det.names)} classes but {data} has {len(data_names)} names")
     det.warmup()
-    return run_source(det, source, out, save, progress=progress)
+    save = save or SaveOptions()
+    model = {"weights": file_digest(weights), "cfg": str(cfg) if cfg else None, "backend": backend,
+             "names": det.names}  # fmt: skip
+    outputs = {"txt": save.txt, "conf": save.conf, "media": save.media}
+    manifest = manifest_of(src, settings, outputs, model)
+    return run_source(det, source, out, save, progress=progress, resume=resume, info=info, manifest=manifest)
