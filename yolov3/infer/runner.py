@@ -110,7 +110,8 @@ class Writers:
             make_dir(label.parent, "labels folder")
             label.write_text("".join(line + "\n" for line in yolo_lines(r, self.save.conf)))
         if self.save.media or self.save.view:
-            self._draw(r, frame, self.media[key[0]] if self.media else f"{stem}.mp4", source_frame.fps)
+            fallback = f"{stem}.mp4" if frame is not None else Path(r.path).name  # no file list: a stream
+            self._draw(r, frame, self.media[key[0]] if self.media else fallback, source_frame.fps)
         # last: the part line marks the image done, so a kill before it redoes the image's files too
         own_id = int(stem) if stem.isdigit() and frame is None else None
         self.job.write({"key": list(key), "id": own_id, "record": record, "coco": coco})

@@ -251,3 +251,28 @@ def merge_parts(parts: list[Path], out: Path) -> RankReport:
                 first_coco = False
         cf.write(b"]")
     return report
+
+
+class StreamJob:
+    """The job of a run that writes as it goes in one process, with nothing to shard or resume (a live
+    source, ``yolov3 track``): the rows ``Writers`` hands over go straight to ``out/results.jsonl``
+    (flushed per frame), with the image ids a merge would give, and to ``out/coco_results.json`` at
+    ``close``."""
+
+    def __init__(self, out: Path) -> None:
+        self.out, self.src = out, Source(str(out), [])
+        self.jsonl = (out / "results.jsonl").open("w")
+        self.coco: list[dict[str, Any]] = []
+        self.count = 0
+
+    def write(self, row: dict[str, Any]) -> None:
+        self.count += 1
+        image_id = row["id"] if row.get("id") is not None else self.count
+        self.jsonl.write(json.dumps({"image_id": image_id, **row["record"]}) + "\n")
+        self.jsonl.flush()
+        self.coco += [{"image_id": image_id, **entry} for entry in row["coco"]]
+
+    def close(self) -> None:
+        self.jsonl.close()
+        with atomic_writer(self.out / "coco_results.json") as f:
+            f.write(json.dumps(self.coco).encode())

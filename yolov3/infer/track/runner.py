@@ -38,6 +38,7 @@ from yolov3.config import InferConfig, TrackConfig
 from yolov3.files import make_dir
 from yolov3.infer.detector import Detector
 from yolov3.infer.runner import SaveOptions, Writers
+from yolov3.infer.shard import StreamJob
 from yolov3.infer.sources import Frame, open_source
 from yolov3.infer.stream import LiveSource, is_stream
 from yolov3.infer.track.bytetrack import ByteTracker
@@ -66,7 +67,8 @@ class TrackWriters(Writers):
     """``Writers`` plus one MOTChallenge results file per sequence under ``out/mot``."""
 
     def __init__(self, out: Path, save: SaveOptions, names: list[str]) -> None:
-        super().__init__(out, save, names)
+        self.stream = StreamJob(out)
+        super().__init__(out, save, names, self.stream)
         self.mot: dict[str, TextIO] = {}
 
     def add_track(self, r: TrackedDetections, frame: Frame, sequence: str) -> None:
@@ -74,12 +76,14 @@ class TrackWriters(Writers):
             make_dir(self.out / "mot", "MOT results folder")
             self.mot[sequence] = (self.out / "mot" / f"{sequence}.txt").open("w")
         self.mot[sequence].writelines(line + "\n" for line in r.mot_lines())
-        self.add(dataclasses.replace(r), frame)  # a copy: ``add`` drops the image, the caller keeps it
+        key = (0, self.stream.count)  # frames in arrival order
+        self.add(dataclasses.replace(r), frame, key)  # a copy: ``add`` drops the image, the caller keeps it
 
     def close(self) -> None:
         for f in self.mot.values():
             f.close()
-        super().close()
+        self.close_video()
+        self.stream.close()
 
 
 def open_track_source(
