@@ -157,11 +157,13 @@ def export_int8(model: nn.Module, meta: ModelMeta, out: str | Path, s: Any,
     spec = calibration_data(s.data, meta, "the model")
     with tempfile.TemporaryDirectory() as tmp:
         fp32_path = Path(tmp) / f"fp32{out.suffix}"
-        report = export_fp32(model, meta, fp32_path, dataclasses.replace(s, int8=False))
+        # ONNX Runtime runs a file at the batch size it was written for: free it, as --dynamic does.
+        fp32_settings = dataclasses.replace(s, int8=False, dynamic=s.format == "onnx")
+        report = export_fp32(model, meta, fp32_path, fp32_settings)
         t0 = time.perf_counter()
         batches = calibration_batches(spec.train, s.img_size, s.calib_images)
         record = {"calib_images": len(batches), "data": str(s.data)}
-        qmeta = meta.replace(img_size=s.img_size, export=s.info())
+        qmeta = meta.replace(img_size=s.img_size, export=fp32_settings.info())
         quantize = quantize_openvino if s.format == "openvino" else quantize_onnx
         files = quantize(fp32_path, out, batches, qmeta, record)
         record["calib_seconds"] = round(time.perf_counter() - t0, 1)
