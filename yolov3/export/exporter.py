@@ -232,7 +232,8 @@ def export_weights(
 ) -> ExportReport:
     """``yolov3 export`` as a function: load ``weights`` (checkpoint, or Darknet ``.weights`` with
     ``cfg``), write ``format`` at ``out`` (default next to the weights), check it, report.
-    ``options``: ``ExportSettings`` fields (batch, dynamic, half, outputs, nms, opset) and
+    ``options``: ``ExportSettings`` fields (batch, dynamic, half, outputs, nms, opset; int8, data,
+    calib_images, int8_max_drop) and
     ``InferConfig`` fields (img_size, conf_threshold, iou_threshold, max_det) over ``settings``."""
     own = {k: v for k, v in options.items() if k in EXPORT_OPTIONS}
     infer = (settings or InferConfig()).replace(**{k: v for k, v in options.items() if k not in own})
