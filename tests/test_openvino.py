@@ -300,3 +300,18 @@ def test_ir_of_another_class_count_than_the_data_is_refused(small, tmp_path, cap
     assert main(["val", "--data", str(other), "--weights", str(xml), "--img", str(IMG), "--no-plots"]) == 2
     err = capsys.readouterr().err
     assert "5 classes" in err and "6" in err, err
+
+
+def test_options_reach_openvino(small, monkeypatch):
+    xml = small[3].files[0]
+    b = load_backend(xml, amp="off", threads=1, hint="latency")
+    net = b.compiled((1, 3, IMG, IMG), "latency")
+    assert str(net.get_property("PERFORMANCE_HINT")) == "LATENCY"
+    assert net.get_property("INFERENCE_NUM_THREADS") == 1
+    assert str(net.get_property("INFERENCE_PRECISION_HINT")) == "<Type: 'float32'>"
+    tp = b.compiled((1, 3, IMG, IMG), "throughput")
+    assert str(tp.get_property("PERFORMANCE_HINT")) == "THROUGHPUT"
+    with pytest.raises(UserError, match="hint='fast'"):
+        load_backend(xml, hint="fast")
+    with pytest.raises(UserError, match="runs OpenVINO IR .xml files"):
+        load_backend(small[2], kind="openvino")

@@ -147,10 +147,11 @@ class OpenVINOBackend(Backend):
     def __call__(self, images: Tensor) -> list[Tensor]:
         x = np.ascontiguousarray(images.detach().cpu().numpy(), dtype=np.float32)
         mode = self.hint if self.hint != "auto" else ("latency" if len(x) == 1 else "throughput")
-        if mode == "latency":
-            out = self.compiled(x.shape, mode)({0: x})
-            return self._sorted([out[o] for o in self.compiled(x.shape, mode).outputs])
-        return self._sorted(self._parallel(x))
+        if mode == "throughput":
+            return self._sorted(self._parallel(x))
+        net = self.compiled(x.shape, mode)
+        out = net({0: x})
+        return self._sorted([out[o] for o in net.outputs])
 
     def _parallel(self, x: np.ndarray) -> list[np.ndarray]:
         """One request per image on the THROUGHPUT-compiled model; maps stacked back in batch order."""
