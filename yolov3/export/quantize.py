@@ -4,14 +4,16 @@ Two routes, one procedure (``export_int8``):
 
 - ``openvino``: NNCF's ``nncf.quantize`` on the OpenVINO model (its default preset: symmetric INT8
   weights per channel and activations per tensor, fast bias correction).
-- ``onnx``: ONNX Runtime's ``quantize_static`` in QDQ format (INT8 weights per channel, UINT8
-  activations, min-max calibration), which ONNX Runtime's CPU provider fuses into integer kernels.
+- ``onnx``: ONNX Runtime's ``quantize_static`` in QDQ format, convolutions only (INT8 weights per
+  channel, UINT8 activations, min-max calibration), which ONNX Runtime's CPU provider fuses into
+  integer kernels. Quantizing every op it can (LeakyRelu, Add, Concat, Resize too) was slower.
 
-What is quantized: the network's convolutions (and the ops between them the runtime can keep in
-INT8). The export holds raw maps only, so decode, sigmoid and NMS are not in it: they run in float32
-in ``yolov3.infer.postprocess``. The three output convolutions (the 1x1 convolutions that write the
-raw maps: box offsets, objectness and class logits) are left in float: they are a fraction of a
-percent of the compute, and their outputs are the numbers every box is decoded from.
+What is quantized: the network's convolutions (NNCF also places quantizers on the inputs of the
+residual additions and concatenations it can keep in INT8). The export holds raw maps only, so
+decode, sigmoid and NMS are not in it: they run in float32 in ``yolov3.infer.postprocess``. The
+three output convolutions (the 1x1 convolutions that write the raw maps: box offsets, objectness and
+class logits) are left in float: a fraction of a percent of the compute, and their outputs are the
+numbers every box is decoded from.
 
 Calibration: ``calib_images`` images of the data set's train split (spread evenly over it), read as
 RGB and letterboxed exactly as the ``Detector`` does (``yolov3.data.transforms.letterbox_image``).
@@ -129,7 +131,7 @@ def quantize_onnx(fp32: Path, out: Path, batches: list[np.ndarray], meta: ModelM
     out.parent.mkdir(parents=True, exist_ok=True)
     quantize_static(str(fp32), str(out), _Reader(proto.graph.input[0].name, batches),
                     quant_format=QuantFormat.QDQ, per_channel=True, activation_type=QuantType.QUInt8,
-                    weight_type=QuantType.QInt8, nodes_to_exclude=heads,
+                    weight_type=QuantType.QInt8, op_types_to_quantize=["Conv"], nodes_to_exclude=heads,
                     calibrate_method=CalibrationMethod.MinMax)  # fmt: skip
     q = onnx.load(str(out))
     del q.metadata_props[:]
