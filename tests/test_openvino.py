@@ -17,6 +17,7 @@ import numpy as np
 import onnx
 import pytest
 import torch
+from PIL import Image
 from torchvision.ops import box_iou
 
 pytest.importorskip("openvino")
@@ -26,6 +27,7 @@ from yolov3.cli import main  # noqa: E402
 from yolov3.config import InferConfig  # noqa: E402
 from yolov3.darknet.synthetic import randomize  # noqa: E402
 from yolov3.data.dataset_config import load_dataset  # noqa: E402
+from yolov3.data.images import read_image  # noqa: E402
 from yolov3.data.synth import SynthConfig, generate  # noqa: E402
 from yolov3.errors import UserError  # noqa: E402
 from yolov3.export import ExportSettings, export_model  # noqa: E402
@@ -80,7 +82,7 @@ def test_ir_raw_maps_equal_pytorch_on_photos(small, darknet_dir):
     backend = load_backend(xml, amp="off")
     assert isinstance(backend, OpenVINOBackend) and auto_kind(xml) == "openvino"
     det = Detector(backend, NAMES, backend.anchors, backend.strides, InferConfig(img_size=IMG))
-    images = [np.asarray(__import__("PIL.Image").Image.open(p).convert("RGB")) for p in _photos(darknet_dir)]
+    images = [np.asarray(Image.open(p).convert("RGB")) for p in _photos(darknet_dir)]  # PIL's decoder
     batch, _ = det.preprocess(images)
     with torch.no_grad():
         want = model(batch)
@@ -172,7 +174,7 @@ def test_calibration_images_are_letterboxed_as_the_detector_does(tmp_path):
     got = calibration_batches(samples, 64, 3)
     assert len(got) == 3 and all(b.shape == (1, 3, 64, 64) and b.dtype == np.float32 for b in got)
     det = Detector(lambda x: [], NAMES, [[(10, 13)] * 3] * 3, [8, 16, 32], InferConfig(img_size=64))
-    read = [__import__("yolov3.data.images", fromlist=["read_image"]).read_image(s.image) for s in samples]
+    read = [read_image(s.image) for s in samples]
     want, _ = det.preprocess([read[0], read[2], read[4]])  # evenly spread: first, middle, last
     np.testing.assert_array_equal(np.concatenate(got), want.numpy())
 
