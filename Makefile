@@ -11,7 +11,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet --upgrade pip
 	# This pair is the newest that this machine's pip serves (and that import together).
 	$(BIN)/pip install --quiet torch==2.14.1 torchvision==0.29.1
-	$(BIN)/pip install --quiet -e '.[dev,serve,ray]'
+	$(BIN)/pip install --quiet -e '.[dev,serve,ray,openvino]'
 	touch $(STAMP)
 
 # The demo ends within DEMO_SECONDS of `make demo` starting, the install included: the trainer gets

@@ -88,12 +88,14 @@ def worker(runtime: str, folder: Path, runs: int, threads: int) -> None:
     print(json.dumps(result))
 
 
-def _child(args: list[str], timeout: float = 300) -> dict:
+def _child(args: list[str], timeout: float = 300, script: str = __file__) -> dict:
+    """Run ``script`` (this file, or another benchmark sharing its structure) with ``args`` in its own
+    process; its last stdout line, parsed as JSON."""
     # PyTorch's OpenMP threads spin-wait between layers by default; when another process holds a core
     # they burn their slice waiting for each other (3-5x slower here). Passive waiting costs ~nothing
     # on an idle machine. (OpenCV and ONNX Runtime have their own pools; ORT's spinning is off.)
     env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}
-    cmd = [sys.executable, __file__, *args]
+    cmd = [sys.executable, script, *args]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
     if out.returncode:
         raise RuntimeError(f"{args}: {out.stderr.strip().splitlines()[-1:]}")

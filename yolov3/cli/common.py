@@ -28,13 +28,15 @@ def add_model_options(p: argparse.ArgumentParser, backend: bool = True) -> None:
     """The options naming a model: ``--weights``, ``--cfg``, ``--names``, ``--device`` (and ``--backend``)."""
     g = p.add_argument_group("model")
     g.add_argument(
-        "--weights", required=True, help="checkpoint (.pt / .safetensors), Darknet .weights, .onnx"
+        "--weights",
+        required=True,
+        help="checkpoint (.pt / .safetensors), Darknet .weights, .onnx, OpenVINO .xml",
     )
     g.add_argument("--cfg", help="Darknet .cfg (with .weights), or a shipped name such as yolov3-tiny")
     g.add_argument("--names", help="class names file, one per line (Darknet weights carry none)")
     g.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     if backend:
-        g.add_argument("--backend", default="auto", help="auto | torch | onnxruntime | opencv")
+        g.add_argument("--backend", default="auto", help="auto | torch | onnxruntime | opencv | openvino")
 
 
 def add_infer_options(p: argparse.ArgumentParser, defaults: InferConfig, only: tuple[str, ...] | None = None,

@@ -1,11 +1,15 @@
 """``export_model``: validate the settings, write the file, run it back and compare with PyTorch.
 
 An export reports success only after the file it wrote, loaded by the runtime that will use it (ONNX
-Runtime, ``torch.jit.load``, OpenCV's Darknet reader), reproduced PyTorch's outputs on deterministic
+Runtime, ``torch.jit.load``, OpenCV's Darknet reader, OpenVINO), reproduced PyTorch's outputs on deterministic
 images: raw maps / decoded boxes within a tolerance relative to each output's scale (1e-3 in float32,
 0.1 in float16). For in-graph NMS the decoded boxes inside the graph are compared the same way, and
 PyTorch's NMS on those very boxes must give the file's detections (at most 1% differ: near ties).
 With ``--dynamic`` a second batch size and a non-square image size are checked too.
+
+``int8`` (OpenVINO through NNCF, ONNX through ONNX Runtime's static QDQ quantization) goes on in
+``yolov3.export.quantize``: the float32 file is written and checked as above, then quantized on the
+data set's train images and kept only if its mAP on the val split stays within ``int8_max_drop``.
 """
 
 from __future__ import annotations
@@ -27,14 +31,18 @@ from yolov3.errors import UserError
 from yolov3.export.check import ExportCheckError, check_inputs, compare_outputs, match_detections
 from yolov3.export.darknet import export_darknet
 from yolov3.export.onnx import MIN_OPSET, build_head, decoded_tensor_name, export_onnx, output_names
+from yolov3.export.openvino import export_openvino
+from yolov3.export.quantize import export_int8
 from yolov3.export.torchscript import export_torchscript
 from yolov3.infer.backends.opencv import OpenCVBackend
+from yolov3.infer.backends.openvino import OpenVINOBackend
 from yolov3.infer.backends.ort import ort_session
 from yolov3.infer.backends.pytorch import load_torchscript
 from yolov3.modelfile import ExportInfo, ModelMeta, load_model
 
-FORMATS = ("onnx", "torchscript", "darknet")
-SUFFIX = {"onnx": ".onnx", "torchscript": ".torchscript", "darknet": ""}
+FORMATS = ("onnx", "torchscript", "darknet", "openvino")
+SUFFIX = {"onnx": ".onnx", "torchscript": ".torchscript", "darknet": "", "openvino": ".xml"}
+INT8_FORMATS = ("onnx", "openvino")
 FLOAT_TOLERANCE = 1e-3
 # float16 through ~75 layers drifts far more on the tests' random small nets than on trained ones.
 HALF_TOLERANCE = 0.1
@@ -44,7 +52,9 @@ HALF_TOLERANCE = 0.1
 class ExportSettings:
     """What ``yolov3 export`` writes. ``outputs``: raw | decoded (None: raw, or nms with ``nms``).
     ``infer``: the inference settings the file is made for: its input size and, with ``nms``, the
-    score threshold, NMS IoU and max detections baked into the graph."""
+    score threshold, NMS IoU and max detections baked into the graph. ``int8``: post-training
+    quantization (onnx, openvino) calibrated on ``calib_images`` train images of the data set
+    ``data`` and refused when mAP@0.5 on its val split drops more than ``int8_max_drop`` points."""
 
     format: str = "onnx"
     batch: int = 1
@@ -53,6 +63,10 @@ class ExportSettings:
     outputs: str | None = None
     nms: bool = False
     opset: int = MIN_OPSET
+    int8: bool = False
+    data: str | None = None
+    calib_images: int = 300
+    int8_max_drop: float = 1.0
     infer: InferConfig = field(default_factory=InferConfig)
 
     @property
@@ -79,6 +93,7 @@ class ExportReport:
     max_error: float  # largest relative error (or unmatched fraction for NMS) over the checks
     checks: list[str] = field(default_factory=list)  # one line per input shape checked
     seconds: float = 0.0
+    accuracy: dict[str, Any] | None = None  # int8: float32 and INT8 mAPs, calibration (quantize.py)
 
 
 def validate_settings(s: ExportSettings) -> None:
@@ -93,6 +108,10 @@ def validate_settings(s: ExportSettings) -> None:
         raise UserError("--nms with --outputs raw: NMS needs decoded boxes (drop --outputs raw)")
     if s.format == "onnx" and s.opset < MIN_OPSET:
         raise UserError(f"--opset {s.opset}: this exporter writes opset {MIN_OPSET} or newer")
+    if s.format == "openvino" and (s.nms or s.outputs == "decoded"):
+        raise UserError("--nms / --outputs decoded: the OpenVINO export holds raw maps; decode and NMS run "
+                        "in yolov3.infer.postprocess (--backend openvino does it)")  # fmt: skip
+    _validate_int8(s)
     if s.format == "torchscript" and s.nms:
         raise UserError("--nms: TorchScript export holds no NMS; use --format onnx, or run "
                         "yolov3.infer.postprocess after the TorchScript model")  # fmt: skip
@@ -114,12 +133,30 @@ def validate_settings(s: ExportSettings) -> None:
                 raise UserError(f"{flag}: not available with --format darknet: {why[flag]}")
 
 
+def _validate_int8(s: ExportSettings) -> None:
+    if not s.int8:
+        return
+    if s.format not in INT8_FORMATS:
+        raise UserError(f"--int8: available with --format {' or '.join(INT8_FORMATS)}, not {s.format}")
+    if not s.data:
+        raise UserError("--int8 needs --data DATA.yaml: calibration images come from its train split, the "
+                        "accuracy check from its val split")  # fmt: skip
+    if s.half or s.nms or s.outputs == "decoded" or s.dynamic:
+        raise UserError("--int8: quantizes a float32 raw-map export with a fixed input size; drop --half, "
+                        "--nms, --outputs decoded and --dynamic")  # fmt: skip
+    if s.calib_images < 1:
+        raise UserError(f"--calib-images {s.calib_images}: must be >= 1")
+    if s.int8_max_drop < 0:
+        raise UserError(f"--int8-max-drop {s.int8_max_drop}: must be >= 0 (mAP@0.5 points)")
+
+
 def default_path(weights: str | os.PathLike, s: ExportSettings) -> Path:
-    """``yolov3.pt -> yolov3.onnx`` / ``yolov3.torchscript`` / ``yolov3_darknet/``."""
+    """``yolov3.pt -> yolov3.onnx`` / ``yolov3.torchscript`` / ``yolov3.xml`` (+ ``.bin``) /
+    ``yolov3_darknet/``; with ``int8``: ``yolov3_int8.onnx`` / ``yolov3_int8.xml``."""
     weights = Path(weights)
     if s.format == "darknet":
         return weights.with_name(weights.stem + "_darknet")
-    return weights.with_suffix(SUFFIX[s.format])
+    return weights.with_name(weights.stem + ("_int8" if s.int8 else "") + SUFFIX[s.format])
 
 
 def export_model(
@@ -130,15 +167,21 @@ def export_model(
     model = model.eval()
     device = next(model.parameters()).device
     validate_settings(s)
+    if s.int8:
+        return export_int8(model, meta, out, s, export_model)
     meta = meta.replace(img_size=s.img_size, export=s.info())
     out = Path(out)
-    target = copy.deepcopy(model).half() if s.half else model
+    target = copy.deepcopy(model).half() if s.half and s.format != "openvino" else model
     if s.format == "onnx":
         files = [export_onnx(target, meta, out, s.batch, s.opset)]
         run = _onnx_runner(files[0], device, s.output_kind == "nms")
     elif s.format == "torchscript":
         files = [export_torchscript(target, meta, out, s.batch)]
         run = _torchscript_runner(files[0], device)
+    elif s.format == "openvino":
+        files = export_openvino(model, meta, out, s.batch)
+        backend = OpenVINOBackend(files[0], amp="off", hint="latency")
+        run = lambda x: backend(x.float().cpu())  # noqa: E731
     else:
         files = [Path(p) for p in export_darknet(model, meta, out).values()]
         run = _darknet_runner(files, meta)
@@ -189,7 +232,8 @@ def export_weights(
 ) -> ExportReport:
     """``yolov3 export`` as a function: load ``weights`` (checkpoint, or Darknet ``.weights`` with
     ``cfg``), write ``format`` at ``out`` (default next to the weights), check it, report.
-    ``options``: ``ExportSettings`` fields (batch, dynamic, half, outputs, nms, opset) and
+    ``options``: ``ExportSettings`` fields (batch, dynamic, half, outputs, nms, opset; int8, data,
+    calib_images, int8_max_drop) and
     ``InferConfig`` fields (img_size, conf_threshold, iou_threshold, max_det) over ``settings``."""
     own = {k: v for k, v in options.items() if k in EXPORT_OPTIONS}
     infer = (settings or InferConfig()).replace(**{k: v for k, v in options.items() if k not in own})

@@ -105,8 +105,9 @@ class Detector:
              backend: str = "auto", batch_size: int = 8, settings: InferConfig | None = None,
              backend_options: dict[str, Any] | None = None, **overrides: Any) -> Detector:  # fmt: skip
         """A detector from a file: a checkpoint (``.pt`` / ``.safetensors``), Darknet ``.weights`` with
-        ``cfg`` (+ ``names``), an ``.onnx`` or TorchScript export. ``backend``: auto | torch |
-        onnxruntime | opencv; ``backend_options``: ``threads``, ``spin``, ``cuda_graph``. ``overrides``:
+        ``cfg`` (+ ``names``), an ``.onnx``, TorchScript or OpenVINO ``.xml`` export. ``backend``: auto |
+        torch | onnxruntime | opencv | openvino; ``backend_options``: ``threads``, ``spin``,
+        ``cuda_graph``, ``hint`` (OpenVINO). ``overrides``:
         ``InferConfig`` fields (``img_size``, ``conf_threshold``...) over ``settings``. Class names that
         disagree with the weights' class count are an error."""
         settings = (settings or InferConfig()).replace(**overrides)

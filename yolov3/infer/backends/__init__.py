@@ -13,6 +13,8 @@ torch          checkpoints, Darknet cfg + weights,        ``yolov3.infer.backend
 onnxruntime    ``.onnx`` (this exporter's or another      ``yolov3.infer.backends.ort``
                tool's that fits the raw-map contract)
 opencv         ``.onnx``, Darknet cfg + weights           ``yolov3.infer.backends.opencv``
+openvino       OpenVINO IR ``.xml`` + ``.bin`` (fp32,      ``yolov3.infer.backends.openvino``
+               fp16 weights or INT8), CPU only
 =============  =========================================  =======================================
 
 A backend's module is imported only when that backend is asked for, so training, the loss and the
@@ -45,6 +47,7 @@ MODULES = {
     "torch": "yolov3.infer.backends.pytorch",
     "onnxruntime": "yolov3.infer.backends.ort",
     "opencv": "yolov3.infer.backends.opencv",
+    "openvino": "yolov3.infer.backends.openvino",
 }
 BACKENDS = tuple(MODULES)
 
@@ -110,8 +113,9 @@ def foreign_meta(num_outputs: int, channels: int | None, names: Any, source: str
 
 
 def auto_kind(path: Path) -> str:
-    """The backend a file runs on by default: ``.onnx`` on ONNX Runtime, anything else on PyTorch."""
-    return "onnxruntime" if path.suffix.lower() == ".onnx" else "torch"
+    """The backend a file runs on by default: ``.onnx`` on ONNX Runtime, an OpenVINO IR ``.xml`` on
+    OpenVINO, anything else on PyTorch."""
+    return {".onnx": "onnxruntime", ".xml": "openvino"}.get(path.suffix.lower(), "torch")
 
 
 def load_backend(path: str | os.PathLike, kind: str = "auto", device: str | torch.device = "auto",
@@ -119,7 +123,7 @@ def load_backend(path: str | os.PathLike, kind: str = "auto", device: str | torc
                  **options: Any) -> Backend:  # fmt: skip
     """A backend for ``path`` (the table in the module docstring); ``kind`` auto picks by file type.
     ``names``: a ``.names`` file or a list (Darknet weights and foreign ONNX files carry none).
-    ``options`` go to the backend (``threads``, ``spin``, ``cuda_graph``)."""
+    ``options`` go to the backend (``threads``, ``spin``, ``cuda_graph``; OpenVINO: ``threads``, ``hint``)."""
     path = Path(path)
     if kind != "auto" and kind not in MODULES:
         raise UserError(f"--backend {kind!r}: expected one of auto, {', '.join(BACKENDS)}")

@@ -82,11 +82,11 @@ def inspect_onnx(path: str | Path) -> OnnxInterface:
     names = [o.name for o in graph.output]
     shapes = [_dims(o) for o in graph.output]
     if outputs == "raw":
-        _check_raw_outputs(path, names, shapes, meta)
+        check_raw_outputs(path, names, shapes, meta)
     return OnnxInterface(path, inp.name, in_shape, _ONNX_DTYPES[elem], names, shapes, outputs, meta)
 
 
-def _check_raw_outputs(path: Path, names: list[str], shapes: list[list[Any]], meta: ModelMeta | None) -> None:
+def check_raw_outputs(path: Path, names: list[str], shapes: list[list[Any]], meta: ModelMeta | None) -> None:
     for name, shape in zip(names, shapes):
         if len(shape) != 4:
             hint = " (decoded or post-NMS outputs? export with --outputs raw)" if len(shape) in (2, 3) else ""
@@ -112,4 +112,4 @@ def _check_raw_outputs(path: Path, names: list[str], shapes: list[list[Any]], me
         raise UserError(f"{path}: outputs have {min(channels)} channels; expected 3 anchors x (5 + C)")
 
 
-__all__ = ["OnnxInterface", "inspect_onnx"]
+__all__ = ["OnnxInterface", "check_raw_outputs", "inspect_onnx"]
