@@ -3,16 +3,23 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+TEST_STAMP := $(VENV)/.installed-test
 
 .PHONY: demo test bench lint clean
 
+# The package and what it needs to run (what `make demo` waits for).
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	# This pair is the newest that this machine's pip serves (and that import together).
 	$(BIN)/pip install --quiet torch==2.14.1 torchvision==0.29.1
-	$(BIN)/pip install --quiet -e '.[dev,serve,ray,openvino]'
+	$(BIN)/pip install --quiet -e .
 	touch $(STAMP)
+
+# The test tools and every optional extra, so that their tests run: serve (web stack), ray, openvino.
+$(TEST_STAMP): $(STAMP)
+	$(BIN)/pip install --quiet -e '.[dev,serve,ray,openvino]'
+	touch $(TEST_STAMP)
 
 # The demo ends within DEMO_SECONDS of `make demo` starting, the install included: the trainer gets
 # whatever time the install and the data leave (it anneals its schedule by then), less a margin.
@@ -21,14 +28,14 @@ demo:
 	@start=$$(date +%s); $(MAKE) --no-print-directory $(STAMP) && \
 	$(BIN)/yolov3 demo --deadline $$((start + $(DEMO_SECONDS) - 20))
 
-test: $(STAMP)
+test: $(TEST_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/pytest -q -n 2 --dist loadfile
 
-bench: $(STAMP)
+bench: $(TEST_STAMP)
 	$(BIN)/python benchmarks/run_all.py
 
-lint: $(STAMP)
+lint: $(TEST_STAMP)
 	$(BIN)/ruff check .
 
 clean:

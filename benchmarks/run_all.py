@@ -14,7 +14,9 @@ Everything from the line ``HAND_WRITTEN`` (``## Measurements behind design choic
 to the end of the existing file is written by hand, not measured by a script: the rewrite keeps it
 as it is, after the new table.
 
-Usage: ``python benchmarks/run_all.py [--bench-dir DIR] [--out FILE] [--timeout S]``.
+Usage: ``python benchmarks/run_all.py [--bench-dir DIR] [--out FILE] [--timeout S] [--only bench_x ...]``
+(``--only``: re-run just those scripts; the other scripts' rows of the existing file are kept, with a
+line saying which rows are from which run).
 """
 
 from __future__ import annotations
@@ -156,9 +158,22 @@ def hand_written_part(path: Path) -> str:
     return "" if start is None else "".join(lines[start:])
 
 
-def render_markdown(results: list[ScriptResult], info: dict[str, str], hand_written: str = "") -> str:
-    """The whole ``docs/benchmarks.md``: machine, one row per measurement or failure, then the
-    ``hand_written`` part unchanged."""
+def kept_rows(path: Path, rerun: set[str]) -> tuple[list[str], str]:
+    """``(table lines, machine line)`` of ``path`` for the scripts not in ``rerun`` (``--only``)."""
+    try:
+        lines = path.read_text().splitlines()
+    except FileNotFoundError:
+        return [], ""
+    rows = [ln for ln in lines if ln.startswith("| bench") and ln.split("|")[1].strip() not in rerun]
+    machine = next((ln for ln in lines if ln.startswith("Machine: ")), "")
+    return rows, machine
+
+
+def render_markdown(results: list[ScriptResult], info: dict[str, str], hand_written: str = "",
+                    kept: tuple[list[str], str] = ([], "")) -> str:  # fmt: skip
+    """The whole ``docs/benchmarks.md``: machine, one row per measurement or failure (merged in script
+    order with the ``kept`` rows of an earlier run, for ``--only``), then the ``hand_written`` part
+    unchanged."""
     out = [
         "# Benchmarks",
         "",
@@ -170,30 +185,46 @@ def render_markdown(results: list[ScriptResult], info: dict[str, str], hand_writ
         f"Machine: {info['cpu']}, {info['cores']} cores, GPU: {info['gpu']}; torch {info['torch']}, "
         f"Python {info['python']}; {info['date']}.",
         "",
+    ]
+    if kept[0]:
+        rerun = ", ".join(r.name for r in results)
+        out += [f"Re-run on that date: {rerun}; the other rows are from the earlier run ({kept[1]})", ""]
+    out += [
         "| script | what | this project | anchor | unit | ratio | target | met | note |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
+    table: list[tuple[str, str]] = [(ln.split("|")[1].strip(), ln) for ln in kept[0]]
     for res in results:
         for row in res.rows:
             met = target_met(row.get("target"), row.get("ratio"), row.get("ours"))
             met_s = "—" if met is None else ("yes" if met else "**no**")
             cells = [res.name, row.get("what"), row.get("ours"), row.get("anchor"), row.get("unit"),
                      row.get("ratio"), row.get("target"), met_s, row.get("note")]  # fmt: skip
-            out.append("| " + " | ".join(_fmt(c) for c in cells) + " |")
+            table.append((res.name, "| " + " | ".join(_fmt(c) for c in cells) + " |"))
         if res.error:
             status = "skipped" if res.skipped else "**failed**"
-            out.append(f"| {res.name} | {status}: {_fmt(res.error)} | — | — | — | — | — | — | — |")
-    n_rows = sum(len(r.rows) for r in results)
+            table.append(
+                (res.name, f"| {res.name} | {status}: {_fmt(res.error)} | — | — | — | — | — | — | — |")
+            )
+    out += [line for _, line in sorted(table, key=lambda t: t[0])]  # stable: each script's rows in order
+    n_rows = sum(len(r.rows) for r in results) + len(kept[0])
     n_failed = sum(1 for r in results if r.error and not r.skipped)
     out += ["", f"{n_rows} measurements from {len(results)} scripts; {n_failed} failed.", ""]
     return "\n".join(out) + ("\n" + hand_written if hand_written else "")
 
 
-def run_all(bench_dir: Path, out: Path, timeout: float, cuda: bool | None = None) -> list[ScriptResult]:
-    """Run every ``bench_*.py`` under ``bench_dir`` and write the table to ``out``, keeping the
-    hand-written part of the file already there. ``cuda``: whether to run GPU benchmarks (None: when
-    torch sees a GPU)."""
+def run_all(bench_dir: Path, out: Path, timeout: float, cuda: bool | None = None,
+            only: list[str] | None = None) -> list[ScriptResult]:  # fmt: skip
+    """Run every ``bench_*.py`` under ``bench_dir`` (``only``: just these names, the other rows of
+    ``out`` kept as they were) and write the table to ``out``, keeping the hand-written part of the
+    file already there. ``cuda``: whether to run GPU benchmarks (None: when torch sees a GPU)."""
     scripts = sorted(bench_dir.glob("bench_*.py"))
+    if only:
+        unknown = sorted(set(only) - {p.stem for p in scripts})
+        if unknown:
+            raise SystemExit(f"run_all: no such benchmark {unknown} in {bench_dir}")
+        scripts = [p for p in scripts if p.stem in only]
+    kept = kept_rows(out, {p.stem for p in scripts}) if only else ([], "")
     if cuda is None:
         try:
             import torch
@@ -216,7 +247,7 @@ def run_all(bench_dir: Path, out: Path, timeout: float, cuda: bool | None = None
         )
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(out.suffix + ".tmp")
-    tmp.write_text(render_markdown(results, machine_info(), hand_written_part(out)))
+    tmp.write_text(render_markdown(results, machine_info(), hand_written_part(out), kept))
     tmp.replace(out)
     return results
 
@@ -226,11 +257,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--bench-dir", type=Path, default=HERE, help="folder holding bench_*.py (default: here)")
     p.add_argument("--out", type=Path, default=HERE.parent / "docs" / "benchmarks.md")
     p.add_argument("--timeout", type=float, default=300.0, help="seconds allowed per script")
+    p.add_argument(
+        "--only", nargs="+", metavar="NAME", help="re-run these (bench_x ...), keep the other rows"
+    )
     args = p.parse_args(argv)
     if not args.bench_dir.is_dir():
         print(f"run_all: {args.bench_dir} is not a folder", file=sys.stderr)
         return 2
-    results = run_all(args.bench_dir, args.out, args.timeout)
+    results = run_all(args.bench_dir, args.out, args.timeout, only=args.only)
     failed = [r.name for r in results if r.error and not r.skipped]
     print(f"wrote {args.out}" + (f"; failed: {', '.join(failed)}" if failed else ""))
     return 1 if failed else 0

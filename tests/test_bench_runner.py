@@ -116,3 +116,23 @@ def test_target_met(run_all, target, ratio, ours, expected):
 def test_main_rejects_missing_folder(run_all, tmp_path, capsys):
     assert run_all.main(["--bench-dir", str(tmp_path / "nope"), "--out", str(tmp_path / "b.md")]) == 2
     assert "nope is not a folder" in capsys.readouterr().err
+
+
+def test_only_reruns_the_named_scripts_and_keeps_the_other_rows(run_all, tmp_path):
+    bench = tmp_path / "benchmarks"
+    bench.mkdir()
+    for name, value in (("bench_a", 1.0), ("bench_b", 2.0)):
+        _write(
+            bench, f"{name}.py", f"print({json.dumps(json.dumps({'what': name + ' row', 'ours': value}))})\n"
+        )
+    out = tmp_path / "benchmarks.md"
+    run_all.run_all(bench, out, timeout=30, cuda=False)
+    _write(bench, "bench_b.py", f"print({json.dumps(json.dumps({'what': 'b row, again', 'ours': 3.0}))})\n")
+    _write(bench, "bench_a.py", "raise SystemExit('must not run')\n")
+    run_all.run_all(bench, out, timeout=30, cuda=False, only=["bench_b"])
+    text = out.read_text()
+    assert "| bench_a | bench_a row | 1 |" in text and "| bench_b | b row, again | 3 |" in text
+    assert "bench_b row" not in text and "Re-run on that date: bench_b" in text
+    assert text.index("| bench_a |") < text.index("| bench_b |") and "2 measurements from 1 scripts" in text
+    with pytest.raises(SystemExit, match="no such benchmark"):
+        run_all.run_all(bench, out, timeout=30, cuda=False, only=["bench_zzz"])
