@@ -71,20 +71,26 @@ def _backend(runtime: str, folder: Path, batch: int, threads: int):  # noqa: ANN
     return TorchBackend(model, meta, "cpu", amp="bf16" if bf16 else "off"), "bf16" if bf16 else "fp32"
 
 
+def median_call_ms(backend, batch: int, runs: int) -> float:  # noqa: ANN001
+    """Median milliseconds of ``backend`` on a random ``(batch, 3, SIZE, SIZE)`` input, after warm-up
+    (``runs`` calls at batch 1, 2 at larger batches)."""
+    x = torch.rand(batch, 3, SIZE, SIZE)
+    for _ in range(2 if batch == 1 else 1):
+        backend(x)
+    times = []
+    for _ in range(runs if batch == 1 else 2):
+        t0 = time.perf_counter()
+        backend(x)
+        times.append((time.perf_counter() - t0) * 1e3)
+    return statistics.median(times)
+
+
 def worker(runtime: str, folder: Path, runs: int, threads: int) -> None:
     """Time one runtime at batch 1 then 8; print ``{batch: {"ms": median per call, "dtype": ...}}``."""
     result = {}
     for batch in (1, 8):
         backend, dtype = _backend(runtime, folder, batch, threads)
-        x = torch.rand(batch, 3, SIZE, SIZE)
-        for _ in range(2 if batch == 1 else 1):
-            backend(x)
-        times = []
-        for _ in range(runs if batch == 1 else 2):
-            t0 = time.perf_counter()
-            backend(x)
-            times.append((time.perf_counter() - t0) * 1e3)
-        result[batch] = {"ms": statistics.median(times), "dtype": dtype}
+        result[batch] = {"ms": median_call_ms(backend, batch, runs), "dtype": dtype}
     print(json.dumps(result))
 
 

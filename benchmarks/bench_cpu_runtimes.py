@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 import tempfile
 import time
@@ -35,7 +34,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_backends import SIZE, _child, prepare  # noqa: E402
+from bench_backends import SIZE, _child, median_call_ms, prepare  # noqa: E402
 
 from yolov3.config import InferConfig  # noqa: E402
 from yolov3.data.synth import SynthConfig, generate  # noqa: E402
@@ -113,18 +112,7 @@ def _backend(runtime: str, folder: Path, batch: int, threads: int):  # noqa: ANN
 
 def worker(runtime: str, folder: Path, runs: int, threads: int) -> None:
     """Time one runtime at batch 1 then 8; print ``{batch: ms per call}``."""
-    result = {}
-    for batch in (1, 8):
-        backend = _backend(runtime, folder, batch, threads)
-        x = torch.rand(batch, 3, SIZE, SIZE)
-        for _ in range(2 if batch == 1 else 1):
-            backend(x)
-        times = []
-        for _ in range(runs if batch == 1 else 2):
-            t0 = time.perf_counter()
-            backend(x)
-            times.append((time.perf_counter() - t0) * 1e3)
-        result[batch] = statistics.median(times)
+    result = {b: median_call_ms(_backend(runtime, folder, b, threads), b, runs) for b in (1, 8)}
     print(json.dumps(result))
 
 
