@@ -14,7 +14,6 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
-import torch
 from torch import Tensor
 
 from yolov3.infer.draw import draw_detections
@@ -53,12 +52,6 @@ class Detections:
             self.names[c] if 0 <= c < len(self.names) else str(c)
             for c in _np(self.class_ids, np.int64).tolist()
         ]
-
-    def to(self, device: torch.device | str) -> Detections:
-        """Tensors moved to ``device``."""
-        return replace(self, boxes=torch.as_tensor(self.boxes).to(device),
-                       scores=torch.as_tensor(self.scores).to(device),
-                       class_ids=torch.as_tensor(self.class_ids).to(device))  # fmt: skip
 
     def numpy(self) -> Detections:
         """NumPy arrays on the host: float32 boxes and scores, int64 class ids."""
