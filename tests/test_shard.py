@@ -161,10 +161,11 @@ def test_a_rank_killed_mid_job_then_resume_gives_the_same_files(tmp_path, weight
     args = ["-m", "yolov3", "detect", str(src), "--weights", str(weights), "--out", str(out)]
     job = subprocess.Popen([*TORCHRUN, *args, *SETTINGS, "--img", "320"], env=env(),
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
-    part, deadline = out / ".parts" / "r1-a0.jsonl", time.monotonic() + 120
+    part, deadline, pid = out / ".parts" / "r1-a0.jsonl", time.monotonic() + 120, None
     while time.monotonic() < deadline and (not part.is_file() or len(part.read_text().splitlines()) < 3):
+        pid = pid or rank_pid(job.pid, 1)  # found before the kill is due, so the kill lands at once
         time.sleep(0.01)
-    pid = rank_pid(job.pid, 1)
+    pid = pid or rank_pid(job.pid, 1)
     assert pid is not None, "rank 1 not found"
     os.kill(pid, signal.SIGKILL)
     assert job.wait(120) != 0
