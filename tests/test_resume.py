@@ -20,7 +20,6 @@ import torch
 
 from yolov3.data.synth import SynthConfig, generate
 
-
 EPOCHS, STEPS_PER_EPOCH = 3, 4  # 8 training images (of 10) in batches of 2
 
 
