@@ -39,6 +39,14 @@ def demo_data() -> Path | None:
     return found[-1] if found else None
 
 
+def shown(path: Path) -> Path:
+    """``path`` relative to the repository when it is inside it."""
+    try:
+        return path.resolve().relative_to(ROOT)
+    except ValueError:
+        return path
+
+
 def agreement(ref: list, test: list) -> tuple[int, int]:
     """``(float32 boxes found by an INT8 box of the same class at IoU >= 0.5, float32 boxes)``."""
     found = total = 0
@@ -67,7 +75,7 @@ def route(fmt: str, a: argparse.Namespace, data: Path, size: int, photos: list[s
     out = folder / f"int8{'.xml' if fmt == 'openvino' else '.onnx'}"
     report = export_weights(a.weights, fmt, out, int8=True, data=str(data), img_size=size,
                             calib_images=a.calib_images, int8_max_drop=100.0)  # fmt: skip
-    acc, name = report.accuracy, f"{a.weights.parent.parent.name}/{a.weights.name} at {size}"
+    acc, name = report.accuracy, f"{shown(a.weights)} at {size}"
     note = f"{name}; {acc['val_images']} val images; calibrated on {acc['calib_images']} train images"
     what = f"INT8 {ROUTES[fmt]}"
     for key, label, target in TARGETS:
