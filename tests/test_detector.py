@@ -127,3 +127,16 @@ def test_bad_inputs(model: YOLOv3, tmp_path) -> None:
     with pytest.raises(UserError, match="class names"):
         Detector.from_model(model, ["only"])
     assert det.predict([]) == []
+
+
+def test_json_rounds_as_python_round_does() -> None:
+    """``to_json`` rounds whole arrays with NumPy; the reference is Python's ``round`` on each value,
+    over random float32 values and exact ties (k + 0.005 and k/2**n values, which float32 holds)."""
+    rng = np.random.default_rng(0)
+    ties = np.array([0.125, 0.375, 2.5, 1.005, 640.125, 12.345, 0.000015, 0.000025], np.float32)
+    boxes = np.concatenate([rng.uniform(0, 4000, 4000), np.repeat(ties, 4)]).astype(np.float32).reshape(-1, 4)
+    scores = np.concatenate([rng.random(len(boxes) - len(ties)), ties / 1000]).astype(np.float32)
+    d = Detections(boxes, scores, np.zeros(len(boxes), np.int64), ["a"])
+    doc = d.to_json()["detections"]
+    assert [x["box"] for x in doc] == [[round(float(v), 2) for v in b] for b in boxes]
+    assert [x["score"] for x in doc] == [round(float(s), 5) for s in scores]
