@@ -1,8 +1,10 @@
 """``yolov3 serve`` under load, on loopback only: throughput at concurrency 16 against the in-process
 batched ``Detector``, and the latency the server adds at concurrency 1 (issue 14's targets).
 
-The parent writes YOLOv3-tiny with calibrated random weights (``yolov3.darknet.synthetic``; nothing is
-downloaded) and eight synthetic 640x480 JPEGs to a temporary folder, then:
+The parent writes eight synthetic 640x480 JPEGs and YOLOv3-tiny with calibrated random weights
+(``yolov3.darknet.synthetic``; nothing is downloaded) whose output layers are set to find about 15
+boxes an image, as a trained model does (left random, it answers 300 boxes of noise per image, and the
+benchmark would time NMS and JSON of those) to a temporary folder, then:
 
 1. ``yolov3 serve`` in a subprocess on 127.0.0.1 (a free port) with those weights and settings, and
    the same ``Detector`` in this process (same runtime, settings, thread count, decoding from JPEG);
@@ -41,17 +43,17 @@ import numpy as np
 import torch
 
 from yolov3.config import InferConfig, ModelConfig
-from yolov3.darknet.synthetic import randomize
+from yolov3.darknet.synthetic import randomize, sparsify_head
+from yolov3.data.images import read_image
+from yolov3.data.transforms import letterbox_image
 from yolov3.infer.detector import Detector
 from yolov3.model.factory import build_model
 from yolov3.modelfile import ModelMeta, save_model
 
 
 def prepare(folder: Path, model_name: str, img_size: int, count: int = 8) -> tuple[Path, list[Path]]:
-    torch.manual_seed(0)
-    model = build_model(ModelConfig(name=model_name))
-    randomize(model, torch.rand(2, 3, 128, 128))
-    weights = save_model(folder / "model.pt", model, ModelMeta.of_model(model, None, img_size, model_name))
+    """Eight synthetic JPEGs and a random model that finds about 15 boxes in each, as a trained one
+    would (``yolov3.darknet.synthetic.sparsify_head``; left random it returns 300 boxes of noise)."""
     rng, images = np.random.default_rng(0), []
     for k in range(count):
         im = cv2.GaussianBlur((rng.random((480, 640, 3)) * 255).astype(np.uint8), (0, 0), 3)
@@ -61,6 +63,12 @@ def prepare(folder: Path, model_name: str, img_size: int, count: int = 8) -> tup
                           tuple(int(c) for c in rng.integers(0, 255, 3)), -1)  # fmt: skip
         cv2.imwrite(str(folder / f"{k}.jpg"), im)
         images.append(folder / f"{k}.jpg")
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(name=model_name))
+    randomize(model, torch.rand(2, 3, 128, 128))
+    boxed = [letterbox_image(read_image(str(p)), img_size)[0] for p in images]
+    sparsify_head(model, torch.from_numpy(np.stack(boxed)).permute(0, 3, 1, 2).contiguous())
+    weights = save_model(folder / "model.pt", model, ModelMeta.of_model(model, None, img_size, model_name))
     return weights, images
 
 
@@ -99,16 +107,16 @@ def free_port() -> int:
 
 
 def start_server(weights: Path, settings: InferConfig, port: int, max_batch: int, max_wait_ms: float,
-                 threads: int | None):  # noqa: ANN201  # fmt: skip
+                 threads: int | None, log: Path):  # noqa: ANN201  # fmt: skip
     cmd = [sys.executable, "-m", "yolov3", "serve", "--weights", str(weights), "--device", "cpu",
            "--port", str(port), "--img-size", str(settings.img_size), "--amp", settings.amp,
            "--max-batch", str(max_batch), "--max-wait-ms", str(max_wait_ms)]  # fmt: skip
-    server = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                              env=server_env(threads))  # fmt: skip
+    # Its log (a line per request) goes to a file: a pipe nobody reads would fill and stall the server.
+    server = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=log.open("w"), env=server_env(threads))
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         if server.poll() is not None:
-            raise RuntimeError(f"server exited {server.returncode}: {server.stderr.read()[-2000:]}")
+            raise RuntimeError(f"server exited {server.returncode}: {log.read_text()[-2000:]}")
         try:
             conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
             conn.request("GET", "/readyz")
@@ -199,7 +207,8 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         weights, images = prepare(Path(tmp), a.model, a.img_size)
         bodies = [path.read_bytes() for path in images]
-        server = start_server(weights, settings, free_port(), a.max_batch, a.max_wait_ms, a.threads)
+        server = start_server(weights, settings, free_port(), a.max_batch, a.max_wait_ms, a.threads,
+                              Path(tmp) / "server.log")  # fmt: skip
         try:
             det = Detector.load(weights, device="cpu", batch_size=a.max_batch, settings=settings)
             det.warmup()

@@ -46,3 +46,31 @@ def randomize(model: nn.Module, images: Tensor, seed: int = 0, damping: float = 
         bn.num_batches_tracked.zero_()
         bn.weight.mul_(damping)
     return model.eval()
+
+
+@torch.no_grad()
+def sparsify_head(model: nn.Module, images: Tensor, per_image: float = 20.0, conf_threshold: float = 0.3,
+                  sharpen: float = 8.0) -> nn.Module:  # fmt: skip
+    """Make a ``randomize``-d detector answer as a trained one does: about ``per_image`` anchors over
+    ``conf_threshold`` on ``images`` (instead of thousands) and a decided class for each.
+
+    Random output convolutions put objectness near 0.5 everywhere, so a random YOLOv3 returns
+    ``max_det`` boxes of every image, and a benchmark of it times NMS, drawing and JSON of noise. Here
+    the objectness and class rows of each output convolution (found by their ``A * (5 + C)`` channels
+    and bias) are scaled by ``sharpen`` (margins far beyond INT8 rounding), then one offset is added
+    to every objectness bias so that ``per_image * len(images)`` anchors pass the threshold on
+    ``images`` (in Darknet's channel order: ``(A, 5 + C)``)."""
+    na, nc = len(model.anchors[0]), model.num_classes
+    heads = [m for m in model.modules() if isinstance(m, nn.Conv2d) and m.bias is not None
+             and m.out_channels == na * (5 + nc)]  # fmt: skip
+    for conv in heads:
+        conv.weight.view(na, 5 + nc, -1)[:, 4:] *= sharpen
+        conv.bias.view(na, 5 + nc)[:, 4:] *= sharpen
+    objectness = torch.cat([raw.view(raw.shape[0], na, 5 + nc, *raw.shape[2:])[:, :, 4].flatten()
+                            for raw in model.eval()(images)])  # fmt: skip
+    k = min(max(1, round(per_image * images.shape[0])), objectness.numel())
+    kth = objectness.topk(k).values[-1]
+    shift = torch.logit(torch.tensor(conf_threshold)) - kth + 1e-3
+    for conv in heads:
+        conv.bias.view(na, 5 + nc)[:, 4] += shift
+    return model
