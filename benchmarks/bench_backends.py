@@ -31,7 +31,7 @@ from pathlib import Path
 import torch
 
 from yolov3.config import ModelConfig
-from yolov3.darknet.synthetic import randomize
+from yolov3.darknet.synthetic import randomize, sparsify_head
 from yolov3.device import autocast_dtype
 from yolov3.export.darknet import export_darknet
 from yolov3.export.onnx import export_onnx
@@ -46,11 +46,15 @@ SIZE = 416
 TARGETS = {"onnxruntime": "<= 0.5", "torch": "<= 0.25"}
 
 
-def prepare(model_name: str, out: Path) -> None:
-    """Checkpoint, Darknet files and two ONNX files of ``model_name`` in ``out``."""
+def prepare(model_name: str, out: Path, images: torch.Tensor | None = None) -> None:
+    """Checkpoint, Darknet files and two ONNX files of ``model_name`` in ``out``. With ``images``
+    (network inputs), the output layers are set to find about 15 boxes an image on them
+    (``yolov3.darknet.synthetic.sparsify_head``), for benchmarks that time the work after the model."""
     torch.manual_seed(0)
     model = build_model(ModelConfig(name=model_name))
     randomize(model, torch.rand(2, 3, 64, 64))  # BN statistics from small images: cheap, sane
+    if images is not None:
+        sparsify_head(model, images, per_image=15)
     meta = ModelMeta.of_model(model, None, SIZE, model_name)
     save_model(out / "model.safetensors", model, meta)
     paths = export_darknet(model, meta, out)

@@ -4,7 +4,9 @@ INT8 (QDQ), OpenVINO fp32 / bf16 / INT8 (NNCF), for YOLOv3 and YOLOv3-tiny; and 
 Structure shared with ``bench_backends.py`` (its ``prepare`` writes the checkpoint, Darknet files and
 ONNX; its ``_child`` runs each runtime in its own process, passive OpenMP waiting): this script adds
 the OpenVINO IR, the INT8 files (calibrated on ``--calib-images`` synthetic 416 px images from
-``yolov3.data.synth``: the weights are random, so the data only sets activation ranges), and times
+``yolov3.data.synth``: the weights are random, so the data only sets activation ranges; the output
+layers are set to find about 15 boxes an image, as a trained model does, so that ``detect`` end to end
+does not time NMS and drawing of 300 boxes of noise per image), and times
 each runtime through the project's backends: warm-up, then the median of ``--runs`` calls at batch 1
 (latency) and of 2 calls at batch 8 (throughput; OpenVINO runs one request per image then).
 
@@ -13,7 +15,7 @@ Rows: batch-1 latency ratio to OpenCV DNN (targets from issue 13: OpenVINO INT8 
 ratio (OpenVINO INT8 >= 5); ``yolov3 detect`` on a folder of JPEGs (decode, letterbox, model, NMS,
 writing) in images/s, OpenVINO INT8 against the PyTorch fp32 runtime (>= 4). bf16 rows only where
 the CPU has native bf16 (``yolov3.device.cpu_supports_bf16``). Accuracy is not measured here: the
-weights are random (``yolov3 export --int8`` measures mAP on the user's data when it quantizes).
+weights are random (``bench_int8_accuracy.py`` measures it on trained models).
 
     .venv/bin/python benchmarks/bench_cpu_runtimes.py [--runs 5] [--models yolov3,yolov3-tiny]
         [--threads N] [--calib-images 32] [--detect-images 32] [--smoke]
@@ -31,6 +33,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -64,14 +67,14 @@ RUNTIMES = ["opencv fp32", "torch fp32", "torch bf16", "onnxruntime fp32", "onnx
 
 def prepare_cpu(model_name: str, out: Path, calib_images: int, detect_images: int) -> None:
     """``bench_backends.prepare``'s files, plus the OpenVINO IR, both INT8 files and a JPEG folder."""
-    prepare(model_name, out)
-    model, meta = load_model(out / "model.safetensors")
-    meta = meta.replace(img_size=SIZE, export=ExportInfo(format="openvino"))
-    export_openvino(model.eval(), meta, out / "fp32.xml")
     n = max(calib_images, detect_images) + 1
     data, _ = generate(out / "data", SynthConfig(n=n, size=SIZE, val_fraction=0.0), progress=False)
     samples = sorted((out / "data" / "images" / "train").glob("*.jpg"))
     batches = calibration_batches([_Sample(p) for p in samples], SIZE, calib_images)
+    prepare(model_name, out, torch.from_numpy(np.concatenate(batches[:8])))  # ~15 boxes an image
+    model, meta = load_model(out / "model.safetensors")
+    meta = meta.replace(img_size=SIZE, export=ExportInfo(format="openvino"))
+    export_openvino(model.eval(), meta, out / "fp32.xml")
     t0 = time.perf_counter()
     quantize_openvino(out / "fp32.xml", out / "int8.xml", batches, meta, {})
     seconds = time.perf_counter() - t0
