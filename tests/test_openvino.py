@@ -317,3 +317,27 @@ def test_options_reach_openvino(small, monkeypatch):
         load_backend(xml, hint="fast")
     with pytest.raises(UserError, match="runs OpenVINO IR .xml files"):
         load_backend(small[2], kind="openvino")
+
+
+def test_cli_threads_and_hint_reach_openvino(small, darknet_dir, tmp_path, monkeypatch, capsys):
+    """``--threads`` and ``--hint`` on ``detect`` / ``val`` reach the OpenVINO runtime; refused where
+    they mean nothing."""
+    xml, seen = small[3].files[0], []
+    original = OpenVINOBackend.__init__
+
+    def spy(self, path, names=None, threads=None, hint="auto", amp="auto"):  # noqa: ANN001, ANN202
+        seen.append((threads, hint))
+        original(self, path, names, threads, hint, amp)
+
+    monkeypatch.setattr(OpenVINOBackend, "__init__", spy)
+    photo = str(_photos(darknet_dir)[0])
+    out = tmp_path / "d"
+    common = ["--weights", str(xml), "--img", str(IMG), "--threads", "1"]
+    assert main(["detect", photo, *common, "--hint", "throughput", "--out", str(out), "--no-save"]) == 0
+    assert seen == [(1, "throughput")]
+    with pytest.raises(SystemExit):  # argparse: not a choice
+        main(["detect", photo, *common, "--hint", "fast"])
+    assert main(["detect", photo, "--weights", str(small[2]), "--hint", "latency", "--out", str(out)]) == 2
+    assert "--hint latency: an OpenVINO setting" in capsys.readouterr().err
+    assert main(["detect", photo, *common[:-1], "0", "--out", str(out)]) == 2
+    assert "--threads 0: must be >= 1" in capsys.readouterr().err

@@ -39,6 +39,7 @@ COCO_ANCHORS: tuple[tuple[tuple[float, float], ...], ...] = (
 STRIDES: tuple[int, int, int] = (8, 16, 32)
 
 NMS_METHODS = ("greedy", "soft", "diou")
+OPENVINO_HINTS = ("auto", "latency", "throughput")  # auto: latency at batch 1, throughput above
 AMP_MODES = ("auto", "bf16", "fp16", "off")
 # mAP integrates precision over recall down to the low-score tail: evaluation keeps every box above
 # this score instead of the seed's 0.3 display threshold.

@@ -8,8 +8,12 @@ given keeps the verb's default settings, so the defaults live in ``yolov3.config
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
-from yolov3.config import AMP_MODES, NMS_METHODS, InferConfig
+import torch
+
+from yolov3.config import AMP_MODES, NMS_METHODS, OPENVINO_HINTS, InferConfig
+from yolov3.errors import UserError
 
 # field -> (extra option strings, argparse keywords, help)
 _INFER_OPTIONS = {
@@ -25,7 +29,8 @@ _INFER_OPTIONS = {
 
 
 def add_model_options(p: argparse.ArgumentParser, backend: bool = True) -> None:
-    """The options naming a model: ``--weights``, ``--cfg``, ``--names``, ``--device`` (and ``--backend``)."""
+    """The options naming a model: ``--weights``, ``--cfg``, ``--names``, ``--device`` (and ``--backend``,
+    ``--threads``, ``--hint``: ``backend_options`` reads the last two)."""
     g = p.add_argument_group("model")
     g.add_argument(
         "--weights",
@@ -37,6 +42,26 @@ def add_model_options(p: argparse.ArgumentParser, backend: bool = True) -> None:
     g.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     if backend:
         g.add_argument("--backend", default="auto", help="auto | torch | onnxruntime | opencv | openvino")
+        g.add_argument("--threads", type=int, help="CPU threads of the runtime (default: all cores)")
+        g.add_argument("--hint", choices=OPENVINO_HINTS, default="auto",
+                       help="OpenVINO's performance hint: latency (one request at a time) or throughput "
+                       "(parallel requests); auto: latency at batch 1, throughput above")  # fmt: skip
+
+
+def backend_options(args: argparse.Namespace) -> dict[str, Any]:
+    """``Detector.load``'s ``backend_options`` from ``--threads`` and ``--hint``; ``--threads`` also sets
+    PyTorch's thread count (the PyTorch runtime, and decoding and NMS for every runtime)."""
+    options: dict[str, Any] = {}
+    if args.threads is not None:
+        if args.threads < 1:
+            raise UserError(f"--threads {args.threads}: must be >= 1")
+        torch.set_num_threads(args.threads)
+        options["threads"] = args.threads
+    if args.hint != "auto":
+        if args.backend not in ("auto", "openvino") or not str(args.weights).lower().endswith(".xml"):
+            raise UserError(f"--hint {args.hint}: an OpenVINO setting, for an .xml model on OpenVINO")
+        options["hint"] = args.hint
+    return options
 
 
 def add_infer_options(p: argparse.ArgumentParser, defaults: InferConfig, only: tuple[str, ...] | None = None,
@@ -59,4 +84,4 @@ def infer_settings(args: argparse.Namespace, defaults: InferConfig, only: tuple[
     return defaults.replace(**{name: getattr(args, name, None) for name in names})
 
 
-__all__ = ["add_infer_options", "add_model_options", "infer_settings"]
+__all__ = ["add_infer_options", "add_model_options", "backend_options", "infer_settings"]

@@ -15,7 +15,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from yolov3.cli.common import add_infer_options, add_model_options, infer_settings
+from yolov3.cli.common import add_infer_options, add_model_options, backend_options, infer_settings
 from yolov3.config import InferConfig
 from yolov3.engine.distributed import cleanup, env_dist_info
 from yolov3.errors import UserError
@@ -50,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
     info = env_dist_info()
     report = detect(args.source, args.weights, args.resume or args.out, cfg=args.cfg, names=args.names,
                     data=args.data, device=args.device, backend=args.backend, save=save, settings=settings,
-                    resume=bool(args.resume), info=info)  # fmt: skip
+                    resume=bool(args.resume), info=info, backend_options=backend_options(args))  # fmt: skip
     if not info.is_main:  # rank 0 reports for the whole torchrun job
         cleanup(info)
         return 0

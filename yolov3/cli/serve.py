@@ -14,7 +14,7 @@ import functools
 import os
 from pathlib import Path
 
-from yolov3.cli.common import add_infer_options, add_model_options, infer_settings
+from yolov3.cli.common import add_infer_options, add_model_options, backend_options, infer_settings
 from yolov3.config import InferConfig
 from yolov3.errors import UserError
 from yolov3.infer.detector import Detector
@@ -75,6 +75,7 @@ def run(args: argparse.Namespace) -> int:
     load = functools.partial(
         Detector.load, args.weights, cfg=args.cfg, names=args.names, device=args.device,
         backend=args.backend, batch_size=options.max_batch, settings=settings,
+        backend_options=backend_options(args),
     )  # fmt: skip
     run_server(load, options)
     return 0

@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from yolov3.cli.common import add_infer_options, add_model_options, infer_settings
+from yolov3.cli.common import add_infer_options, add_model_options, backend_options, infer_settings
 from yolov3.config import TRACKERS, InferConfig, TrackConfig
 from yolov3.files import next_run_dir
 from yolov3.infer.runner import SaveOptions
@@ -86,6 +86,7 @@ def run(args: argparse.Namespace) -> int:
         save=save,
         open_timeout=args.open_timeout,
         retries=args.retries,
+        backend_options=backend_options(args),
     )
     speed = ", ".join(f"{k} {v:.1f} ms" for k, v in report.speed_ms.items() if k != "read")
     if report.frames:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import argparse
 
-from yolov3.cli.common import add_infer_options, add_model_options, infer_settings
+from yolov3.cli.common import add_infer_options, add_model_options, backend_options, infer_settings
 from yolov3.config import InferConfig
 from yolov3.engine.distributed import cleanup, env_dist_info
 from yolov3.evaluate.api import val
@@ -43,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
     result = val(args.weights, args.data, args.split, cfg=args.cfg, names=args.names, device=args.device,
                  backend=args.backend, batch_size=args.batch, settings=settings,
                  coco=not args.no_coco, coco_gt=args.coco_gt, coco_backend=args.coco_backend,
-                 workers=args.workers, progress=True)  # fmt: skip
+                 workers=args.workers, progress=True, backend_options=backend_options(args))  # fmt: skip
     info = env_dist_info()
     if not info.is_main:  # rank 0 reports for the whole torchrun job
         cleanup(info)

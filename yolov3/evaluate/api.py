@@ -87,6 +87,7 @@ def val(
     out: str | os.PathLike | None = None,
     plots: bool = True,
     progress: bool = False,
+    backend_options: dict[str, Any] | None = None,
     **overrides: Any,
 ) -> Evaluation:
     """Load ``weights`` (checkpoint, Darknet ``.weights`` + ``cfg``, ONNX...), detect on ``split`` of
@@ -95,7 +96,8 @@ def val(
     0.001). The weights' class count must equal the data set's; Darknet weights take the data set's
     names. COCO-format data is scored against its own annotation file unless ``coco_gt`` names
     another. With ``out``: ``summary.json`` and PNGs (rank 0 only). Under ``torchrun`` (``RANK`` /
-    ``WORLD_SIZE`` set) the images are shared out (``evaluate_sharded``)."""
+    ``WORLD_SIZE`` set) the images are shared out (``evaluate_sharded``). ``backend_options``: as
+    ``Detector.load`` takes them (``threads``, ``hint``...)."""
     settings = (settings or InferConfig.for_map()).replace(**overrides)
     spec = load_dataset(data)
     if split not in ("train", "val", "test"):
@@ -107,7 +109,8 @@ def val(
     info = env_dist_info()
     dev = init_distributed(info, select_device(device))
     det = Detector.load(weights, cfg=cfg, names=names, device=str(dev), backend=backend,
-                        batch_size=batch_size, settings=settings)  # fmt: skip
+                        batch_size=batch_size, settings=settings,
+                        backend_options=backend_options)  # fmt: skip
     if len(det.names) != len(spec.names):
         raise UserError(f"{weights} predicts {len(det.names)} classes but {data} has {len(spec.names)} class "
                         "names: the weights were not trained on this data set")  # fmt: skip

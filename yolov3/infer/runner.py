@@ -213,6 +213,7 @@ def detect(
     settings: InferConfig | None = None,
     resume: bool = False,
     info: DistInfo | None = None,
+    backend_options: dict[str, Any] | None = None,
     **overrides: Any,
 ) -> DetectReport:
     """Load ``weights`` (``Detector.load``) and run it over ``source`` into ``out`` (default
@@ -221,7 +222,8 @@ def detect(
     (Darknet weights take them as their names). ``resume``: continue the run in ``out``
     (``run_source``). ``info``: the ``torchrun`` process layout, default read from the environment
     (``RANK`` / ``WORLD_SIZE``); each rank then joins the process group on its device (gloo on CPU,
-    NCCL on CUDA) and ``out`` must be a folder every rank can see."""
+    NCCL on CUDA) and ``out`` must be a folder every rank can see. ``backend_options``: as
+    ``Detector.load`` takes them (``threads``, ``hint``...)."""
     settings = (settings or InferConfig()).replace(**overrides)
     src = open_source(source)  # an empty folder or a glob matching nothing fails before the model loads
     data_names = load_dataset(data, check_files=False).names if data else None
@@ -232,7 +234,7 @@ def detect(
     if out is None:  # numbered by rank 0 alone, so that every rank writes into the same folder
         out = broadcast_object(next_run_dir("runs/detect", create=False) if info.is_main else None, info)
     det = Detector.load(weights, cfg=cfg, names=names, device=str(dev), backend=backend, batch_size=1,
-                        settings=settings)  # fmt: skip
+                        settings=settings, backend_options=backend_options)  # fmt: skip
     if data_names is not None and len(data_names) != len(det.names):
         raise UserError(f"{weights} predicts {len(det.names)} classes but {data} has {len(data_names)} names")
     det.warmup()

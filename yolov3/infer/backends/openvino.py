@@ -30,6 +30,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from yolov3.config import OPENVINO_HINTS
 from yolov3.device import cpu_supports_bf16
 from yolov3.errors import UserError
 from yolov3.infer.backends import Backend, cpu_cores, foreign_meta
@@ -42,7 +43,7 @@ except ImportError:  # the optional extra is not installed: load() says how to g
     ov = None
 
 INSTALL_HINT = "pip install 'yolov3[openvino]' (or: pip install openvino nncf)"
-HINTS = ("auto", "latency", "throughput")
+HINTS = OPENVINO_HINTS
 _PRECISION = {"bf16": "bf16", "fp16": "f16", "off": "f32"}
 
 

@@ -195,22 +195,24 @@ def track(
     report: TrackReport | None = None,
     log: Callable[[str], None] | None = None,
     capture: Callable | None = None,
+    backend_options: dict[str, Any] | None = None,
     **overrides: Any,
 ) -> Iterator[TrackedDetections]:
     """One ``TrackedDetections`` per frame of ``source`` (module docstring). ``weights``: a model file
     (``Detector.load`` with ``cfg``, ``names``, ``device``, ``backend``) or a ``Detector``, used as is.
     ``stream_buffer``: keep every frame of a live source; ``open_timeout`` / ``retries``: its opening
     and reconnection (``yolov3.infer.stream.LiveSource``); ``capture``: a capture factory for it.
-    ``report`` (filled as frames go), ``log``: per-frame messages."""
+    ``report`` (filled as frames go), ``log``: per-frame messages; ``backend_options``: as
+    ``Detector.load`` takes them (``threads``, ``hint``...)."""
     infer, tcfg = split_settings(settings, track_settings, overrides)
     src = open_track_source(source, stream_buffer, open_timeout, retries, capture)
     try:
         if isinstance(weights, Detector):
             detector = weights
         else:
-            detector = Detector.load(
-                weights, cfg=cfg, names=names, device=device, backend=backend, batch_size=1, settings=infer
-            )
+            detector = Detector.load(weights, cfg=cfg, names=names, device=device, backend=backend,
+                                     batch_size=1, settings=infer,
+                                     backend_options=backend_options)  # fmt: skip
             detector.warmup()
         writers = None
         if out is not None:
