@@ -25,10 +25,11 @@ pytest.importorskip("nncf")
 
 from yolov3.cli import main  # noqa: E402
 from yolov3.config import InferConfig  # noqa: E402
-from yolov3.darknet.synthetic import randomize  # noqa: E402
+from yolov3.darknet.synthetic import randomize, sparsify_head  # noqa: E402
 from yolov3.data.dataset_config import load_dataset  # noqa: E402
 from yolov3.data.images import read_image  # noqa: E402
 from yolov3.data.synth import SynthConfig, generate  # noqa: E402
+from yolov3.data.transforms import letterbox_image  # noqa: E402
 from yolov3.errors import UserError  # noqa: E402
 from yolov3.export import ExportSettings, export_model  # noqa: E402
 from yolov3.export.exporter import export_weights  # noqa: E402
@@ -44,16 +45,15 @@ NAMES = ["circle", "square", "triangle", "letter-X", "digit-3"]  # yolov3.data.s
 
 
 @pytest.fixture(scope="module")
-def small(tmp_path_factory):
+def small(tmp_path_factory, synth_data):
     """A width-1/8 YOLOv3 with trained-like random weights (5 classes), its checkpoint and IR."""
     torch.manual_seed(0)
     model = YOLOv3(5, width=0.125)
     randomize(model, torch.rand(2, 3, IMG, IMG, generator=torch.Generator().manual_seed(1)))
-    with torch.no_grad():  # a trained net's kind of output: few, confident boxes with a decided class
-        for out in (model.out_s, model.out_m, model.out_l):
-            w = out[-1].weight.view(3, 5 + len(NAMES), -1)  # (A, 5 + C, in) in Darknet's channel order
-            w[:, 4:] *= 10  # objectness and class logits: margins far beyond INT8 rounding
-            out[-1].bias.view(3, 5 + len(NAMES))[:, 4] -= 4  # most cells background: ~60 boxes an image
+    # a trained net's kind of output: ~20 confident boxes an image (on images like synth_data's val
+    # split) with a decided class, margins far beyond INT8 rounding
+    sparsify_head(model, _letterboxed([s.image for s in load_dataset(synth_data).train]), per_image=100,
+                  sharpen=10)  # fmt: skip
     model.eval()
     meta = ModelMeta.of_model(model, NAMES, IMG)
     d = tmp_path_factory.mktemp("ov")
@@ -62,6 +62,12 @@ def small(tmp_path_factory):
         model, meta, d / "m.xml", ExportSettings("openvino", infer=InferConfig(img_size=IMG))
     )
     return model, meta, ckpt, report
+
+
+def _letterboxed(paths: list[str]) -> torch.Tensor:
+    """``(N, 3, IMG, IMG)`` network inputs of ``paths``, letterboxed as the Detector does."""
+    boxed = np.stack([letterbox_image(read_image(p), IMG)[0] for p in paths])
+    return torch.from_numpy(boxed).permute(0, 3, 1, 2)
 
 
 def _photos(darknet_dir: Path) -> list[Path]:
@@ -223,9 +229,10 @@ def test_int8_detections_match_float32(small, synth_data, darknet_dir, fmt, caps
     # A box whose INT8 score lands just under 0.3 is the same detection: INT8 is read down to 0.15.
     q = Detector.load(out, conf_threshold=0.15, amp="off", img_size=IMG).predict(photos)
     found, total = _matched(ref, q)
-    # 95 % is the target on a trained model (issue 13); this random-weight net's boxes sit on far flatter
-    # score surfaces (~100 an image, many near ties in NMS): 89-91 % measured for both routes.
-    assert total > 500 and found >= 0.85 * total, (found, total)
+    # The issue's 95 % is for trained models: 99.2-99.9 % measured on two (benchmarks/bench_int8_accuracy.py).
+    # This random net, however sharpened, keeps flatter score surfaces and many overlapping boxes:
+    # 96.2 % (OpenVINO) and 97.4 % (ONNX Runtime) measured; other CPUs run other INT8 kernels.
+    assert total > 500 and found >= 0.93 * total, (found, total)
 
 
 # ---------------------------------------------------------------------------------------------------
