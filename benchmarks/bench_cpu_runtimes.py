@@ -41,6 +41,7 @@ from bench_backends import SIZE, _child, median_call_ms, prepare  # noqa: E402
 
 from yolov3.config import InferConfig  # noqa: E402
 from yolov3.data.synth import SynthConfig, generate  # noqa: E402
+from yolov3.data.types import Sample  # noqa: E402
 from yolov3.device import autocast_dtype, cpu_supports_bf16  # noqa: E402
 from yolov3.export.openvino import export_openvino  # noqa: E402
 from yolov3.export.quantize import calibration_batches, quantize_onnx, quantize_openvino  # noqa: E402
@@ -70,7 +71,7 @@ def prepare_cpu(model_name: str, out: Path, calib_images: int, detect_images: in
     n = max(calib_images, detect_images) + 1
     data, _ = generate(out / "data", SynthConfig(n=n, size=SIZE, val_fraction=0.0), progress=False)
     samples = sorted((out / "data" / "images" / "train").glob("*.jpg"))
-    batches = calibration_batches([_Sample(p) for p in samples], SIZE, calib_images)
+    batches = calibration_batches([Sample(str(p)) for p in samples], SIZE, calib_images)
     prepare(model_name, out, torch.from_numpy(np.concatenate(batches[:8])))  # ~15 boxes an image
     model, meta = load_model(out / "model.safetensors")
     meta = meta.replace(img_size=SIZE, export=ExportInfo(format="openvino"))
@@ -84,13 +85,6 @@ def prepare_cpu(model_name: str, out: Path, calib_images: int, detect_images: in
     for p in samples[:detect_images]:
         (out / "detect" / p.name).write_bytes(p.read_bytes())
     (out / "calib.json").write_text(json.dumps({"seconds": seconds, "images": len(batches)}))
-
-
-class _Sample:
-    """The one field of ``yolov3.data.types.Sample`` that calibration reads."""
-
-    def __init__(self, image: Path) -> None:
-        self.image = str(image)
 
 
 def _backend(runtime: str, folder: Path, batch: int, threads: int):  # noqa: ANN202

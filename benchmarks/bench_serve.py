@@ -44,8 +44,8 @@ import torch
 
 from yolov3.config import InferConfig, ModelConfig
 from yolov3.darknet.synthetic import randomize, sparsify_head
-from yolov3.data.images import read_image
-from yolov3.data.transforms import letterbox_image
+from yolov3.data.types import Sample
+from yolov3.export.quantize import calibration_batches
 from yolov3.infer.detector import Detector
 from yolov3.model.factory import build_model
 from yolov3.modelfile import ModelMeta, save_model
@@ -66,8 +66,8 @@ def prepare(folder: Path, model_name: str, img_size: int, count: int = 8) -> tup
     torch.manual_seed(0)
     model = build_model(ModelConfig(name=model_name))
     randomize(model, torch.rand(2, 3, 128, 128))
-    boxed = [letterbox_image(read_image(str(p)), img_size)[0] for p in images]
-    sparsify_head(model, torch.from_numpy(np.stack(boxed)).permute(0, 3, 1, 2).contiguous())
+    inputs = calibration_batches([Sample(str(p)) for p in images], img_size, count)  # as the Detector does
+    sparsify_head(model, torch.from_numpy(np.concatenate(inputs)))
     weights = save_model(folder / "model.pt", model, ModelMeta.of_model(model, None, img_size, model_name))
     return weights, images
 

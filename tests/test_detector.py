@@ -131,7 +131,8 @@ def test_bad_inputs(model: YOLOv3, tmp_path) -> None:
 
 def test_json_rounds_as_python_round_does() -> None:
     """``to_json`` rounds whole arrays with NumPy; the reference is Python's ``round`` on each value,
-    over random float32 values and exact ties (k + 0.005 and k/2**n values, which float32 holds)."""
+    over random float32 values, exact ties (k / 2**n, which float32 holds exactly: 0.125, 640.125...)
+    and decimal near-ties (1.005, 12.345)."""
     rng = np.random.default_rng(0)
     ties = np.array([0.125, 0.375, 2.5, 1.005, 640.125, 12.345, 0.000015, 0.000025], np.float32)
     boxes = np.concatenate([rng.uniform(0, 4000, 4000), np.repeat(ties, 4)]).astype(np.float32).reshape(-1, 4)

@@ -29,7 +29,6 @@ from yolov3.darknet.synthetic import randomize, sparsify_head  # noqa: E402
 from yolov3.data.dataset_config import load_dataset  # noqa: E402
 from yolov3.data.images import read_image  # noqa: E402
 from yolov3.data.synth import SynthConfig, generate  # noqa: E402
-from yolov3.data.transforms import letterbox_image  # noqa: E402
 from yolov3.errors import UserError  # noqa: E402
 from yolov3.export import ExportSettings, export_model  # noqa: E402
 from yolov3.export.exporter import export_weights  # noqa: E402
@@ -52,8 +51,8 @@ def small(tmp_path_factory, synth_data):
     randomize(model, torch.rand(2, 3, IMG, IMG, generator=torch.Generator().manual_seed(1)))
     # a trained net's kind of output: ~20 confident boxes an image (on images like synth_data's val
     # split) with a decided class, margins far beyond INT8 rounding
-    sparsify_head(model, _letterboxed([s.image for s in load_dataset(synth_data).train]), per_image=100,
-                  sharpen=10)  # fmt: skip
+    inputs = calibration_batches(load_dataset(synth_data).train, IMG, 64)  # letterboxed as the Detector does
+    sparsify_head(model, torch.from_numpy(np.concatenate(inputs)), per_image=100, sharpen=10)
     model.eval()
     meta = ModelMeta.of_model(model, NAMES, IMG)
     d = tmp_path_factory.mktemp("ov")
@@ -62,12 +61,6 @@ def small(tmp_path_factory, synth_data):
         model, meta, d / "m.xml", ExportSettings("openvino", infer=InferConfig(img_size=IMG))
     )
     return model, meta, ckpt, report
-
-
-def _letterboxed(paths: list[str]) -> torch.Tensor:
-    """``(N, 3, IMG, IMG)`` network inputs of ``paths``, letterboxed as the Detector does."""
-    boxed = np.stack([letterbox_image(read_image(p), IMG)[0] for p in paths])
-    return torch.from_numpy(boxed).permute(0, 3, 1, 2)
 
 
 def _photos(darknet_dir: Path) -> list[Path]:
@@ -327,9 +320,10 @@ def test_options_reach_openvino(small, monkeypatch):
 
 
 def test_cli_threads_and_hint_reach_openvino(small, darknet_dir, tmp_path, monkeypatch, capsys):
-    """``--threads`` and ``--hint`` on ``detect`` / ``val`` reach the OpenVINO runtime; refused where
-    they mean nothing."""
+    """``--threads`` and ``--hint`` on ``detect`` reach the OpenVINO runtime (every verb builds its
+    options with ``cli.common.backend_options``); refused where they mean nothing."""
     xml, seen = small[3].files[0], []
+    monkeypatch.setattr(torch, "set_num_threads", lambda n: seen.append(("torch threads", n)))  # keep ours
     original = OpenVINOBackend.__init__
 
     def spy(self, path, names=None, threads=None, hint="auto", amp="auto"):  # noqa: ANN001, ANN202
@@ -341,7 +335,7 @@ def test_cli_threads_and_hint_reach_openvino(small, darknet_dir, tmp_path, monke
     out = tmp_path / "d"
     common = ["--weights", str(xml), "--img", str(IMG), "--threads", "1"]
     assert main(["detect", photo, *common, "--hint", "throughput", "--out", str(out), "--no-save"]) == 0
-    assert seen == [(1, "throughput")]
+    assert seen == [("torch threads", 1), (1, "throughput")]
     with pytest.raises(SystemExit):  # argparse: not a choice
         main(["detect", photo, *common, "--hint", "fast"])
     assert main(["detect", photo, "--weights", str(small[2]), "--hint", "latency", "--out", str(out)]) == 2

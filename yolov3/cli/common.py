@@ -8,6 +8,7 @@ given keeps the verb's default settings, so the defaults live in ``yolov3.config
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -58,7 +59,9 @@ def backend_options(args: argparse.Namespace) -> dict[str, Any]:
         torch.set_num_threads(args.threads)
         options["threads"] = args.threads
     if args.hint != "auto":
-        if args.backend not in ("auto", "openvino") or not str(args.weights).lower().endswith(".xml"):
+        from yolov3.infer.backends import auto_kind  # the verbs that take --hint load a model anyway
+
+        if (auto_kind(Path(args.weights)) if args.backend == "auto" else args.backend) != "openvino":
             raise UserError(f"--hint {args.hint}: an OpenVINO setting, for an .xml model on OpenVINO")
         options["hint"] = args.hint
     return options

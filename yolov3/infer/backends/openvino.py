@@ -43,7 +43,6 @@ except ImportError:  # the optional extra is not installed: load() says how to g
     ov = None
 
 INSTALL_HINT = "pip install 'yolov3[openvino]' (or: pip install openvino nncf)"
-HINTS = OPENVINO_HINTS
 _PRECISION = {"bf16": "bf16", "fp16": "f16", "off": "f32"}
 
 
@@ -118,8 +117,8 @@ class OpenVINOBackend(Backend):
 
     def __init__(self, path: str | os.PathLike, names: Any = None, threads: int | None = None,
                  hint: str = "auto", amp: str = "auto") -> None:  # fmt: skip
-        if hint not in HINTS:
-            raise UserError(f"hint={hint!r}: expected one of {', '.join(HINTS)}")
+        if hint not in OPENVINO_HINTS:
+            raise UserError(f"hint={hint!r}: expected one of {', '.join(OPENVINO_HINTS)}")
         model, meta = read_ir(path)
         super().__init__(ir_meta(model, meta, names, str(path)), torch.device("cpu"), str(path))
         self.model, self.hint = model, hint
@@ -185,5 +184,5 @@ def load(path: Path, device: torch.device, names: Any = None, amp: str = "auto",
     return OpenVINOBackend(path, names, threads, hint, amp)
 
 
-__all__ = ["HINTS", "INSTALL_HINT", "OpenVINOBackend", "ir_meta", "load", "precision_hint", "read_ir",
+__all__ = ["INSTALL_HINT", "OpenVINOBackend", "ir_meta", "load", "precision_hint", "read_ir",
            "require_openvino"]  # fmt: skip
