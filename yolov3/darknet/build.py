@@ -17,6 +17,7 @@ from torch import Tensor, nn
 from yolov3.darknet.cfg import Conv, DarknetCfg, MaxPool, Route, Shortcut, Upsample, Yolo
 from yolov3.darknet.edit import YoloOutput, set_num_classes, yolo_outputs
 from yolov3.errors import UserError
+from yolov3.model.conv import Conv2d
 
 
 def activation(name: str) -> nn.Module:
@@ -37,7 +38,7 @@ class ConvBlock(nn.Module):
     def __init__(self, c_in: int, spec: Conv) -> None:
         super().__init__()
         bn = spec.batch_normalize
-        self.conv = nn.Conv2d(c_in, spec.filters, spec.size, spec.stride, spec.padding, bias=not bn)
+        self.conv = Conv2d(c_in, spec.filters, spec.size, spec.stride, spec.padding, bias=not bn)
         # eps 1e-6 as Darknet's (sqrt(var) + 1e-6) and OpenCV's reader; see yolov3.model.layers
         self.bn = nn.BatchNorm2d(spec.filters, eps=1e-6, momentum=0.01) if bn else nn.Identity()
         self.act = activation(spec.activation)
@@ -56,9 +57,16 @@ class MaxPoolLayer(nn.Module):
         self.pad = (spec.pad_begin, spec.pad_end, spec.pad_begin, spec.pad_end)  # (left, right, top, bottom)
 
     def forward(self, x: Tensor) -> Tensor:
-        if any(self.pad):
+        if any(self.pad) and not self._pad_unused(x.shape[-2:]):
             x = F.pad(x, self.pad, value=float("-inf"))
         return F.max_pool2d(x, self.size, self.stride)
+
+    def _pad_unused(self, hw: tuple[int, int]) -> bool:
+        """True when no window reaches the padding: none before, and the windows of the unpadded map
+        are as many (tiny's ``size=2 stride=2`` on even sizes). The pad is a full copy of the map."""
+        left, right = self.pad[0], self.pad[1]
+        return left == 0 and all((n - self.size) // self.stride == (n + right - self.size) // self.stride
+                                 for n in hw)  # fmt: skip
 
 
 class UpsampleLayer(nn.Module):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
+from yolov3.model.conv import Conv2d
+
 
 class ConvBNLeaky(nn.Module):
     """Darknet ``[convolutional]`` with ``batch_normalize=1, activation=leaky``.
@@ -14,7 +16,7 @@ class ConvBNLeaky(nn.Module):
 
     def __init__(self, c_in: int, c_out: int, kernel: int = 1, stride: int = 1) -> None:
         super().__init__()
-        self.conv = nn.Conv2d(c_in, c_out, kernel, stride, (kernel - 1) // 2, bias=False)
+        self.conv = Conv2d(c_in, c_out, kernel, stride, (kernel - 1) // 2, bias=False)
         # Darknet's inference BN divides by sqrt(var) + .000001 and OpenCV's reader uses eps 1e-6: with
         # 1e-5, channels of small variance (var ~ 1e-3 is common) differ from Darknet by ~0.5 %.
         self.bn = nn.BatchNorm2d(c_out, eps=1e-6, momentum=0.01)

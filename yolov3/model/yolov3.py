@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from yolov3.config import COCO_ANCHORS, STRIDES
+from yolov3.model.conv import Conv2d
 from yolov3.model.darknet53 import Darknet53
 from yolov3.model.layers import ConvBNLeaky
 
@@ -28,7 +29,7 @@ class _Output(nn.Sequential):
     """A 3x3 ConvBNLeaky then the 1x1 output convolution (bias, no BN, no activation)."""
 
     def __init__(self, c_in: int, c_out: int) -> None:
-        super().__init__(ConvBNLeaky(c_in, c_in * 2, 3), nn.Conv2d(c_in * 2, c_out, 1, bias=True))
+        super().__init__(ConvBNLeaky(c_in, c_in * 2, 3), Conv2d(c_in * 2, c_out, 1, bias=True))
 
 
 class YOLOv3(nn.Module):
