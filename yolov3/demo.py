@@ -37,7 +37,7 @@ import yaml
 from yolov3.config import DataConfig, InferConfig, ModelConfig, TrainConfig, from_dict
 from yolov3.data.dataset_config import load_dataset
 from yolov3.data.synth import CLASS_NAMES, SynthConfig, generate, is_complete
-from yolov3.device import autocast, autocast_dtype, select_device
+from yolov3.device import autocast, autocast_dtype, keep_freed_memory, select_device
 from yolov3.engine.logging import read_columns
 from yolov3.engine.schedule import build_optimizer
 from yolov3.engine.trainer import train
@@ -118,6 +118,8 @@ def measure_speed(model_cfg: ModelConfig, num_classes: int, img_size: int, batch
     """Seconds per training image on ``device``: forward, the seed's loss, backward and the trainer's
     Adam step on random images, channels-last as the demo trains; the median of ``steps`` after one
     warm-up step (a best-of-few reads faster than training then runs)."""
+    if device.type == "cpu":
+        keep_freed_memory()  # as the trainer will
     model = build_model(model_cfg, num_classes).to(device).train().to(memory_format=torch.channels_last)
     criterion = YoloLoss(model.anchors, model.strides, model.num_classes)
     opt = build_optimizer(model, TrainConfig(lr_init=1e-4))

@@ -26,7 +26,7 @@ import torch
 from tqdm import tqdm
 
 from yolov3.config import DataConfig, InferConfig, ModelConfig, TrainConfig, from_dict, to_dict, upgrade_saved
-from yolov3.device import autocast, autocast_dtype, select_device
+from yolov3.device import autocast, autocast_dtype, keep_freed_memory, select_device
 from yolov3.engine import builders
 from yolov3.engine import distributed as ddp
 from yolov3.engine.budget import Budget, Patience
@@ -135,6 +135,8 @@ class Trainer:
     def _build_model(self, num_classes: int) -> None:
         model = builders.build_train_model(self.model_cfg, self.cfg, num_classes)
         model.to(self.device)
+        if self.device.type == "cpu":
+            keep_freed_memory()  # the step's buffers reused rather than faulted in afresh
         if self.cfg.channels_last:
             model.to(memory_format=torch.channels_last)
         self.raw_model = model
