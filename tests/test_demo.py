@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import math
+import subprocess
+import sys
 from pathlib import Path
 
 import cv2
@@ -11,6 +13,7 @@ import numpy as np
 import pytest
 
 import yolov3.demo as demo
+import yolov3.demo_data as demo_data
 from yolov3.cli import main
 from yolov3.data.synth import SynthConfig, draw_image, is_complete
 from yolov3.errors import UserError
@@ -47,9 +50,26 @@ def test_quick_demo_writes_every_output_then_reuses_the_data(folders, capsys):
     assert "reused the cached set" in capsys.readouterr().out
 
 
+def test_data_drawn_without_torch_is_reused_by_the_demo(folders, capsys):
+    """What `make demo` does while torch installs: `python -m yolov3.demo_data` in a process where
+    importing torch fails draws the set, and the demo then reuses it."""
+    out, cache = folders
+    code = (
+        "import sys, runpy; sys.modules['torch'] = None; "  # any `import torch` now raises ImportError
+        f"sys.argv = ['demo_data', '--recipe', 'quick', '--cache', {str(cache)!r}, '--quiet']; "
+        "runpy.run_module('yolov3.demo_data', run_name='__main__')"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("drew 10 images")
+    assert is_complete(next(cache.iterdir()), demo.synth_config(demo.recipes()["quick"]))
+    _quick(folders)
+    assert "reused the cached set" in capsys.readouterr().out
+
+
 def test_interrupted_generation_is_redrawn_and_interrupted_training_restarts(folders, monkeypatch, capsys):
     out, cache = folders
-    real_draw = demo.generate.__globals__["draw_image"]
+    real_draw = demo_data.generate.__globals__["draw_image"]
     calls = {"n": 0}
 
     def flaky_draw(*args, **kwargs):
@@ -58,13 +78,13 @@ def test_interrupted_generation_is_redrawn_and_interrupted_training_restarts(fol
             raise KeyboardInterrupt
         return real_draw(*args, **kwargs)
 
-    monkeypatch.setitem(demo.generate.__globals__, "draw_image", flaky_draw)
+    monkeypatch.setitem(demo_data.generate.__globals__, "draw_image", flaky_draw)
     with pytest.raises(KeyboardInterrupt):
         _quick(folders)
     scfg = demo.synth_config(demo.recipes()["quick"])
     folder = next(cache.iterdir())
     assert not is_complete(folder, scfg)
-    monkeypatch.setitem(demo.generate.__globals__, "draw_image", real_draw)
+    monkeypatch.setitem(demo_data.generate.__globals__, "draw_image", real_draw)
 
     def interrupted_train(*args, **kwargs):
         raise KeyboardInterrupt
@@ -104,7 +124,7 @@ def test_unwritable_folders_are_named(tmp_path, capsys):
 
 def test_the_training_yaml_is_the_train_split_without_val(tmp_path):
     cfg = SynthConfig(n=12, size=64, val_fraction=0.25)
-    data_yaml, _ = demo.generate(tmp_path / "data", cfg, progress=False)
+    data_yaml, _ = demo_data.generate(tmp_path / "data", cfg, progress=False)
     spec = demo.load_dataset(demo.train_only_yaml(data_yaml, tmp_path))
     assert [Path(s.image).name for s in spec.train] == [f"train_{i:06d}.jpg" for i in range(9)]
     assert spec.val == []

@@ -1,7 +1,8 @@
 """YOLOv3 in PyTorch: the seed's network, targets, loss and training recipe; Darknet-compatible.
 
 The public API, loaded on first use (PEP 562) so that ``import yolov3.<module>`` stays light for
-training workers and the command line: ``load`` / ``Detector`` / ``Detections`` (detection),
+training workers and the command line, and imports no torch where the module needs none (the data
+tools, ``yolov3.demo_data``): ``load`` / ``Detector`` / ``Detections`` (detection),
 ``detect`` (detection with files written), ``track`` / ``TrackedDetections`` / ``TrackConfig``
 (tracking on videos and live streams), ``val``, ``train``, ``export_weights``, ``load_backend``,
 ``load_model`` / ``save_model`` / ``ModelMeta`` (model files), ``InferConfig`` and the data tools.
@@ -10,8 +11,6 @@ training workers and the command line: ``load`` / ``Detector`` / ``Detections`` 
 from typing import Any
 
 from yolov3.config import COCO_ANCHORS, STRIDES, InferConfig, TrackConfig
-from yolov3.decode import decode, decode_all
-from yolov3.model import YOLOv3
 
 __version__ = "0.1.0"
 __all__ = [
@@ -21,7 +20,8 @@ __all__ = [
     "preprocess_true_boxes", "save_model", "track", "TrackConfig", "TrackedDetections", "train", "val",
 ]  # fmt: skip
 
-_LAZY = {"Detector": "yolov3.infer.detector", "load": "yolov3.infer.detector",
+_LAZY = {"YOLOv3": "yolov3.model", "decode": "yolov3.decode", "decode_all": "yolov3.decode",
+         "Detector": "yolov3.infer.detector", "load": "yolov3.infer.detector",
          "Detections": "yolov3.infer.results", "detect": "yolov3.infer.runner",
          "load_backend": "yolov3.infer.backends", "val": "yolov3.evaluate.api",
          "load_dataset": "yolov3.data.dataset_config", "check_dataset": "yolov3.data.check",

@@ -18,14 +18,11 @@ Everything the demo writes is under ``OUT`` (default ``runs/demo``) and the cach
 
 from __future__ import annotations
 
-import functools
 import json
 import math
-import os
 import shutil
 import time
-from dataclasses import asdict, dataclass, replace
-from importlib import resources
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -34,9 +31,10 @@ import numpy as np
 import torch
 import yaml
 
-from yolov3.config import DataConfig, InferConfig, ModelConfig, TrainConfig, from_dict
+from yolov3.config import DataConfig, InferConfig, ModelConfig, TrainConfig
 from yolov3.data.dataset_config import load_dataset
-from yolov3.data.synth import CLASS_NAMES, SynthConfig, generate, is_complete
+from yolov3.data.synth import CLASS_NAMES, SynthConfig
+from yolov3.demo_data import DEFAULT_CACHE, Recipe, prepare_data, recipes, synth_config
 from yolov3.device import autocast, autocast_dtype, keep_freed_memory, select_device
 from yolov3.engine.logging import read_columns
 from yolov3.engine.schedule import build_optimizer
@@ -51,53 +49,14 @@ from yolov3.loss import YoloLoss
 from yolov3.model.factory import build_model
 
 DEFAULT_OUT = "runs/demo"
-DEFAULT_CACHE = ".cache/yolov3-demo"
 PLAN_FILE = "plan.json"
 MIN_TRAIN_SECONDS = 30.0  # a model worth evaluating, even when the deadline is (nearly) gone
 EVAL_SECONDS = 10.0  # evaluation, pictures and plots: this, plus half a training step per held-out image
 
 
-@dataclass(frozen=True)
-class Recipe:
-    """One entry of ``yolov3/cfg/demo.yaml``: the config sections the trainer gets (before the demo
-    fills in paths, anchors and epochs), and the demo's own knobs. ``train.epochs`` is an upper bound;
-    the demo lowers it to what fits the time budget (at least ``min_epochs``)."""
-
-    name: str
-    why: str
-    n_images: int
-    min_epochs: int
-    model: ModelConfig
-    data: DataConfig
-    train: TrainConfig
-    synth: tuple[tuple[str, Any], ...]  # SynthConfig fields shared by every recipe
-
-
-@functools.cache
-def recipes() -> dict[str, Recipe]:
-    """Every recipe of ``yolov3/cfg/demo.yaml``, its sections checked like any config file."""
-    path = resources.files("yolov3") / "cfg" / "demo.yaml"
-    doc = yaml.safe_load(path.read_text())
-    synth = tuple(sorted(doc.get("synth", {}).items()))
-    out = {}
-    for name, r in doc["recipes"].items():
-        where = f"{path}: recipes.{name}"
-        own = r["demo"]
-        classes = (("model", ModelConfig), ("data", DataConfig), ("train", TrainConfig))
-        sections = [from_dict(cls, r.get(key), f"{where}.{key}") for key, cls in classes]
-        why = " ".join(str(own["why"]).split())
-        out[name] = Recipe(name, why, int(own["n_images"]), int(own["min_epochs"]), *sections, synth)
-    return out
-
-
 def choose_recipe(device: torch.device, quick: bool = False) -> Recipe:
     """``quick`` for ``quick``, ``gpu`` on CUDA, else ``cpu``."""
     return recipes()["quick" if quick else "gpu" if device.type == "cuda" else "cpu"]
-
-
-def synth_config(recipe: Recipe, seed: int = 0) -> SynthConfig:
-    """The data set the recipe trains on: ``n_images`` drawn at the input size, the shared settings."""
-    return SynthConfig(n=recipe.n_images, seed=seed, size=recipe.data.img_size, **dict(recipe.synth))
 
 
 def synth_anchors(cfg: SynthConfig, num_scales: int = 3) -> list[list[list[float]]]:
@@ -198,16 +157,6 @@ def train_only_yaml(data_yaml: Path, out: Path) -> Path:
     path = out / "data_train.yaml"
     path.write_text(yaml.safe_dump(doc, sort_keys=False))
     return path
-
-
-def prepare_data(cache: Path, cfg: SynthConfig, progress: bool = True) -> tuple[Path, bool]:
-    """``(data.yaml, reused)``: the cached set when complete for ``cfg``, else a freshly drawn one."""
-    folder = cache / f"synth-{cfg.size}px-{cfg.n}-seed{cfg.seed}"
-    if is_complete(folder, cfg):
-        return folder / "data.yaml", True
-    workers = min(os.cpu_count() or 1, 4) if cfg.n >= 1000 else 1
-    data_yaml, _ = generate(folder, cfg, progress=progress, workers=workers)
-    return data_yaml, False
 
 
 def _plan(recipe: Recipe, data_yaml: Path, anchors: list, minutes: float, device: torch.device, out: Path,
