@@ -13,14 +13,15 @@ DEPS := $(VENV)/.installed-deps
 define DEPS_BUT_TORCH
 import tomllib
 deps = tomllib.load(open("pyproject.toml", "rb"))["project"]["dependencies"]
-print(" ".join(repr(d) for d in deps if not d.startswith("torch")))
+print("\n".join(d for d in deps if not d.startswith("torch")))
 endef
 export DEPS_BUT_TORCH
 
 $(DEPS): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet $$($(BIN)/python -c "$$DEPS_BUT_TORCH")
+	$(BIN)/python -c "$$DEPS_BUT_TORCH" > $(VENV)/requirements-but-torch.txt
+	$(BIN)/pip install --quiet -r $(VENV)/requirements-but-torch.txt
 	touch $(DEPS)
 
 # The package and what it needs to run (what `make demo` waits for).
