@@ -221,7 +221,7 @@ def _new_plan(recipe: Recipe, data_yaml: Path, anchors: list, dev: torch.device,
     dtype = {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[autocast_dtype(dev, "auto")]
     budget = "one epoch" if quick else f"{minutes * 60:.0f} s of training (the schedule anneals by then)"
     _say(f"[2/4] model: {recipe.why}.\n      {dtype} on {dev}: {1 / sec:.0f} training images/s, {budget}" +
-         (f", {threads} CPU threads" if dev.type == "cpu" else ""))  # fmt: skip
+         (f", {threads} CPU thread{'s' if threads > 1 else ''}" if dev.type == "cpu" else ""))  # fmt: skip
     return plan
 
 

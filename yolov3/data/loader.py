@@ -16,7 +16,6 @@ augmentation depend only on ``seed`` and the epoch, never on the number of worke
 
 from __future__ import annotations
 
-import ctypes
 import math
 import random
 from collections.abc import Iterator, Sequence
@@ -30,6 +29,7 @@ from torch.utils.data import DataLoader, DistributedSampler, Sampler, get_worker
 
 from yolov3.data.dataset import DetectionDataset
 from yolov3.data.targets import TargetEncoder, lazy_zeros
+from yolov3.device import keep_freed_memory
 
 MULTI_SCALE_SIZES = tuple(range(320, 609, 32))  # the seed's list: 320 ... 608 step 32
 
@@ -182,24 +182,12 @@ class Collate:
         }
 
 
-def _keep_heap() -> None:
-    """Tell glibc to keep freed memory (trim at 512 MB, mmap only above 32 MB): a worker allocates and
-    frees the same few MB per image, and memory returned to the kernel costs a page fault per 4 KB
-    when it is taken again (figures: ``docs/benchmarks.md``). Worker processes only; no-op off glibc."""
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-    except OSError:
-        return
-    libc.mallopt(-1, 512 << 20)  # M_TRIM_THRESHOLD
-    libc.mallopt(-3, 32 << 20)  # M_MMAP_THRESHOLD (glibc's maximum)
-
-
 def _worker_init(worker_id: int) -> None:
     """One torch thread per worker (the workers are the parallelism; OpenCV was set to one thread
     before the fork, see ``build_loader``), glibc keeps its heap, and the global generators are
     seeded (the dataset itself draws only from per-item generators)."""
     torch.set_num_threads(1)
-    _keep_heap()
+    keep_freed_memory()
     seed = torch.initial_seed() % 2**32  # base_seed (from the loader's seeded generator) + worker_id
     np.random.seed(seed)  # noqa: NPY002 (third-party code may draw from the legacy global generator)
     random.seed(seed)
