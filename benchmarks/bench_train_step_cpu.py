@@ -11,7 +11,7 @@ synthetic batches with seed-encoded targets) and the full YOLOv3 (80 classes, ba
 3. All of them against none (the step before these changes), processes alternating.
 
 Prints one JSON object per measurement. ``--steps N`` timed steps per process (after warm-up; by
-default 30 for tiny, 6 for YOLOv3); ``--rounds R`` alternations of the process pairs. Needs a CPU
+default 30 for tiny, 8 for YOLOv3); ``--rounds R`` alternations of the process pairs. Needs a CPU
 that runs bf16 natively (AMX or AVX512-BF16); elsewhere the step stays in float32, where these paths
 are not taken.
 """
@@ -39,7 +39,7 @@ from yolov3.model.factory import build_model
 
 MODELS = {  # name -> (model config, classes, batch, size, timed steps per process)
     "tiny": (ModelConfig(name="yolov3-tiny"), 5, 16, 192, 30),
-    "yolov3": (ModelConfig(name="yolov3"), 80, 8, 320, 6),
+    "yolov3": (ModelConfig(name="yolov3"), 80, 8, 320, 8),
 }
 _APPLIES, _PAD_UNUSED = conv_module._product_applies, MaxPoolLayer._pad_unused
 
@@ -111,8 +111,8 @@ def row(what: str, new: float, old: float, batch: int, target: str, note: str) -
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--steps", type=int, help="timed steps per process (default: 30 tiny, 6 YOLOv3)")
-    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--steps", type=int, help="timed steps per process (default: 30 tiny, 8 YOLOv3)")
+    ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
     ap.add_argument("--child", choices=list(MODELS), help=argparse.SUPPRESS)
     ap.add_argument("--paths", default="both", choices=["on", "off", "both"], help=argparse.SUPPRESS)
@@ -132,6 +132,7 @@ def main() -> None:
         # The product replaces oneDNN only where it times faster: a gain on tiny's 6x6 maps of 512-1024
         # channels, none to speak of on YOLOv3 at 320, which must not lose either.
         target = "<= 0.9" if name == "tiny" else "<= 1.02"
+        overall = "<= 0.8" if name == "tiny" else "<= 0.92"
         r = run_child(name, steps, True, "both")
         row(f"train step {label} CPU bf16: product weight gradient + pool vs oneDNN", r["on"], r["off"],
             r["batch"], target, "steps alternating in one process")  # fmt: skip
@@ -139,7 +140,7 @@ def main() -> None:
         row(f"train step {label} CPU bf16: malloc keeps freed memory vs glibc defaults", new, old, batch,
             "<= 0.95", f"processes alternating, median of {args.rounds}")  # fmt: skip
         new, old, batch = alternate(name, steps, args.rounds, (True, "on"), (False, "off"))
-        row(f"train step {label} CPU bf16: all of the above vs none", new, old, batch, "<= 0.8",
+        row(f"train step {label} CPU bf16: all of the above vs none", new, old, batch, overall,
             f"processes alternating, median of {args.rounds}")  # fmt: skip
 
 

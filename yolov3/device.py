@@ -80,8 +80,8 @@ def keep_freed_memory() -> bool:
     """Have glibc's malloc keep freed memory for reuse (never trimmed; blocks up to 32 MiB from the
     heap rather than their own mmap) instead of handing it back to the kernel, which must then fault
     in and zero every 4 KB page when it is taken again. A CPU training step frees and takes again the
-    same activations and gradients every step (the trainer's process: 0.83x the step time of
-    YOLOv3-tiny on a 2-core Xeon), a loader worker the same few MB per image (its workers). Returns
+    same activations and gradients every step (the trainer's process: 0.83-0.88x the step time
+    of YOLOv3-tiny on a 2-core Xeon), a loader worker the same few MB per image (its workers). Returns
     False where the C library is not glibc (nothing changes there). Once per process; a forked child
     keeps its parent's setting."""
     try:
