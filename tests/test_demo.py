@@ -67,6 +67,13 @@ def test_data_drawn_without_torch_is_reused_by_the_demo(folders, capsys):
     assert "reused the cached set" in capsys.readouterr().out
 
 
+def test_data_drawing_names_an_unwritable_cache(tmp_path, capsys):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    assert demo_data.main(["--recipe", "quick", "--cache", str(blocker / "cache"), "--quiet"]) == 2
+    assert str(blocker / "cache") in capsys.readouterr().err
+
+
 def test_interrupted_generation_is_redrawn_and_interrupted_training_restarts(folders, monkeypatch, capsys):
     out, cache = folders
     real_draw = demo_data.generate.__globals__["draw_image"]

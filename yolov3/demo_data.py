@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import functools
 import os
+import sys
 import time
 from dataclasses import dataclass
 from importlib import resources
@@ -24,6 +25,7 @@ import yaml
 
 from yolov3.config import DataConfig, ModelConfig, TrainConfig, from_dict
 from yolov3.data.synth import SynthConfig, generate, is_complete
+from yolov3.errors import UserError
 
 DEFAULT_CACHE = ".cache/yolov3-demo"
 
@@ -93,7 +95,11 @@ def main(argv: list[str] | None = None) -> int:
     recipe = recipes()[likely_recipe() if args.recipe == "auto" else args.recipe]
     t0 = time.time()
     cfg = synth_config(recipe)
-    data_yaml, reused = prepare_data(Path(args.cache), cfg, not args.quiet, args.workers)
+    try:
+        data_yaml, reused = prepare_data(Path(args.cache), cfg, not args.quiet, args.workers)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     what = "reused" if reused else f"drew {cfg.n} images in {time.time() - t0:.0f} s:"
     print(f"{what} {data_yaml} (the demo's data set, recipe {recipe.name})", flush=True)
     return 0
