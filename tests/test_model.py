@@ -95,3 +95,18 @@ def test_decode_all_flattens_in_scale_order():
     assert flat.shape == (1, 10_647, 7)
     last = decode(raws[2], model.anchors[2], 32).flatten(1, 3)
     torch.testing.assert_close(flat[:, -13 * 13 * 3 :], last)
+
+
+def test_package_import_is_light_and_decode_stays_the_function():
+    """``import yolov3`` imports no torch (``make demo`` draws data before torch is installed), and
+    ``yolov3.decode`` is the function even after the module of that name was loaded by another one."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, yolov3; assert 'torch' not in sys.modules, 'torch imported'; "
+        "import yolov3.loss; from yolov3.decode import decode as f; from yolov3 import decode; "
+        "assert decode is f and yolov3.decode is f"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr

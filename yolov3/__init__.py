@@ -8,6 +8,8 @@ tools, ``yolov3.demo_data``): ``load`` / ``Detector`` / ``Detections`` (detectio
 ``load_model`` / ``save_model`` / ``ModelMeta`` (model files), ``InferConfig`` and the data tools.
 """
 
+import sys
+import types
 from typing import Any
 
 from yolov3.config import COCO_ANCHORS, STRIDES, InferConfig, TrackConfig
@@ -39,3 +41,17 @@ def __getattr__(name: str) -> Any:
 
         return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'yolov3' has no attribute {name!r}")
+
+
+class _Package(types.ModuleType):
+    """``yolov3.decode`` is the function, as when ``decode`` was imported eagerly here: the import
+    system binds each submodule it loads to its parent's attribute, and ``yolov3/decode.py`` shares
+    the function's name, so that binding is not kept (the function is then found by ``__getattr__``)."""
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name == "decode" and isinstance(value, types.ModuleType):
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package
