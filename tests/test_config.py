@@ -119,6 +119,24 @@ def test_inference_settings_are_validated_naming_the_option(field, value, words)
     assert words in str(err.value)
 
 
+@pytest.mark.parametrize(
+    ("field", "value", "words"),
+    [
+        ("time", -1.0, "time (--time) = -1.0: expected a number >= 0"),
+        ("time", math.nan, "time (--time) = nan: expected a number >= 0"),
+        ("patience", -2, "patience (--patience) = -2: expected a whole number >= 0"),
+        ("patience", 1.5, "expected a whole number >= 0"),
+        ("batch", 0, "batch (--batch) = 0: expected a whole number >= 1"),
+        ("accumulate", 0, "accumulate (--accumulate) = 0: expected a whole number >= 1"),
+        ("warmup_epochs", -0.5, "warmup_epochs (--warmup-epochs) = -0.5: expected a number >= 0"),
+    ],
+)
+def test_training_counts_and_clock_are_validated_naming_the_option(field, value, words):
+    with pytest.raises(ConfigError) as err:
+        TrainConfig(**{field: value})
+    assert words in str(err.value)
+
+
 def test_inference_settings_defaults_and_overrides():
     seed = InferConfig()
     assert (seed.img_size, seed.conf_threshold, seed.iou_threshold, seed.max_det, seed.nms) == (

@@ -111,6 +111,16 @@ class TrainConfig:
     name: str = "exp"
     exist_ok: bool = False
 
+    def __post_init__(self) -> None:
+        """The counts and the clock must make sense (a negative ``time`` would train unbudgeted)."""
+        for name, low in (("epochs", 0), ("batch", 1), ("accumulate", 1), ("val_interval", 1),
+                          ("save_period", 0), ("max_bad_steps", 1), ("patience", 0)):  # fmt: skip
+            if not _whole(getattr(self, name)) or getattr(self, name) < low:
+                _bad(name, getattr(self, name), f"a whole number >= {low}")
+        for name in ("time", "warmup_epochs", "clip_grad"):
+            if not getattr(self, name) >= 0:  # also refuses NaN
+                _bad(name, getattr(self, name), "a number >= 0")
+
 
 @dataclass(frozen=True)
 class InferConfig:
