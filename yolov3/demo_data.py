@@ -92,6 +92,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workers", type=int, default=0, help="drawing processes (default: up to 4 cores)")
     ap.add_argument("--quiet", action="store_true", help="no progress bars")
     args = ap.parse_args(argv)
+    if args.workers < 0:
+        ap.error(f"--workers {args.workers}: expected 0 (automatic) or a number of processes")
     recipe = recipes()[likely_recipe() if args.recipe == "auto" else args.recipe]
     t0 = time.time()
     cfg = synth_config(recipe)
