@@ -26,16 +26,12 @@ import sys
 import time
 
 import torch
-from bench_train_throughput import emit, synthetic_batch
+from bench_train_throughput import Step, emit, synthetic_batch
 
 import yolov3.model.conv as conv_module
-from yolov3.config import ModelConfig, TrainConfig
+from yolov3.config import ModelConfig
 from yolov3.darknet.build import MaxPoolLayer
-from yolov3.device import autocast, cpu_supports_bf16, keep_freed_memory
-from yolov3.engine.builders import to_device_batch
-from yolov3.engine.schedule import build_optimizer
-from yolov3.loss import YoloLoss
-from yolov3.model.factory import build_model
+from yolov3.device import cpu_supports_bf16, keep_freed_memory
 
 MODELS = {  # name -> (model config, classes, batch, size, timed steps per process)
     "tiny": (ModelConfig(name="yolov3-tiny"), 5, 16, 192, 30),
@@ -51,25 +47,17 @@ def use_new_paths(on: bool) -> None:
 
 
 def make_step(model_name: str):
+    """``(step(k) -> seconds, batch)``: the trainer's step on pre-made batch ``k % 4``."""
     cfg, classes, batch, size, _ = MODELS[model_name]
-    torch.manual_seed(0)
-    model = build_model(cfg, classes).train().to(memory_format=torch.channels_last)
-    opt = build_optimizer(model, TrainConfig())
-    crit = YoloLoss(model.anchors, model.strides, model.num_classes)
-    cpu = torch.device("cpu")
-    batches = [to_device_batch(synthetic_batch(model, batch, size, seed=k), cpu, True) for k in range(4)]
+    step = Step(torch.device("cpu"), torch.bfloat16, True, num_classes=classes, model=cfg)
+    batches = [synthetic_batch(step.model, batch, size, seed=k) for k in range(4)]
 
-    def step(k: int) -> float:
-        images, labels, bboxes = batches[k % len(batches)]
+    def timed(k: int) -> float:
         t0 = time.perf_counter()
-        with autocast(cpu, torch.bfloat16):
-            raws = model(images)
-        crit(raws, labels, bboxes)["total"].backward()
-        opt.step()
-        opt.zero_grad(set_to_none=True)
+        step(batches[k % len(batches)])
         return time.perf_counter() - t0
 
-    return step, batch
+    return timed, batch
 
 
 def child(model_name: str, steps: int, keep: bool, paths: str) -> dict:

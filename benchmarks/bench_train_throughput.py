@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from yolov3.config import DataConfig, TrainConfig
+from yolov3.config import DataConfig, ModelConfig, TrainConfig
 from yolov3.data.synth import SynthConfig, generate
 from yolov3.data.targets import encode_targets
 from yolov3.device import autocast, cpu_supports_bf16
@@ -29,6 +29,7 @@ from yolov3.engine.distributed import DistInfo
 from yolov3.engine.schedule import build_optimizer
 from yolov3.loss import YoloLoss
 from yolov3.model import YOLOv3
+from yolov3.model.factory import build_model
 
 
 def synthetic_batch(model: YOLOv3, batch: int, size: int, seed: int = 0) -> dict:
@@ -54,11 +55,12 @@ def synthetic_batch(model: YOLOv3, batch: int, size: int, seed: int = 0) -> dict
 class Step:
     """One training step (forward under autocast, loss in fp32, backward, Adam)."""
 
-    def __init__(
-        self, device: torch.device, amp, channels_last: bool, compile: bool = False, num_classes: int = 80
-    ) -> None:
+    def __init__(self, device: torch.device, amp, channels_last: bool, compile: bool = False,
+                 num_classes: int = 80, model: ModelConfig | None = None) -> None:  # fmt: skip
+        """``model``: the network to build (default the native YOLOv3)."""
         torch.manual_seed(0)
-        self.model = YOLOv3(num_classes).to(device).train()
+        net = build_model(model, num_classes) if model is not None else YOLOv3(num_classes)
+        self.model = net.to(device).train()
         if channels_last:
             self.model.to(memory_format=torch.channels_last)
         self.net = torch.compile(self.model) if compile else self.model
