@@ -39,6 +39,8 @@ COCO_ANCHORS: tuple[tuple[tuple[float, float], ...], ...] = (
 STRIDES: tuple[int, int, int] = (8, 16, 32)
 
 NMS_METHODS = ("greedy", "soft", "diou")
+EXPORT_FORMATS = ("onnx", "torchscript", "darknet", "openvino")  # yolov3 export --format
+ONNX_MIN_OPSET = 17  # the oldest opset the ONNX exporter writes
 OPENVINO_HINTS = ("auto", "latency", "throughput")  # auto: latency at batch 1, throughput above
 AMP_MODES = ("auto", "bf16", "fp16", "off")
 # mAP integrates precision over recall down to the low-score tail: evaluation keeps every box above
@@ -305,6 +307,14 @@ def from_dict(cls: type[T], data: dict[str, Any] | None, where: str = "config") 
 
 SECTIONS: dict[str, type] = {"model": ModelConfig, "data": DataConfig, "train": TrainConfig}
 _SECTION_OF = {cls: name for name, cls in SECTIONS.items()}
+# Training option name -> (section, field): each field's own name, but the two things a command is
+# about (``--model`` is ``model.name``, ``--data`` is ``data.path``).
+_NAMED_FOR_THE_SECTION = {("model", "name"): "model", ("data", "path"): "data"}
+TRAIN_OPTIONS: dict[str, tuple[str, str]] = {
+    _NAMED_FOR_THE_SECTION.get((section, f.name), f.name): (section, f.name)
+    for section, cls in SECTIONS.items()
+    for f in dataclasses.fields(cls)
+}
 
 
 def check_sections(doc: dict[str, Any], where: str) -> None:
@@ -347,7 +357,8 @@ def to_dict(obj: Any) -> dict[str, Any]:
 
 
 __all__ = [
-    "AMP_MODES", "COCO_ANCHORS", "MAP_CONF_THRESHOLD", "NMS_METHODS", "RETIRED_KEYS", "SECTIONS", "STRIDES",
-    "ConfigError", "DataConfig", "InferConfig", "ModelConfig", "TrainConfig", "check_sections", "from_dict",
-    "load_yaml", "nearest", "to_dict", "upgrade_saved", "TRACKERS", "TrackConfig",
+    "AMP_MODES", "COCO_ANCHORS", "EXPORT_FORMATS", "MAP_CONF_THRESHOLD", "NMS_METHODS", "ONNX_MIN_OPSET",
+    "RETIRED_KEYS", "SECTIONS", "STRIDES", "TRAIN_OPTIONS", "ConfigError", "DataConfig", "InferConfig",
+    "ModelConfig", "TrainConfig", "check_sections", "from_dict", "load_yaml", "nearest", "to_dict",
+    "upgrade_saved", "TRACKERS", "TrackConfig",
 ]  # fmt: skip

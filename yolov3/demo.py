@@ -34,7 +34,7 @@ import yaml
 from yolov3.config import DataConfig, InferConfig, ModelConfig, TrainConfig
 from yolov3.data.dataset_config import load_dataset
 from yolov3.data.synth import CLASS_NAMES, SynthConfig
-from yolov3.demo_data import DEFAULT_CACHE, Recipe, prepare_data, recipes, synth_config
+from yolov3.demo_data import DEFAULT_CACHE, DEFAULT_OUT, Recipe, prepare_data, recipes, synth_config
 from yolov3.device import autocast, autocast_dtype, keep_freed_memory, select_device
 from yolov3.engine.logging import read_columns
 from yolov3.engine.schedule import build_optimizer
@@ -48,7 +48,6 @@ from yolov3.infer.draw import tile_grid
 from yolov3.loss import YoloLoss
 from yolov3.model.factory import build_model
 
-DEFAULT_OUT = "runs/demo"
 PLAN_FILE = "plan.json"
 MIN_TRAIN_SECONDS = 30.0  # a model worth evaluating, even when the deadline is (nearly) gone
 EVAL_SECONDS = 10.0  # evaluation, pictures and plots: this, plus half a training step per held-out image

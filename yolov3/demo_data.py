@@ -28,6 +28,7 @@ from yolov3.data.synth import SynthConfig, generate, is_complete
 from yolov3.errors import UserError
 
 DEFAULT_CACHE = ".cache/yolov3-demo"
+DEFAULT_OUT = "runs/demo"
 
 
 @dataclass(frozen=True)

@@ -13,15 +13,14 @@ from pathlib import Path
 
 import yaml
 
-from yolov3.anchors import fit_anchors
+from yolov3.cli import VERBS
 from yolov3.config import COCO_ANCHORS, DataConfig, ModelConfig, check_sections, from_dict, load_yaml
-from yolov3.data.dataset_config import load_dataset
 from yolov3.errors import UserError
 from yolov3.files import atomic_writer, next_run_dir
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("anchors", help="fit anchors to a data set's boxes (k-means, 1 - IoU)",
+    p = sub.add_parser("anchors", help=VERBS["anchors"],
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     p.add_argument("--data", required=True, help="data.yaml or Darknet .data")
     p.add_argument("--n", type=int, default=9, help="number of anchors (9 for yolov3, 6 for tiny)")
@@ -42,6 +41,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from yolov3.anchors import fit_anchors
+    from yolov3.data.dataset_config import load_dataset
+
     base = load_yaml(args.config) if args.config else {}
     check_sections(base, str(args.config))
     model = (

@@ -11,8 +11,6 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from yolov3.config import AMP_MODES, NMS_METHODS, OPENVINO_HINTS, InferConfig
 from yolov3.errors import UserError
 
@@ -56,6 +54,8 @@ def backend_options(args: argparse.Namespace) -> dict[str, Any]:
     if args.threads is not None:
         if args.threads < 1:
             raise UserError(f"--threads {args.threads}: must be >= 1")
+        import torch  # the verbs that take --threads load a model anyway
+
         torch.set_num_threads(args.threads)
         options["threads"] = args.threads
     if args.hint != "auto":

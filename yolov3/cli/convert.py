@@ -5,14 +5,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from yolov3.export.darknet import export_darknet
-from yolov3.modelfile import load_model, save_model
+from yolov3.cli import VERBS
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "convert",
-        help="Darknet cfg + .weights <-> native checkpoint (.safetensors / .pt)",
+        help=VERBS["convert"],
         description="SRC a Darknet .weights (with --cfg, optional --names): OUT is a native checkpoint "
         "(.safetensors or .pt) holding the weights, class names and the cfg. SRC a native checkpoint "
         "(.safetensors or .pt, training checkpoints too): OUT is a folder that gets <name>.cfg, "
@@ -28,6 +27,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from yolov3.export.darknet import export_darknet
+    from yolov3.modelfile import load_model, save_model
+
     model, meta = load_model(args.src, cfg=args.cfg, names=args.names)
     if Path(args.src).suffix == ".weights":
         path = save_model(args.out, model, meta)

@@ -6,11 +6,13 @@ from __future__ import annotations
 import argparse
 import importlib
 
+from yolov3.cli import VERBS
+
 DATA_VERBS: list[str] = ["convert", "check", "synth"]
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("data", help="data-set tools: convert, check, synth")
+    p = sub.add_parser("data", help=VERBS["data"])
     group = p.add_subparsers(dest="data_verb", metavar="DATA_VERB", required=True)
     for name in DATA_VERBS:
         importlib.import_module(f"yolov3.cli.data_{name}").register(group)

@@ -5,14 +5,15 @@ from __future__ import annotations
 import argparse
 import time
 
-from yolov3.demo import DEFAULT_CACHE, DEFAULT_OUT, run_demo
+from yolov3.cli import VERBS
+from yolov3.demo_data import DEFAULT_CACHE, DEFAULT_OUT
 from yolov3.errors import UserError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "demo",
-        help="train and evaluate on a built-in synthetic data set (what `make demo` runs)",
+        help=VERBS["demo"],
         description="Draw a synthetic data set (cached), train the model that suits this machine within "
         "the time budget, evaluate it on held-out images and write pictures, curves, metrics and the "
         "checkpoint to --out. Run it again after an interruption to resume.",
@@ -33,6 +34,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from yolov3.demo import run_demo
+
     if args.time_budget <= 0:
         raise UserError(f"--time-budget {args.time_budget}: expected a positive number of seconds")
     if args.deadline is not None and args.deadline <= time.time():

@@ -15,15 +15,14 @@ import argparse
 import sys
 from pathlib import Path
 
+from yolov3.cli import VERBS
 from yolov3.cli.common import add_infer_options, add_model_options, backend_options, infer_settings
 from yolov3.config import InferConfig
-from yolov3.engine.distributed import cleanup, env_dist_info
 from yolov3.errors import UserError
-from yolov3.infer.runner import SaveOptions, detect, format_speed
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("detect", help="detect objects in images, folders, globs, videos or a webcam",
+    p = sub.add_parser("detect", help=VERBS["detect"],
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     p.add_argument("source", help="image, folder, glob ('imgs/*.jpg'), video file or webcam index (0)")
     add_model_options(p)
@@ -42,6 +41,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from yolov3.engine.distributed import cleanup, env_dist_info
+    from yolov3.infer.runner import SaveOptions, detect, format_speed
+
     settings = infer_settings(args, InferConfig())
     save = SaveOptions(media=not args.no_save, txt=args.save_txt, conf=args.save_conf, view=args.view_img,
                        line_width=args.line_width)  # fmt: skip

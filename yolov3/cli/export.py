@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import argparse
 
+from yolov3.cli import VERBS
 from yolov3.cli.common import add_infer_options, infer_settings
+from yolov3.config import EXPORT_FORMATS as FORMATS
+from yolov3.config import ONNX_MIN_OPSET as MIN_OPSET
 from yolov3.config import InferConfig
-from yolov3.export.exporter import FORMATS, export_weights
-from yolov3.export.onnx import MIN_OPSET
 
 INFER_OPTIONS = ("img_size", "conf_threshold", "iou_threshold", "max_det")  # what an export holds
 
@@ -16,7 +17,7 @@ INFER_OPTIONS = ("img_size", "conf_threshold", "iou_threshold", "max_det")  # wh
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "export",
-        help="export to ONNX / TorchScript / Darknet / OpenVINO, or INT8 (checked by running the file)",
+        help=VERBS["export"],
         description="Write the model in another format, then run the written file (ONNX Runtime, "
         "torch.jit.load, OpenCV's Darknet reader, OpenVINO) and compare it with PyTorch before reporting "
         "success. --int8 then quantizes it on --data's train images and keeps it only if its mAP@0.5 on "
@@ -48,6 +49,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from yolov3.export.exporter import export_weights
+
     settings = infer_settings(args, InferConfig(), INFER_OPTIONS)
     report = export_weights(
         args.weights, args.format, args.out, args.cfg, args.names, args.device, settings, batch=args.batch,

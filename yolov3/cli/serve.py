@@ -14,17 +14,17 @@ import functools
 import os
 from pathlib import Path
 
+from yolov3.cli import VERBS
 from yolov3.cli.common import add_infer_options, add_model_options, backend_options, infer_settings
 from yolov3.config import InferConfig
 from yolov3.errors import UserError
-from yolov3.infer.detector import Detector
 from yolov3.infer.serve import TOKEN_ENV, ServeOptions, require_installed
 
 _DEFAULTS = ServeOptions()
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("serve", help="serve detection over HTTP (JSON API, browser page, metrics)",
+    p = sub.add_parser("serve", help=VERBS["serve"],
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     add_model_options(p)
     add_infer_options(p, InferConfig(), title="inference settings (a request's query may override the "
@@ -64,6 +64,7 @@ def run(args: argparse.Namespace) -> int:
     require_installed()
     if not Path(args.weights).exists():  # fail now, not later in the background load
         raise UserError(f"{args.weights}: weights file not found")
+    from yolov3.infer.detector import Detector
     from yolov3.infer.serve.server import run_server  # the optional web stack, present once checked
 
     options = ServeOptions(

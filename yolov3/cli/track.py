@@ -14,11 +14,10 @@ from __future__ import annotations
 import argparse
 import sys
 
+from yolov3.cli import VERBS
 from yolov3.cli.common import add_infer_options, add_model_options, backend_options, infer_settings
 from yolov3.config import TRACKERS, InferConfig, TrackConfig
 from yolov3.files import next_run_dir
-from yolov3.infer.runner import SaveOptions
-from yolov3.infer.track.runner import run_track
 
 # TrackConfig field -> (argparse keywords, help); the option is the field's name with dashes
 _TRACK_OPTIONS = {
@@ -38,7 +37,7 @@ _TRACK_OPTIONS = {
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "track",
-        help="track objects in videos, image sequences, streams or a webcam",
+        help=VERBS["track"],
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -67,6 +66,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from yolov3.infer.runner import SaveOptions
+    from yolov3.infer.track.runner import run_track
+
     given = {name: getattr(args, name) for name in _TRACK_OPTIONS}
     track_settings = TrackConfig().replace(**given)
     settings = infer_settings(args, InferConfig(conf_threshold=track_settings.low_threshold))

@@ -13,10 +13,9 @@ from __future__ import annotations
 import argparse
 import typing
 
+from yolov3.cli import VERBS
 from yolov3.config import AMP_MODES, SECTIONS
-from yolov3.engine.distributed import env_dist_info
-from yolov3.engine.options import OPTIONS, build_configs
-from yolov3.engine.trainer import train
+from yolov3.config import TRAIN_OPTIONS as OPTIONS
 
 # Every training option, grouped for --help: name -> help. tests/test_config.py checks that each
 # of OPTIONS has its flag here.
@@ -107,7 +106,7 @@ def _add_option(g: argparse._ArgumentGroup, name: str, text: str) -> None:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("train", help="train on a data set (resumable; torchrun for many GPUs)",
+    p = sub.add_parser("train", help=VERBS["train"],
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     for title, options in GROUPS.items():
         g = p.add_argument_group(title)
@@ -120,6 +119,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from yolov3.engine.distributed import env_dist_info
+    from yolov3.engine.options import build_configs
+    from yolov3.engine.trainer import train
+
     options = {name: getattr(args, name, None) for name in OPTIONS}
     model_cfg, data_cfg, train_cfg = build_configs(options, args.config, args.resume)
     metrics = train(model_cfg, data_cfg, train_cfg, resume=args.resume)

@@ -11,17 +11,14 @@ from __future__ import annotations
 
 import argparse
 
+from yolov3.cli import VERBS
 from yolov3.cli.common import add_infer_options, add_model_options, backend_options, infer_settings
 from yolov3.config import InferConfig
-from yolov3.engine.distributed import cleanup, env_dist_info
-from yolov3.evaluate.api import val
-from yolov3.evaluate.plots import save_plots
-from yolov3.evaluate.report import format_report, write_summary
 from yolov3.files import make_dir, next_run_dir
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("val", help="mAP (VOC and COCO), curves and confusion matrix on a labelled split",
+    p = sub.add_parser("val", help=VERBS["val"],
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     p.add_argument("--data", required=True, help="data.yaml or Darknet .data with labels")
     p.add_argument("--split", default="val", choices=["val", "test", "train"], help="split to score (val)")
@@ -39,6 +36,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from yolov3.engine.distributed import cleanup, env_dist_info
+    from yolov3.evaluate.api import val
+    from yolov3.evaluate.plots import save_plots
+    from yolov3.evaluate.report import format_report, write_summary
+
     settings = infer_settings(args, InferConfig.for_map())
     result = val(args.weights, args.data, args.split, cfg=args.cfg, names=args.names, device=args.device,
                  backend=args.backend, batch_size=args.batch, settings=settings,

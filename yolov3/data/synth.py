@@ -35,8 +35,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 import yaml
-from tqdm import tqdm
 
+from yolov3.console import Progress
 from yolov3.data.formats.coco import write_coco
 from yolov3.data.formats.yolo import format_labels
 from yolov3.data.types import Sample
@@ -316,12 +316,12 @@ def _generate(
         (out / "labels" / split).mkdir(parents=True, exist_ok=True)
         samples[split] = []
         tasks = [(out, cfg, split, i) for i in range(count)]
-        bar = dict(desc=f"synth {split}", unit="img", total=count, disable=not progress, leave=False)
+        bar = Progress(count, f"synth {split}", "img", progress)
         if workers > 1 and count >= 64:
             with multiprocessing.get_context("fork").Pool(workers) as pool:
-                samples[split] = list(tqdm(pool.imap(_write_one, tasks, chunksize=16), **bar))
+                samples[split] = list(bar.iterate(pool.imap(_write_one, tasks, chunksize=16)))
         else:
-            samples[split] = [_write_one(t) for t in tqdm(tasks, **bar)]
+            samples[split] = [_write_one(t) for t in bar.iterate(tasks)]
     # No ``path`` key: the paths are relative to data.yaml's folder (this package's loader and
     # Ultralytics' both read it so), which keeps the folder relocatable.
     data = {"train": "images/train", "val": "images/val", "nc": len(CLASS_NAMES), "names": list(CLASS_NAMES)}

@@ -8,12 +8,12 @@ share these names: each is the name of one field of ``ModelConfig`` / ``DataConf
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from typing import Any
 
 from yolov3.config import (
     SECTIONS,
+    TRAIN_OPTIONS,
     ConfigError,
     DataConfig,
     ModelConfig,
@@ -26,14 +26,7 @@ from yolov3.config import (
 )
 from yolov3.modelfile import read_checkpoint
 
-_NAMED_FOR_THE_SECTION = {("model", "name"): "model", ("data", "path"): "data"}
-
-# option name -> (section, field)
-OPTIONS: dict[str, tuple[str, str]] = {
-    _NAMED_FOR_THE_SECTION.get((section, f.name), f.name): (section, f.name)
-    for section, cls in SECTIONS.items()
-    for f in dataclasses.fields(cls)
-}
+OPTIONS = TRAIN_OPTIONS  # option name -> (section, field)
 
 
 def resume_checkpoint(resume: str | os.PathLike) -> str:

@@ -23,9 +23,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from tqdm import tqdm
 
 from yolov3.config import DataConfig, InferConfig, ModelConfig, TrainConfig, from_dict, to_dict, upgrade_saved
+from yolov3.console import Progress
 from yolov3.device import autocast, autocast_dtype, keep_freed_memory, select_device
 from yolov3.engine import builders
 from yolov3.engine import distributed as ddp
@@ -260,10 +260,9 @@ class Trainer:
         self.state.epoch, n_batches = epoch, len(self.data.train_loader)
         builders.set_train_mode(self.model, self.cfg.freeze_bn)
         sums, count, t0, images = dict.fromkeys(LOSS_TERMS + ("total",), 0.0), 0, time.time(), 0
-        bar = tqdm(batches, total=n_batches, initial=start, desc=f"epoch {epoch + 1}/{self.cfg.epochs}",
-                   disable=not self.dist.is_main, leave=False, dynamic_ncols=True)  # fmt: skip
+        bar = Progress(n_batches, f"epoch {epoch + 1}/{self.cfg.epochs}", "batch", self.dist.is_main, start)
         self._window_bad = False
-        for i, batch in enumerate(bar, start=start):
+        for i, batch in enumerate(batches, start=start):
             self.skips.batch(batch)
             with self.budget.timing("step"):
                 terms = self.train_batch(batch, i, n_batches)
@@ -273,10 +272,8 @@ class Trainer:
                 for k in sums:
                     sums[k] += terms[k]
             ips = images / max(time.time() - t0, 1e-9)
-            bar.set_postfix(
-                bar_postfix(sums, count, self.optimizer.param_groups[0]["lr"], ips, self.device),
-                refresh=False,
-            )
+            bar.set_postfix(bar_postfix(sums, count, self.optimizer.param_groups[0]["lr"], ips, self.device))
+            bar.update()
             if self._time_is_up():
                 self.stop_reason = "time"
                 break

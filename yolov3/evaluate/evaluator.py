@@ -30,9 +30,9 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from tqdm import tqdm
 
 from yolov3.config import InferConfig
+from yolov3.console import Progress
 from yolov3.data.images import ImageError, read_image
 from yolov3.data.types import Sample
 from yolov3.errors import UserError
@@ -197,7 +197,7 @@ def run_detector(
     kept: list[int] = []
     totals = {"read": 0.0, "preprocess": 0.0, "inference": 0.0, "nms": 0.0}
     bs = detector.batch_size
-    bar = tqdm(total=len(samples), desc="val", unit="img", disable=not progress, leave=False)
+    bar = Progress(len(samples), "val", "img", progress)
     starts = list(range(0, len(samples), bs))
     with ThreadPoolExecutor(max(1, workers)) as pool:
         # Reads run ahead by PREFETCH batches only: memory stays bounded on large sets.
@@ -211,7 +211,7 @@ def run_detector(
             good = [(i, im, ms) for i, (im, ms, err) in batch if im is not None]
             for _, (_, _, err) in batch:
                 if err:
-                    tqdm.write(f"skipped (unreadable): {err}")
+                    bar.write(f"skipped (unreadable): {err}")
             results = detector.predict_arrays([g[1] for g in good]) if good else []
             for (i, _, ms), r in zip(good, results):
                 r.image = None  # scoring needs the boxes only: keep memory flat on large sets

@@ -25,7 +25,7 @@ import onnx
 import torch
 from torch import nn
 
-from yolov3.config import InferConfig
+from yolov3.config import EXPORT_FORMATS, InferConfig
 from yolov3.device import select_device
 from yolov3.errors import UserError
 from yolov3.export.check import ExportCheckError, check_inputs, compare_outputs, match_detections
@@ -40,7 +40,7 @@ from yolov3.infer.backends.ort import ort_session
 from yolov3.infer.backends.pytorch import load_torchscript
 from yolov3.modelfile import ExportInfo, ModelMeta, load_model
 
-FORMATS = ("onnx", "torchscript", "darknet", "openvino")
+FORMATS = EXPORT_FORMATS
 SUFFIX = {"onnx": ".onnx", "torchscript": ".torchscript", "darknet": "", "openvino": ".xml"}
 INT8_FORMATS = ("onnx", "openvino")
 FLOAT_TOLERANCE = 1e-3

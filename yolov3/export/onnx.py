@@ -23,11 +23,11 @@ import torch
 import torchvision
 from torch import Tensor, nn
 
-from yolov3.config import InferConfig
+from yolov3.config import ONNX_MIN_OPSET, InferConfig
 from yolov3.export.heads import ExportHead, raw_output_names, scores_argmax_class
 from yolov3.modelfile import META_KEY, ModelMeta
 
-MIN_OPSET = 17
+MIN_OPSET = ONNX_MIN_OPSET
 NMS_OUTPUT = "detections"
 DECODED_OUTPUT = "decoded"
 INPUT_NAME = "images"

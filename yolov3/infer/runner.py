@@ -22,9 +22,9 @@ from typing import Any
 
 import cv2
 import numpy as np
-from tqdm import tqdm
 
 from yolov3.config import InferConfig
+from yolov3.console import Progress
 from yolov3.data.dataset_config import load_dataset
 from yolov3.device import select_device
 from yolov3.engine.distributed import DistInfo, broadcast_object, env_dist_info, init_distributed
@@ -146,7 +146,7 @@ def run_source(
     source: str | os.PathLike | int,
     out: str | os.PathLike,
     save: SaveOptions | None = None,
-    log: Callable[[str], None] | None = tqdm.write,
+    log: Callable[[str], None] | bool = True,
     progress: bool = True,
     resume: bool = False,
     info: DistInfo | None = None,
@@ -167,10 +167,10 @@ def run_source(
     writers = Writers(out, save, detector.names, job)
     mine, times = RankReport(), Counter()
     total = job.expected() or None
-    bar = tqdm(job.frames(), total=total, unit="img" if src.kind == "images" else "frame", desc="detect",
-               disable=not progress or not info.is_main)  # fmt: skip
+    bar = Progress(total, "detect", "img" if src.kind == "images" else "frame", progress and info.is_main)
+    log = bar.write if log is True else (log or None)
     try:
-        for k, (key, frame) in enumerate(bar, 1):
+        for k, (key, frame) in enumerate(bar.iterate(job.frames()), 1):
             where = frame.path + (f" frame {frame.index}" if frame.fps is not None else "")
             if frame.image is None:
                 mine.skipped += 1

@@ -32,9 +32,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from tqdm import tqdm
-
 from yolov3.config import InferConfig, TrackConfig
+from yolov3.console import Progress
 from yolov3.files import make_dir
 from yolov3.infer.detector import Detector
 from yolov3.infer.runner import SaveOptions, Writers
@@ -239,8 +238,8 @@ def run_track(
     """``track`` to the end of ``source`` with files written into ``out`` (what ``yolov3 track`` runs);
     Ctrl-C stops it cleanly, with the files finalised and ``report.interrupted`` set."""
     report = TrackReport()
-    frames = track(source, weights, out, report=report, log=tqdm.write if progress else None, **kwargs)
-    bar = tqdm(unit="frame", desc="track", disable=not progress)
+    bar = Progress(None, "track", "frame", progress)
+    frames = track(source, weights, out, report=report, log=bar.write if progress else None, **kwargs)
     try:
         for _ in frames:
             bar.update(1)
