@@ -1,0 +1,386 @@
+"""``yolov3 benchmark``: one model on every runtime and precision installed here, side by side.
+
+Rows (``SPECS``, in this order): PyTorch fp32 / bf16, ONNX Runtime fp32 / INT8, OpenVINO fp32 / bf16 /
+INT8. Each row's file is the checkpoint itself (PyTorch) or an export written into the run folder by
+``yolov3.export.exporter.export_weights``, which runs the file back against PyTorch before it reports
+success (ONNX: batch and size free, ``--dynamic``; INT8: calibrated on the data set's train split, kept
+whatever its drop, since the row shows the mAP). Then, each on the row's runtime and precision:
+
+- **latency**: batch 1, the median of ``runs`` timed passes after ``WARMUP`` untimed ones, in ms. A pass
+  is ``Detector.predict_arrays`` on one image already at the input size: letterbox (a copy and a
+  division), the runtime, decode, score threshold and NMS at ``InferConfig``'s defaults -> ``Detections``.
+  The median parts (``preprocess``, ``inference``, ``nms``: the Detector's own timings) come with it.
+- **throughput**: one pass of ``batch`` images, the median of ``throughput_passes(runs)`` timed passes
+  after ``WARMUP`` untimed ones, as images per second.
+- **mAP** (with ``data``): mAP@0.5 and mAP@.5:.95 (VOC all-point, in [0, 1]) on the val split through
+  ``yolov3.evaluate.api.val`` at ``InferConfig.for_map()``, as ``yolov3 val --amp <precision>`` gives.
+
+The images timed are the data set's first val images (letterboxed to the input size) when given, else
+one drawn image of grey noise. Precision: fp32 is ``amp="off"`` (OpenVINO's f32 hint), bf16 is
+``amp="bf16"``, INT8 rows run their quantized convolutions in INT8 and the rest in float32.
+
+A row that cannot run here is ``skipped`` with the reason (a runtime not installed, bf16 without native
+support, OpenVINO off the CPU, INT8 without ``data``); one that fails (an export refused, a runtime
+error) is ``failed`` with the error's message. Neither stops the other rows. Nothing imports this
+module but the command line.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import importlib.util
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from yolov3.config import InferConfig
+from yolov3.console import Progress
+from yolov3.data.dataset_config import load_dataset
+from yolov3.data.images import ImageError, read_image
+from yolov3.data.transforms import letterbox_uint8
+from yolov3.device import cpu_supports_bf16, select_device
+from yolov3.errors import UserError
+from yolov3.evaluate.api import val
+from yolov3.export.exporter import export_weights
+from yolov3.files import atomic_writer, make_dir
+from yolov3.infer.backends import cpu_cores
+from yolov3.infer.backends.openvino import INSTALL_HINT as OPENVINO_HINT
+from yolov3.infer.detector import Detector
+from yolov3.modelfile import load_model
+
+WARMUP = 3  # untimed passes before the timed ones, at each batch size (kernel choice, lazy compilation)
+INT8_MAX_DROP = 100.0  # mAP@0.5 points: keep every INT8 file; the row reports its mAP
+
+
+@dataclass(frozen=True)
+class Spec:
+    """One row: ``runtime`` (a backend kind) running ``format`` (None: the checkpoint) at ``precision``
+    (fp32 | bf16 | int8), needing the Python ``modules``."""
+
+    name: str
+    runtime: str
+    format: str | None
+    precision: str
+    modules: tuple[str, ...] = ()
+
+    @property
+    def amp(self) -> str:
+        return "bf16" if self.precision == "bf16" else "off"
+
+
+SPECS = (
+    Spec("torch-fp32", "torch", None, "fp32"),
+    Spec("torch-bf16", "torch", None, "bf16"),
+    Spec("onnx-fp32", "onnxruntime", "onnx", "fp32", ("onnxruntime",)),
+    Spec("onnx-int8", "onnxruntime", "onnx", "int8", ("onnxruntime",)),
+    Spec("openvino-fp32", "openvino", "openvino", "fp32", ("openvino",)),
+    Spec("openvino-bf16", "openvino", "openvino", "bf16", ("openvino",)),
+    Spec("openvino-int8", "openvino", "openvino", "int8", ("openvino", "nncf")),
+)
+GROUPS = ("torch", "onnx", "openvino")  # --formats NAME selects every row NAME-*
+RUNTIME_NAMES = {"torch": "PyTorch", "onnxruntime": "ONNX Runtime", "openvino": "OpenVINO"}
+INSTALL_HINTS = {"onnxruntime": "pip install onnxruntime", "openvino": OPENVINO_HINT, "nncf": OPENVINO_HINT}
+
+
+@dataclass
+class Row:
+    """What one row measured, or why it has no figures (``status``: ok | skipped | failed)."""
+
+    name: str
+    runtime: str
+    precision: str
+    status: str = "ok"
+    reason: str | None = None
+    file: str | None = None
+    file_mb: float | None = None
+    export_s: float | None = None
+    latency_ms: float | None = None
+    latency_parts_ms: dict[str, float] | None = None
+    throughput_ips: float | None = None
+    map50: float | None = None
+    map50_95: float | None = None
+
+
+@dataclass
+class BenchmarkReport:
+    """Every row, with what was measured and where (``to_dict`` is ``benchmark.json``)."""
+
+    weights: str
+    data: str | None
+    img_size: int
+    batch: int
+    runs: int
+    device: str
+    machine: dict[str, Any]
+    rows: list[Row] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def select_specs(formats: Sequence[str] | None) -> list[Spec]:
+    """The rows ``formats`` names (a row name such as ``onnx-int8``, or a group: torch | onnx | openvino),
+    in ``SPECS`` order; all of them for None."""
+    if not formats:
+        return list(SPECS)
+    names = {s.name for s in SPECS}
+    bad = [f for f in formats if f not in names and f not in GROUPS]
+    if bad:
+        raise UserError(f"--formats {' '.join(bad)}: expected row names ({', '.join(s.name for s in SPECS)}) "
+                        f"or groups ({', '.join(GROUPS)})")  # fmt: skip
+    return [s for s in SPECS if s.name in formats or s.name.split("-")[0] in formats]
+
+
+def missing_modules(modules: Sequence[str]) -> list[str]:
+    """The ``modules`` that cannot be imported here (found without importing them)."""
+    out = []
+    for name in modules:
+        if name in sys.modules:
+            if sys.modules[name] is None:  # blocked: an import raises ImportError
+                out.append(name)
+        elif importlib.util.find_spec(name) is None:
+            out.append(name)
+    return out
+
+
+def skip_reason(spec: Spec, device: torch.device, data: str | None) -> str | None:
+    """Why ``spec`` cannot run here (None: it can)."""
+    missing = missing_modules(spec.modules)
+    if missing:
+        hint = INSTALL_HINTS.get(missing[0], f"pip install {missing[0]}")
+        return f"{', '.join(missing)} not installed ({hint})"
+    if spec.runtime == "openvino" and device.type != "cpu":
+        return f"OpenVINO runs on the CPU here, not --device {device}"
+    if spec.precision == "bf16":
+        if device.type == "cuda" and not torch.cuda.is_bf16_supported():
+            return f"{torch.cuda.get_device_name(device)} has no native bf16"
+        if device.type == "cpu" and not cpu_supports_bf16():
+            return "this CPU has no native bf16 (AVX512-BF16 or AMX): emulated, it would be slower than fp32"
+    if spec.precision == "int8" and not data:
+        return "INT8 needs --data: its calibration images come from the train split"
+    return None
+
+
+def throughput_passes(runs: int) -> int:
+    """Timed batch passes for ``runs`` batch-1 passes: a quarter of them, at least 3."""
+    return max(3, runs // 4)
+
+
+def timing_images(data: str | None, img_size: int, count: int) -> list[np.ndarray]:
+    """``count`` RGB uint8 ``(S, S, 3)`` images: the data set's first readable val images letterboxed to
+    ``img_size`` (repeated when fewer), else grey noise (seeded)."""
+    images: list[np.ndarray] = []
+    if data:
+        for sample in load_dataset(data).val:
+            try:
+                images.append(letterbox_uint8(read_image(sample.image), img_size)[0])
+            except ImageError:
+                continue
+            if len(images) == count:
+                break
+    if not images:
+        rng = np.random.default_rng(0)
+        images = [rng.integers(64, 192, (img_size, img_size, 3), dtype=np.uint8)]
+    return [images[i % len(images)] for i in range(count)]
+
+
+def median_pass(fn: Callable[[], Any], passes: int, warmup: int) -> tuple[float, list[Any]]:
+    """``(median seconds of a call, the results of the timed calls)`` over ``passes`` timed calls of
+    ``fn`` after ``warmup`` untimed ones."""
+    for _ in range(warmup):
+        fn()
+    times, results = [], []
+    for _ in range(passes):
+        t0 = time.perf_counter()
+        results.append(fn())
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times), results
+
+
+def machine_info(device: torch.device) -> dict[str, Any]:
+    """CPU model, cores, GPU, and the versions of Python, torch and the runtimes installed."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
+                    if ln.startswith("model name")), cpu)  # fmt: skip
+    except OSError:
+        pass
+    versions = {"python": platform.python_version(), "torch": torch.__version__}
+    for package in ("onnxruntime", "openvino", "nncf"):
+        try:
+            versions[package] = importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            versions[package] = None
+    gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else None
+    return {"cpu": cpu, "cores": cpu_cores(), "bf16_cpu": cpu_supports_bf16(), "gpu": gpu, **versions}
+
+
+class _Exports:
+    """The files each row runs, exported once into ``out`` (the fp32 file serves fp32 and bf16; a
+    failed export is not tried again: its error is raised for each row that needs it)."""
+
+    def __init__(self, weights: Path, out: Path, img_size: int, data: str | None, calib_images: int) -> None:
+        self.weights, self.out, self.img_size = weights, out, img_size
+        self.data, self.calib_images = data, calib_images
+        self._done: dict[tuple[str, bool], tuple[Path, float] | Exception] = {}
+
+    def file(self, spec: Spec) -> tuple[Path, float | None]:
+        """``(file, seconds the export took)`` for ``spec``; the checkpoint for PyTorch rows."""
+        if spec.format is None:
+            return self.weights, None
+        int8 = spec.precision == "int8"
+        key = (spec.format, int8)
+        if key not in self._done:
+            suffix = ".onnx" if spec.format == "onnx" else ".xml"
+            path = self.out / f"{self.weights.stem}{'_int8' if int8 else ''}{suffix}"
+            extra: dict[str, Any] = {"dynamic": spec.format == "onnx" and not int8}
+            if int8:
+                extra.update(int8=True, data=self.data, calib_images=self.calib_images,
+                             int8_max_drop=INT8_MAX_DROP)  # fmt: skip
+            try:
+                report = export_weights(self.weights, spec.format, path, device="cpu",
+                                        settings=InferConfig(img_size=self.img_size), **extra)  # fmt: skip
+                self._done[key] = (report.files[0], report.seconds)
+            except Exception as exc:  # the row says why (run_row)
+                self._done[key] = exc
+        done = self._done[key]
+        if isinstance(done, Exception):
+            raise done
+        return done
+
+
+def _size_mb(path: Path) -> float:
+    """Megabytes on disk: the file and, for an OpenVINO IR, its ``.bin``."""
+    files = [path] + ([path.with_suffix(".bin")] if path.suffix == ".xml" else [])
+    return round(sum(f.stat().st_size for f in files if f.is_file()) / 2**20, 2)
+
+
+def measure_row(spec: Spec, file: Path, device: torch.device, img_size: int, batch: int, runs: int,
+                images: list[np.ndarray], data: str | None, row: Row) -> None:  # fmt: skip
+    """Fill ``row``'s latency, throughput and (with ``data``) mAP for ``file`` on ``spec``'s runtime."""
+    settings = InferConfig(img_size=img_size, amp=spec.amp)
+    det = Detector.load(file, device=str(device), backend=spec.runtime, batch_size=batch, settings=settings)
+    one = images[:1]
+    seconds, results = median_pass(lambda: det.predict_arrays(one), runs, WARMUP)
+    row.latency_ms = round(1e3 * seconds, 3)
+    parts = [r[0].speed for r in results]
+    row.latency_parts_ms = {k: round(statistics.median(p[k] for p in parts), 3) for k in parts[0]}
+    seconds, _ = median_pass(lambda: det.predict_arrays(images), throughput_passes(runs), WARMUP)
+    row.throughput_ips = round(batch / seconds, 2)
+    if data:
+        result = val(file, data, "val", device=str(device), backend=spec.runtime, batch_size=batch,
+                     settings=InferConfig.for_map(img_size=img_size, amp=spec.amp), coco=False,
+                     plots=False)  # fmt: skip
+        row.map50, row.map50_95 = float(result.summary["map50"]), float(result.summary["map50_95"])
+
+
+def _reason(exc: BaseException) -> str:
+    """The first line of an error's message (with its type, unless it is meant for the user)."""
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    text = lines[0] if lines else ""
+    return text if isinstance(exc, UserError) and text else f"{type(exc).__name__}: {text}".rstrip(": ")
+
+
+def run_row(spec: Spec, exports: _Exports, device: torch.device, img_size: int, batch: int, runs: int,
+            images: list[np.ndarray], data: str | None) -> Row:  # fmt: skip
+    """One row: skipped, failed or measured (never an exception but ``KeyboardInterrupt``)."""
+    row = Row(spec.name, RUNTIME_NAMES[spec.runtime], spec.precision)
+    why = skip_reason(spec, device, data)
+    if why:
+        row.status, row.reason = "skipped", why
+        return row
+    try:
+        file, row.export_s = exports.file(spec)
+        row.file, row.file_mb = str(file), _size_mb(file)
+        row.export_s = None if row.export_s is None else round(row.export_s, 1)
+        measure_row(spec, file, device, img_size, batch, runs, images, data, row)
+    except Exception as exc:  # a row's failure is its reason, and the other rows go on
+        row.status, row.reason = "failed", _reason(exc)
+    return row
+
+
+def check_inputs(weights: Path, data: str | None, img_size: int | None, batch: int, runs: int,
+                 calib_images: int) -> tuple[int, int]:  # fmt: skip
+    """Refuse bad settings before anything runs; ``(input size, class count)`` of the model."""
+    if weights.suffix.lower() not in (".pt", ".pth", ".safetensors"):
+        raise UserError(f"--weights {weights}: expected a checkpoint (.pt / .safetensors); the benchmark "
+                        "exports the other formats itself")  # fmt: skip
+    for flag, value in (("--batch", batch), ("--runs", runs), ("--calib-images", calib_images)):
+        if value < 1:
+            raise UserError(f"{flag} {value}: must be >= 1")
+    _, meta = load_model(weights, device=torch.device("cpu"))
+    size = meta.img_size if img_size is None else img_size
+    InferConfig(img_size=size)  # a multiple of 32, or an error naming img_size
+    if data:
+        names = load_dataset(data).names
+        if len(names) != meta.num_classes:
+            raise UserError(f"--data {data}: {len(names)} classes, but {weights} predicts "
+                            f"{meta.num_classes}: use the data set the model was trained for")  # fmt: skip
+    return size, meta.num_classes
+
+
+def benchmark(weights: str | os.PathLike, out: str | os.PathLike, data: str | os.PathLike | None = None,
+              img_size: int | None = None, batch: int = 8, device: str = "auto", runs: int = 20,
+              formats: Sequence[str] | None = None, calib_images: int = 300,
+              progress: bool = True) -> BenchmarkReport:  # fmt: skip
+    """Measure the checkpoint ``weights`` on every row of ``formats`` (default all; the module
+    docstring says what and how), exporting into ``out`` (created) and writing ``out/benchmark.json``.
+    ``img_size``: default the model's own input size."""
+    start = time.perf_counter()
+    weights, data = Path(weights), (str(data) if data else None)
+    specs = select_specs(formats)
+    size, _ = check_inputs(weights, data, img_size, batch, runs, calib_images)
+    dev = select_device(device)
+    out = make_dir(out, "output folder (--out)")  # after the checks: a refused run leaves no folder
+    report = BenchmarkReport(str(weights), data, size, batch, runs, str(dev), machine_info(dev))
+    images = timing_images(data, size, batch)
+    exports = _Exports(weights, out, size, data, calib_images)
+    with Progress(total=len(specs), desc="benchmark", unit="row", enabled=progress) as bar:
+        for spec in specs:
+            row = run_row(spec, exports, dev, size, batch, runs, images, data)
+            report.rows.append(row)
+            bar.write(f"{spec.name}: {row.status}"
+                      + (f", {row.latency_ms:.1f} ms" if row.latency_ms is not None else "")
+                      + (f" ({row.reason})" if row.reason else ""))  # fmt: skip
+            bar.update()
+    report.seconds = round(time.perf_counter() - start, 1)
+    with atomic_writer(out / "benchmark.json") as f:
+        f.write(json.dumps(report.to_dict(), indent=1, allow_nan=False).encode())
+    return report
+
+
+def _cell(value: float | None, digits: int, scale: float = 1.0) -> str:
+    return "-" if value is None else f"{value * scale:.{digits}f}"
+
+
+def format_table(report: BenchmarkReport) -> str:
+    """The rows as an aligned text table (mAPs in points), with the machine and settings above it."""
+    m = report.machine
+    head = (f"{report.weights} at {report.img_size}, batch {report.batch}, {report.runs} runs, "
+            f"{report.device} ({m['gpu'] or m['cpu']}, {m['cores']} cores)")  # fmt: skip
+    cols = ["row", "runtime", "precision", "status", "MB", "latency ms", f"images/s @{report.batch}",
+            "mAP@0.5", "mAP@.5:.95", "note"]  # fmt: skip
+    lines = [cols]
+    for r in report.rows:
+        lines.append([r.name, r.runtime, r.precision, r.status, _cell(r.file_mb, 1), _cell(r.latency_ms, 1),
+                      _cell(r.throughput_ips, 1), _cell(r.map50, 2, 100), _cell(r.map50_95, 2, 100),
+                      r.reason or ""])  # fmt: skip
+    widths = [max(len(line[i]) for line in lines) for i in range(len(cols) - 1)]
+    text = ["  ".join(c.ljust(w) if i < 4 else c.rjust(w) for i, (c, w) in enumerate(zip(line, widths)))
+            + ("  " + line[-1] if line[-1] else "") for line in lines]  # fmt: skip
+    return "\n".join([head, *(t.rstrip() for t in text)])
+
+
+__all__ = ["SPECS", "BenchmarkReport", "Row", "Spec", "benchmark", "format_table", "select_specs",
+           "skip_reason"]  # fmt: skip
