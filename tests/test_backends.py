@@ -137,8 +137,8 @@ def test_bad_backend_requests_are_named(files, tmp_path):
     with pytest.raises(UserError, match="symbolic sizes; OpenCV DNN .* export without --dynamic"):
         load_backend(dyn, "opencv", "cpu")
     dec = export_model(model, meta, tmp_path / "dec.onnx", settings(outputs="decoded"))
-    with pytest.raises(UserError, match="exported with --outputs decoded; a backend needs --outputs raw"):
-        load_backend(dec.files[0], "onnxruntime", "cpu")
+    with pytest.raises(UserError, match="OpenCV backend needs .*--outputs raw; run this file with --backend"):
+        load_backend(dec.files[0], "opencv", "cpu")
 
 
 @pytest.mark.parametrize("name", ["native.onnx", "native.torchscript"])

@@ -140,7 +140,7 @@ def test_training_counts_and_clock_are_validated_naming_the_option(field, value,
 def test_inference_settings_defaults_and_overrides():
     seed = InferConfig()
     assert (seed.img_size, seed.conf_threshold, seed.iou_threshold, seed.max_det, seed.nms) == (
-        544,
+        None,  # the model file's own size (resolved by the Detector)
         0.3,
         0.45,
         300,

@@ -65,8 +65,9 @@ def test_decoded_half_file_on_cpu(small, tmp_path):
         want = decode_all(model(x), meta.anchors, meta.strides)
     assert got.dtype == torch.float32  # decoded in float32 even from a half network
     assert _rel(got, want) < 0.1
-    with pytest.raises(UserError, match="exported with --outputs decoded; a backend needs --outputs raw"):
-        TorchScriptBackend(path)
+    backend = TorchScriptBackend(path)  # runs as a backend too: decoded rows, its traced size only
+    assert backend.outputs == "decoded" and backend.input_size == (IMG, IMG)
+    torch.testing.assert_close(backend(x)[0], got)
 
 
 def test_backend_and_bad_files(small, tmp_path):

@@ -43,6 +43,8 @@ EXPORT_FORMATS = ("onnx", "torchscript", "darknet", "openvino")  # yolov3 export
 ONNX_MIN_OPSET = 17  # the oldest opset the ONNX exporter writes
 OPENVINO_HINTS = ("auto", "latency", "throughput")  # auto: latency at batch 1, throughput above
 AMP_MODES = ("auto", "bf16", "fp16", "off")
+# The seed's test input size: what a model runs at when nothing records its own (a bare module).
+SEED_TEST_SIZE = 544
 # mAP integrates precision over recall down to the low-score tail: evaluation keeps every box above
 # this score instead of the seed's 0.3 display threshold.
 MAP_CONF_THRESHOLD = 0.001
@@ -127,7 +129,10 @@ class TrainConfig:
 @dataclass(frozen=True)
 class InferConfig:
     """How raw maps become detections; the same for ``detect``, ``val``, the Python API, an export's
-    in-graph NMS and validation during training. Defaults: the seed's test settings.
+    in-graph NMS and validation during training. Defaults: the seed's test settings, except the input
+    size: ``img_size=None`` is the model file's own (the size it was trained and validated at, or the
+    input shape an export fixes; ``SEED_TEST_SIZE`` only for a model that records none), resolved by
+    ``Detector``: a model trained at 192 halves its mAP at the seed's 544.
 
     ``amp`` auto runs bf16 where the hardware does it natively (GPUs; CPUs with AVX-512 BF16 or AMX)
     and float32 elsewhere: bf16 keeps the demo's mAP for much less CPU time (``docs/benchmarks.md``,
@@ -135,13 +140,13 @@ class InferConfig:
     Invalid values raise ``ConfigError`` naming the setting when the object is made.
     """
 
-    img_size: int = 544  # the seed's test input size
+    img_size: int | None = None  # None: the model file's own (see above)
     conf_threshold: float = 0.3  # keep boxes whose score conf * prob > this
     iou_threshold: float = 0.45  # NMS: suppress a box overlapping a better one of its class by > this
     max_det: int = 300  # boxes per image, best first
     nms: str = "greedy"  # greedy (the seed) | soft (Gaussian, sigma 0.3) | diou
     multi_label: bool = False  # one candidate per class whose score passes, not only the best class
-    classes: tuple[int, ...] | None = None  # keep only these class indices
+    classes: tuple[int | str, ...] | None = None  # keep only these classes: indices or names (parse_classes)
     amp: str = "auto"  # auto | bf16 | fp16 | off
 
     def __post_init__(self) -> None:
@@ -151,15 +156,16 @@ class InferConfig:
             _bad("iou_threshold", self.iou_threshold, "an IoU in (0, 1]")
         if not _whole(self.max_det) or self.max_det < 1:
             _bad("max_det", self.max_det, "a positive whole number")
-        if not _whole(self.img_size) or self.img_size < 32 or self.img_size % 32:
+        size = self.img_size
+        if size is not None and (not _whole(size) or size < 32 or size % 32):
             _bad("img_size", self.img_size, "a positive multiple of 32")
         if self.nms not in NMS_METHODS:
             _bad("nms", self.nms, f"one of {', '.join(NMS_METHODS)}")
         if self.amp not in AMP_MODES:
             _bad("amp", self.amp, f"one of {', '.join(AMP_MODES)}")
         if self.classes is not None:
-            object.__setattr__(self, "classes", tuple(int(c) for c in self.classes))
-            if any(c < 0 for c in self.classes):
+            object.__setattr__(self, "classes", parse_classes(self.classes))
+            if any(isinstance(c, int) and c < 0 for c in self.classes):
                 _bad("classes", list(self.classes), "class indices >= 0")
 
     def replace(self, **changes: Any) -> InferConfig:
@@ -173,6 +179,49 @@ class InferConfig:
     def for_map(cls, **changes: Any) -> InferConfig:
         """The seed's settings with the score threshold mAP needs (``MAP_CONF_THRESHOLD``)."""
         return cls(conf_threshold=MAP_CONF_THRESHOLD).replace(**changes)
+
+
+def parse_classes(value: Any) -> tuple[int | str, ...] | None:
+    """Classes as given anywhere (``--classes 0,2``, ``--classes 0 2``, ``--classes dog cat``,
+    ``classes="0,2"``, ``classes=[0, "dog"]``, ``?classes=0,2``): a tuple of indices (whole numbers) and
+    names (anything else), commas splitting; None for none. Names become indices where the model's
+    names are known (``resolve_classes``)."""
+    if value is None:
+        return None
+    items = [value] if isinstance(value, (str, int)) else list(value)
+    out: list[int | str] = []
+    for item in items:
+        if isinstance(item, bool) or not isinstance(item, (int, str)):
+            _bad("classes", value, "class indices or names")
+        for part in ([item] if isinstance(item, int) else [p.strip() for p in item.split(",")]):
+            if isinstance(part, int) or part.lstrip("-").isdigit():
+                out.append(int(part))
+            elif part:
+                out.append(part)
+    return tuple(out) or None
+
+
+def resolve_classes(classes: tuple[int | str, ...] | None, names: list[str]) -> tuple[int, ...] | None:
+    """``classes`` as indices into ``names``; a name matches exactly, else ignoring case. An unknown
+    name or an index out of range is a ``ConfigError`` naming it and the classes there are."""
+    if classes is None:
+        return None
+    lower = {}
+    for i, n in enumerate(names):
+        lower.setdefault(n.lower(), i)
+    out = []
+    for c in classes:
+        if isinstance(c, str):
+            i = names.index(c) if c in names else lower.get(c.lower())
+            if i is None:
+                raise ConfigError(f"classes (--classes): no class named {c!r}{nearest(c, names)}; the "
+                                  f"model's classes are {', '.join(names)}")  # fmt: skip
+            c = i
+        if not 0 <= c < len(names):
+            raise ConfigError(f"classes (--classes): index {c} out of range: the model has {len(names)} "
+                              f"classes (0..{len(names) - 1})")  # fmt: skip
+        out.append(c)
+    return tuple(out)
 
 
 TRACKERS = ("bytetrack",)
@@ -358,7 +407,7 @@ def to_dict(obj: Any) -> dict[str, Any]:
 
 __all__ = [
     "AMP_MODES", "COCO_ANCHORS", "EXPORT_FORMATS", "MAP_CONF_THRESHOLD", "NMS_METHODS", "ONNX_MIN_OPSET",
-    "RETIRED_KEYS", "SECTIONS", "STRIDES", "TRAIN_OPTIONS", "ConfigError", "DataConfig", "InferConfig",
-    "ModelConfig", "TrainConfig", "check_sections", "from_dict", "load_yaml", "nearest", "to_dict",
-    "upgrade_saved", "TRACKERS", "TrackConfig",
+    "RETIRED_KEYS", "SEED_TEST_SIZE", "SECTIONS", "STRIDES", "TRAIN_OPTIONS", "ConfigError", "DataConfig",
+    "InferConfig", "ModelConfig", "TrainConfig", "check_sections", "from_dict", "load_yaml", "nearest",
+    "parse_classes", "resolve_classes", "to_dict", "upgrade_saved", "TRACKERS", "TrackConfig",
 ]  # fmt: skip

@@ -262,7 +262,7 @@ def run_demo(out: str | Path = DEFAULT_OUT, cache: str | Path = DEFAULT_CACHE, t
     t_train = time.time()
     _say(f"[3/4] evaluating on the {n_val} held-out images")
     weights = Path(result["run_dir"]) / "weights" / "best.pt"
-    metrics = evaluate_and_draw(weights, data_yaml, out, plan, dev, progress)
+    metrics = evaluate_and_draw(weights, data_yaml, out, dev, progress)
     metrics.update(
         seconds_total=round(time.time() - t0, 1), seconds_training=round(t_train - t0, 1),
         device=str(dev), recipe=plan["recipe"], img_size=plan["data"]["img_size"], model=plan["model"],
@@ -274,19 +274,17 @@ def run_demo(out: str | Path = DEFAULT_OUT, cache: str | Path = DEFAULT_CACHE, t
     return metrics
 
 
-def evaluate_and_draw(weights: Path, data_yaml: Path, out: Path, plan: dict[str, Any], device: torch.device,
+def evaluate_and_draw(weights: Path, data_yaml: Path, out: Path, device: torch.device,
                       progress: bool) -> dict[str, Any]:  # fmt: skip
     """mAP on the val split (``InferConfig.for_map``), ``pr_curve.png``, annotated validation images
-    (the seed's test thresholds) and ``loss_curves.png``, all at the training size."""
+    (the seed's test thresholds) and ``loss_curves.png``, all at the size the model records (the
+    training size), as ``yolov3 val`` and ``yolov3 detect`` run it."""
     spec = load_dataset(data_yaml)
-    size = plan["data"]["img_size"]
-    det = Detector.load(
-        weights, device=str(device), batch_size=16, settings=InferConfig.for_map(img_size=size)
-    )
+    det = Detector.load(weights, device=str(device), batch_size=16, settings=InferConfig.for_map())
     ev = evaluate(det, spec.val, spec.names, coco=False, progress=progress)
     plot_pr_curves(ev.curves, spec.names, out / "pr_curve.png")
-    det.settings = InferConfig(img_size=size)
-    draw_examples(det, [s.image for s in spec.val[:8]], out, scale=max(1, round(480 / size)))
+    det.settings = InferConfig()
+    draw_examples(det, [s.image for s in spec.val[:8]], out, scale=max(1, round(480 / det.img_size)))
     run_dir = weights.parent.parent
     plot_loss_curves(read_columns(run_dir / "steps.csv"), read_columns(run_dir / "results.csv"),
                      out / "loss_curves.png")  # fmt: skip
@@ -323,6 +321,6 @@ def summary_text(m: dict[str, Any], out: Path) -> str:
         f"      {model}, {size} px, {m['epochs']:g} epochs on {m['device']}",
         f"pictures: {out / 'detections.jpg'}, {out / 'pr_curve.png'}, {out / 'loss_curves.png'}",
         f"metrics:  {out / 'metrics.json'}; model: {m['weights']}",
-        f"next:     yolov3 detect {Path(m['data']).parent / 'images' / 'val'} --weights {m['weights']} "
-        f"--img-size {size}",
+        f"next:     yolov3 detect {Path(m['data']).parent / 'images' / 'val'} --weights {m['weights']}",
+        f"          yolov3 val --data {m['data']} --weights {m['weights']}",
     ])  # fmt: skip

@@ -22,19 +22,20 @@ _INFER_OPTIONS = {
     "max_det": ([], {"type": int}, "at most this many boxes per image"),
     "nms": ([], {"choices": NMS_METHODS}, "greedy (the seed's) | soft (Gaussian) | diou"),
     "multi_label": ([], {"action": "store_true", "default": None}, "one score per class above the threshold"),
-    "classes": ([], {"type": int, "nargs": "+"}, "keep only these class indices"),
+    "classes": ([], {"nargs": "+"}, "keep only these classes: indices or names ('0,2', '0 2', 'dog cat')"),
     "amp": ([], {"choices": AMP_MODES}, "mixed precision (auto: bf16 where the hardware runs it natively)"),
 }
 
 
-def add_model_options(p: argparse.ArgumentParser, backend: bool = True) -> None:
-    """The options naming a model: ``--weights``, ``--cfg``, ``--names``, ``--device`` (and ``--backend``,
-    ``--threads``, ``--hint``: ``backend_options`` reads the last two)."""
+def add_model_options(p: argparse.ArgumentParser, backend: bool = True, required: bool = True) -> None:
+    """The options naming a model: ``--weights`` (``required`` unless a verb can take it from elsewhere),
+    ``--cfg``, ``--names``, ``--device`` (and ``--backend``, ``--threads``, ``--hint``:
+    ``backend_options`` reads the last two)."""
     g = p.add_argument_group("model")
     g.add_argument(
         "--weights",
-        required=True,
-        help="checkpoint (.pt / .safetensors), Darknet .weights, .onnx, OpenVINO .xml",
+        required=required,
+        help="checkpoint (.pt / .safetensors), Darknet .weights, .onnx, TorchScript, OpenVINO .xml",
     )
     g.add_argument("--cfg", help="Darknet .cfg (with .weights), or a shipped name such as yolov3-tiny")
     g.add_argument("--names", help="class names file, one per line (Darknet weights carry none)")

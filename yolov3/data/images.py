@@ -2,7 +2,12 @@
 
 Orientation: a JPEG's EXIF orientation tag (5-8 means the camera was turned) is honoured by both
 ``image_size`` and ``read_image``, so the size a label format is normalised against is the size of
-the array the loader decodes (OpenCV's ``imread`` rotates by the tag; so do most labelling tools).
+the array the loader decodes (OpenCV's decoder rotates by the tag; so do most labelling tools).
+
+Truncated JPEGs are refused, never filled in: libjpeg decodes a JPEG cut short with its missing rows
+grey (and writes "Premature end of JPEG file" to the terminal). A JPEG whose last bytes hold its
+end-of-image marker (``FF D9``, which cannot occur inside the compressed data) is whole; one without
+is an ``ImageError`` before the decoder sees it.
 """
 
 from __future__ import annotations
@@ -19,6 +24,8 @@ from yolov3.errors import UserError
 # Suffixes (lower case) treated as images when a folder is listed.
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
+_JPEG_START, _JPEG_END = b"\xff\xd8", b"\xff\xd9"
+_JPEG_TAIL = 64  # bytes at the end searched for the end-of-image marker (some writers pad after it)
 _EXIF_ORIENTATION = 0x0112
 _TRANSPOSED = {5, 6, 7, 8}  # orientations that swap width and height
 
@@ -69,17 +76,33 @@ def image_size(path: str | os.PathLike) -> tuple[int, int]:
     return int(w), int(h)
 
 
-def read_image(path: str | os.PathLike) -> np.ndarray:
-    """Decode an image to ``(H, W, 3)`` uint8 **RGB** (grey and alpha images become 3-channel RGB).
+def is_truncated_jpeg(data: bytes) -> bool:
+    """True for JPEG bytes without their end-of-image marker (the module docstring)."""
+    return data[:2] == _JPEG_START and _JPEG_END not in data[-_JPEG_TAIL:]
 
-    EXIF orientation is applied (OpenCV's default). Raises ``ImageError`` naming the path when the
-    file is missing, empty or cannot be decoded; never returns None.
+
+def decode_image(data: bytes, source: str | os.PathLike) -> np.ndarray:
+    """Encoded image bytes -> ``(H, W, 3)`` uint8 **RGB**, EXIF orientation applied; ``ImageError``
+    naming ``source`` for bytes that are not a whole image."""
+    if is_truncated_jpeg(data):
+        raise ImageError(source, "not a readable image (truncated JPEG: no end-of-image marker)")
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) if data else None
+    if image is None:
+        raise ImageError(source, "not a readable image" + (" (empty file)" if not data else ""))
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def read_image(path: str | os.PathLike) -> np.ndarray:
+    """Decode an image file to ``(H, W, 3)`` uint8 **RGB** (grey and alpha images become 3-channel
+    RGB; ``decode_image``). Raises ``ImageError`` naming the path when the file is missing, empty,
+    truncated or cannot be decoded; never returns None.
     """
     path = Path(path)
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if image is None:
-        raise ImageError(path, _missing_reason(path))
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ImageError(path, _missing_reason(path)) from exc
+    return decode_image(data, path)
 
 
 def is_image_file(path: str | os.PathLike) -> bool:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import copy
 import os
 import time
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from yolov3.config import EXPORT_FORMATS, InferConfig
+from yolov3.console import note
 from yolov3.device import select_device
 from yolov3.errors import UserError
 from yolov3.export.check import ExportCheckError, check_inputs, compare_outputs, match_detections
@@ -51,10 +52,11 @@ HALF_TOLERANCE = 0.1
 @dataclass
 class ExportSettings:
     """What ``yolov3 export`` writes. ``outputs``: raw | decoded (None: raw, or nms with ``nms``).
-    ``infer``: the inference settings the file is made for: its input size and, with ``nms``, the
-    score threshold, NMS IoU and max detections baked into the graph. ``int8``: post-training
-    quantization (onnx, openvino) calibrated on ``calib_images`` train images of the data set
-    ``data`` and refused when mAP@0.5 on its val split drops more than ``int8_max_drop`` points."""
+    ``infer``: the inference settings the file is made for: its input size (None: the model's own)
+    and, with ``nms``, the score threshold, NMS IoU and max detections baked into the graph.
+    ``int8``: post-training quantization (onnx, openvino) calibrated on ``calib_images`` train images
+    of the data set ``data`` and refused when mAP@0.5 on its val split drops more than
+    ``int8_max_drop`` points."""
 
     format: str = "onnx"
     batch: int = 1
@@ -74,7 +76,7 @@ class ExportSettings:
         return "nms" if self.nms else (self.outputs or "raw")
 
     @property
-    def img_size(self) -> int:
+    def img_size(self) -> int | None:
         return self.infer.img_size
 
     def info(self) -> ExportInfo:
@@ -150,6 +152,17 @@ def _validate_int8(s: ExportSettings) -> None:
         raise UserError(f"--int8-max-drop {s.int8_max_drop}: must be >= 0 (mAP@0.5 points)")
 
 
+def with_model_size(s: ExportSettings, meta: ModelMeta) -> ExportSettings:
+    """``s`` with the input size ``meta`` records when none is given; a note when the given one differs."""
+    if s.img_size is None:
+        return replace(s, infer=s.infer.replace(img_size=meta.img_size))
+    if s.img_size != meta.img_size:
+        what = "quantizing" if s.int8 else "exporting"
+        note(f"{what} at input size {s.img_size}; the model was trained at {meta.img_size} (recorded in the "
+             "file), which is the default")  # fmt: skip
+    return s
+
+
 def default_path(weights: str | os.PathLike, s: ExportSettings) -> Path:
     """``yolov3.pt -> yolov3.onnx`` / ``yolov3.torchscript`` / ``yolov3.xml`` (+ ``.bin``) /
     ``yolov3_darknet/``; with ``int8``: ``yolov3_int8.onnx`` / ``yolov3_int8.xml``."""
@@ -162,11 +175,13 @@ def default_path(weights: str | os.PathLike, s: ExportSettings) -> Path:
 def export_model(
     model: nn.Module, meta: ModelMeta, out: str | os.PathLike, s: ExportSettings
 ) -> ExportReport:
-    """Write ``model`` as ``s.format`` at ``out`` (a file; a folder for darknet), check it, report."""
+    """Write ``model`` as ``s.format`` at ``out`` (a file; a folder for darknet), check it, report.
+    The input size is ``s.img_size``, by default the one ``meta`` records (the size it was trained at)."""
     start = time.perf_counter()
     model = model.eval()
     device = next(model.parameters()).device
     validate_settings(s)
+    s = with_model_size(s, meta)
     if s.int8:
         return export_int8(model, meta, out, s, export_model)
     meta = meta.replace(img_size=s.img_size, export=s.info())

@@ -11,8 +11,15 @@ RGB unless ``predict(..., bgr=True)`` (what ``cv2.imread`` / ``cv2.VideoCapture`
 is converted to RGB; a path is read with ``yolov3.data.images.read_image``.
 
 The detector owns letterbox, batching, ``yolov3.infer.postprocess`` and timing around a backend: any
-callable ``(images (B, 3, H, W) float32 in [0, 1], RGB) -> raw maps`` (``yolov3.infer.backends``), or a
-bare ``nn.Module`` (a model being trained). Its settings are one ``InferConfig``.
+callable ``(images (B, 3, H, W) float32 in [0, 1], RGB) -> raw maps`` (``yolov3.infer.backends``, whose
+exported files may also give decoded boxes or detections after in-graph NMS), or a bare ``nn.Module``
+(a model being trained). Its settings are one ``InferConfig``.
+
+Defaults travel with the model (``resolve_settings``): without an explicit ``img_size`` the detector
+runs at the size the model file records (the size it was trained and validated at) or the input
+shape its file fixes. An explicit size that a fixed-size file cannot take is an error; one that
+differs from the recorded size is run, with a one-line note. An in-graph NMS export's thresholds are
+the graph's: settings can only narrow them (a note says so when they ask for more).
 """
 
 from __future__ import annotations
@@ -26,13 +33,14 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from yolov3.config import InferConfig
+from yolov3.config import SEED_TEST_SIZE, InferConfig, resolve_classes
+from yolov3.console import note
 from yolov3.data.images import read_image
 from yolov3.data.transforms import letterbox_image
 from yolov3.device import autocast, autocast_dtype, select_device
 from yolov3.errors import UserError
 from yolov3.infer.backends import load_backend
-from yolov3.infer.postprocess import postprocess
+from yolov3.infer.postprocess import postprocess_outputs
 from yolov3.infer.results import Detections
 from yolov3.modelfile import default_names
 
@@ -59,12 +67,51 @@ def to_rgb(image: ImageLike, bgr: bool = False) -> tuple[np.ndarray, str | None]
     return np.ascontiguousarray(image[..., ::-1] if bgr else image), None
 
 
+def resolve_settings(settings: InferConfig, backend: Any, names: list[str], explain: bool = True
+                     ) -> InferConfig:  # fmt: skip
+    """``settings`` with ``img_size`` set for ``backend`` (module docstring) and ``classes`` given by
+    name turned into indices into ``names``; ``explain``: print the notes. A size the backend's file
+    cannot take, or a class the model does not have, raises ``UserError``."""
+    meta = getattr(backend, "meta", None)
+    fixed = getattr(backend, "input_size", None)
+    source = getattr(backend, "source", "the model")
+    if fixed is not None and fixed[0] != fixed[1]:
+        raise UserError(f"{source}: fixed input {fixed[1]}x{fixed[0]} is not square; this package "
+                        "letterboxes to a square input (export with --dynamic, or at one size)")  # fmt: skip
+    recorded = fixed[0] if fixed else (meta.img_size if meta is not None else SEED_TEST_SIZE)
+    if settings.classes is not None:
+        settings = settings.replace(classes=resolve_classes(settings.classes, names))
+    size = settings.img_size
+    if size is None:
+        settings = settings.replace(img_size=recorded)
+    elif fixed is not None and size != fixed[0]:
+        raise UserError(f"--img-size {size}: {source} takes {fixed[0]}x{fixed[0]} input only (the size is "
+                        "fixed in the file); leave --img-size out, or export with --dynamic")  # fmt: skip
+    elif explain and meta is not None and meta.arch != "foreign" and size != recorded:
+        note(f"input size {size}: {source} was trained at {recorded} (recorded in the file), which is "
+             "its default; another size can score very differently")  # fmt: skip
+    if explain and getattr(backend, "outputs", "raw") == "nms":
+        _explain_nms(settings, meta.export, source)
+    return settings
+
+
+def _explain_nms(settings: InferConfig, graph: Any, source: str) -> None:
+    """Notes for the settings an in-graph NMS export cannot honour (it keeps what its graph kept)."""
+    if settings.conf_threshold < graph.conf_threshold:
+        note(f"{source} keeps boxes scoring above {graph.conf_threshold} (its in-graph NMS): a score "
+             f"threshold of {settings.conf_threshold} cannot bring back fewer-scoring ones")  # fmt: skip
+    if settings.iou_threshold != graph.iou_threshold or settings.nms != "greedy" or settings.multi_label:
+        note(f"{source} runs greedy NMS at IoU {graph.iou_threshold} in its graph; the IoU threshold, NMS "
+             "method and multi-label settings given here do not apply")  # fmt: skip
+
+
 class Detector:
     """Letterbox -> backend -> postprocess, in batches of ``batch_size``; see the module docstring.
 
     ``backend``: a callable, or an ``nn.Module`` (run in eval mode and inference mode on ``device``,
     under autocast when ``settings.amp`` says so). ``anchors`` (per scale, input pixels), ``strides``
-    and ``names`` describe its output; ``settings``: ``InferConfig`` (default: the seed's).
+    and ``names`` describe its output; ``settings``: ``InferConfig`` (default: the seed's, at the
+    model's own input size: ``resolve_settings``).
     """
 
     def __init__(self, backend: Callable[[Tensor], list[Tensor]], names: Sequence[str],
@@ -75,15 +122,23 @@ class Detector:
         num_classes = getattr(backend, "num_classes", None)
         if num_classes is not None and int(num_classes) != len(names):
             raise UserError(f"{len(names)} class names for a model with {num_classes} classes")
-        if settings.classes is not None and any(c >= len(names) for c in settings.classes):
-            raise UserError(f"classes {list(settings.classes)}: indices must be in 0..{len(names) - 1}")
         if batch_size < 1:
             raise UserError(f"batch size {batch_size}: must be at least 1")
         self.device = torch.device(device)
         self.backend = backend
         self.names, self.anchors, self.strides = list(names), anchors, list(strides)
-        self.settings, self.batch_size = settings, int(batch_size)
+        self._settings, self.batch_size = resolve_settings(settings, backend, self.names), int(batch_size)
         self.amp = autocast_dtype(self.device, settings.amp) if isinstance(backend, nn.Module) else None
+        self.outputs = getattr(backend, "outputs", "raw")
+
+    @property
+    def settings(self) -> InferConfig:
+        """The ``InferConfig`` in use, its ``img_size`` resolved for the model."""
+        return self._settings
+
+    @settings.setter
+    def settings(self, settings: InferConfig) -> None:
+        self._settings = resolve_settings(settings, self.backend, self.names, explain=False)
 
     @property
     def img_size(self) -> int:
@@ -146,7 +201,8 @@ class Detector:
         raws = self.forward(batch)
         t2 = time.perf_counter()
         sizes = [(im.shape[1], im.shape[0]) for im in images]
-        dets = postprocess(raws, self.anchors, self.strides, boxes, sizes, self.settings)
+        dets = postprocess_outputs(raws, self.outputs, self.anchors, self.strides, len(images),
+                                   (self.img_size, self.img_size), boxes, sizes, self.settings)  # fmt: skip
         dets = [d.numpy() for d in dets]
         n, t3 = len(images), time.perf_counter()
         ms = {"preprocess": t1 - t0, "inference": t2 - t1, "nms": t3 - t2}

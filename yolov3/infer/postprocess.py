@@ -27,6 +27,12 @@ Deliberate differences from the seed's ``postprocess_boxes`` (documented, tested
 
 Only the candidates whose objectness passes the threshold are decoded: ``score <= conf`` because
 class probabilities are sigmoids (<= 1), so this changes no result and skips most of the work.
+
+Exported files that decode or run NMS themselves (``yolov3.export.heads``) enter later:
+``postprocess_decoded`` takes ``(B, N, 5 + C)`` decoded rows at step 1, ``postprocess_nms`` the
+``(K, 7)`` detections of an in-graph NMS after step 4 (their boxes still in input pixels: the
+letterbox is undone, boxes clipped, then the ``conf_threshold``, ``classes`` and ``max_det`` of the
+settings applied on top of what the graph kept). ``postprocess_outputs`` picks one by output kind.
 """
 
 from __future__ import annotations
@@ -209,6 +215,23 @@ def _offset_by_group(boxes: Tensor, groups: Tensor) -> Tensor:
     return boxes + (groups.to(boxes.dtype) * span)[:, None]
 
 
+def decoded_candidates(decoded: Tensor, conf_threshold: float) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """``select_candidates`` for decoded rows ``(B, N, 5 + C)`` (``(cx, cy, w, h)`` input pixels,
+    sigmoid objectness and class probabilities, as ``yolov3.decode.decode_all`` gives them)."""
+    bi, ni = torch.nonzero(decoded[..., 4] > conf_threshold, as_tuple=True)
+    sel = decoded[bi, ni].float()  # (K, 5 + C)
+    xy, half_wh = sel[:, 0:2], sel[:, 2:4] * 0.5
+    return bi, torch.cat([xy - half_wh, xy + half_wh], dim=1), sel[:, 4], sel[:, 5:]
+
+
+def _check_batch(batch: int, letterboxes: Sequence[Letterbox] | None,
+                 image_sizes: Sequence[tuple[int, int]] | None) -> None:  # fmt: skip
+    if letterboxes is not None and len(letterboxes) != batch:
+        raise ValueError(f"{len(letterboxes)} letterboxes for a batch of {batch} images")
+    if letterboxes is not None and image_sizes is None:
+        raise ValueError("image_sizes (w, h) are needed with letterboxes, to clip boxes to each image")
+
+
 def postprocess(
     raws: Sequence[Tensor],
     anchors: Sequence[Sequence[Sequence[float]]],
@@ -227,12 +250,85 @@ def postprocess(
     read (the input size is the maps' own).
     """
     batch = raws[0].shape[0]
-    if letterboxes is not None and len(letterboxes) != batch:
-        raise ValueError(f"{len(letterboxes)} letterboxes for a batch of {batch} images")
-    if letterboxes is not None and image_sizes is None:
-        raise ValueError("image_sizes (w, h) are needed with letterboxes, to clip boxes to each image")
+    _check_batch(batch, letterboxes, image_sizes)
     input_size = (raws[0].shape[3] * strides[0], raws[0].shape[2] * strides[0])
-    image_index, boxes, conf, probs = select_candidates(raws, anchors, strides, settings.conf_threshold)
+    candidates = select_candidates(raws, anchors, strides, settings.conf_threshold)
+    return _detections(*candidates, batch, letterboxes, image_sizes, input_size, settings)
+
+
+def postprocess_decoded(
+    decoded: Tensor,
+    input_size: tuple[int, int],
+    letterboxes: Sequence[Letterbox] | None = None,
+    image_sizes: Sequence[tuple[int, int]] | None = None,
+    settings: InferConfig = SEED_SETTINGS,
+) -> list[Detections]:
+    """``postprocess`` for a decoded export's ``(B, N, 5 + C)`` output; ``input_size``: ``(w, h)`` of
+    the network input (decoded rows do not say it)."""
+    _check_batch(decoded.shape[0], letterboxes, image_sizes)
+    candidates = decoded_candidates(decoded, settings.conf_threshold)
+    return _detections(*candidates, decoded.shape[0], letterboxes, image_sizes, input_size, settings)
+
+
+def postprocess_nms(
+    rows: Tensor,
+    batch: int,
+    input_size: tuple[int, int],
+    letterboxes: Sequence[Letterbox] | None = None,
+    image_sizes: Sequence[tuple[int, int]] | None = None,
+    settings: InferConfig = SEED_SETTINGS,
+) -> list[Detections]:
+    """An in-graph NMS export's ``(K, 7)`` rows ``[batch_index, x1, y1, x2, y2, score, class]`` (input
+    pixels) -> one ``Detections`` per image: letterbox undone, clipped, then ``settings``'
+    ``conf_threshold``, ``classes`` and ``max_det`` on top of the graph's own (its IoU is the graph's)."""
+    _check_batch(batch, letterboxes, image_sizes)
+    rows = rows.float()
+    keep = rows[:, 5] > settings.conf_threshold
+    labels = rows[:, 6].long()
+    if settings.classes is not None:
+        keep &= torch.isin(labels, torch.as_tensor(settings.classes, device=labels.device))
+    rows, labels = rows[keep], labels[keep]
+    image_index = rows[:, 0].long()
+    boxes = _to_original(rows[:, 1:5], image_index, letterboxes, image_sizes, input_size)
+    valid = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
+    order = torch.argsort(rows[valid, 5], descending=True, stable=True)
+    return _split(image_index[valid][order], boxes[valid][order], rows[valid, 5][order], labels[valid][order],
+                  batch, image_sizes, input_size, settings.max_det)  # fmt: skip
+
+
+def postprocess_outputs(
+    outputs: Sequence[Tensor],
+    kind: str,
+    anchors: Sequence[Sequence[Sequence[float]]],
+    strides: Sequence[int],
+    batch: int,
+    input_size: tuple[int, int],
+    letterboxes: Sequence[Letterbox] | None = None,
+    image_sizes: Sequence[tuple[int, int]] | None = None,
+    settings: InferConfig = SEED_SETTINGS,
+) -> list[Detections]:
+    """A backend's ``outputs`` of ``kind`` raw | decoded | nms -> one ``Detections`` per image."""
+    if kind == "raw":
+        return postprocess(outputs, anchors, strides, letterboxes, image_sizes, settings)
+    if kind == "decoded":
+        return postprocess_decoded(outputs[0], input_size, letterboxes, image_sizes, settings)
+    if kind == "nms":
+        return postprocess_nms(outputs[0], batch, input_size, letterboxes, image_sizes, settings)
+    raise ValueError(f"output kind {kind!r}: expected raw, decoded or nms")
+
+
+def _detections(
+    image_index: Tensor,
+    boxes: Tensor,
+    conf: Tensor,
+    probs: Tensor,
+    batch: int,
+    letterboxes: Sequence[Letterbox] | None,
+    image_sizes: Sequence[tuple[int, int]] | None,
+    input_size: tuple[int, int],
+    settings: InferConfig,
+) -> list[Detections]:
+    """Steps 1 (scores) to 4 of the module docstring on decoded candidates."""
     rows, scores, labels = _scores(conf, probs, settings.conf_threshold, settings.multi_label)
     keep = torch.ones_like(rows, dtype=torch.bool)
     if settings.classes is not None:
@@ -245,6 +341,13 @@ def postprocess(
     groups = image_index * probs.shape[1] + labels  # class-aware, and images never suppress each other
     keep, scores = _suppress(boxes, scores, groups, settings)
     image_index, boxes, scores, labels = image_index[keep], boxes[keep], scores[keep], labels[keep]
+    return _split(image_index, boxes, scores, labels, batch, image_sizes, input_size, settings.max_det)
+
+
+def _split(image_index: Tensor, boxes: Tensor, scores: Tensor, labels: Tensor, batch: int,
+           image_sizes: Sequence[tuple[int, int]] | None, input_size: tuple[int, int], max_det: int
+           ) -> list[Detections]:  # fmt: skip
+    """Rows in decreasing score -> one ``Detections`` per image, at most ``max_det`` each."""
     # split by image keeping the score order (one stable sort, not a search per image)
     order = torch.argsort(image_index, stable=True)
     counts = torch.bincount(image_index, minlength=batch).tolist()
@@ -252,7 +355,7 @@ def postprocess(
     out, start = [], 0
     sizes = image_sizes or [input_size] * batch
     for n, (w, h) in zip(counts, sizes):
-        m = min(n, settings.max_det)
+        m = min(n, max_det)
         out.append(Detections(boxes[start : start + m], scores[start : start + m], labels[start : start + m],
                               width=int(w), height=int(h)))  # fmt: skip
         start += n

@@ -33,7 +33,7 @@ from yolov3.evaluate.coco import coco_results, default_category_ids
 from yolov3.files import make_dir, next_run_dir
 from yolov3.infer.detector import Detector
 from yolov3.infer.results import Detections
-from yolov3.infer.shard import Job, RankReport, file_digest, manifest_of, media_names
+from yolov3.infer.shard import MANIFEST, Job, RankReport, file_digest, manifest_of, media_names, read_manifest
 from yolov3.infer.sources import Frame, open_source
 
 
@@ -48,13 +48,19 @@ class SaveOptions:
 
 @dataclass
 class DetectReport:
-    """What a run did: images / frames processed and skipped, mean ms per stage, the output folder."""
+    """What a run did: images / frames processed and skipped by this call, mean ms per stage, the output
+    folder, and what the folder now holds in all (``total`` results, ``total_skipped`` unreadable inputs,
+    listed in ``errors``: more than this call did when it resumed an earlier run). ``img_size``: the
+    input size the detector ran at."""
 
     out: Path
     processed: int = 0
     skipped: int = 0
     speed_ms: dict[str, float] = field(default_factory=dict)
     errors: list[tuple[str, str]] = field(default_factory=list)  # (image or "video frame N", reason)
+    total: int = 0
+    total_skipped: int = 0
+    img_size: int | None = None
 
 
 def yolo_lines(r: Detections, with_conf: bool) -> list[str]:
@@ -189,19 +195,34 @@ def run_source(
         bar.close()
         writers.close_video()
     mine.ms_total = dict(times)
-    return _report(out, job.finish(mine) or mine, mine.processed)
+    merged, attempt = job.finish(mine) or (mine, mine)
+    speed = {k: v / max(1, attempt.processed) for k, v in attempt.ms_total.items()}
+    return DetectReport(out, attempt.processed, attempt.skipped, speed, merged.errors, merged.processed,
+                        merged.skipped, detector.img_size)  # fmt: skip
 
 
-def _report(out: Path, r: RankReport, timed: int) -> DetectReport:
-    """The run's report; the speed is over the images timed in this attempt (all ranks on rank 0)."""
-    timed = int(r.ms_total.pop("_timed", timed))
-    speed = {k: v / max(1, timed) for k, v in r.ms_total.items()}
-    return DetectReport(out, r.processed, r.skipped, speed, r.errors)
+def resumed_run(out: str | os.PathLike) -> dict[str, Any]:
+    """What the run in ``out`` was started with (its ``run.json``): ``source``, ``weights``, ``cfg``,
+    ``backend``, ``settings`` (``InferConfig``) and ``save`` (``SaveOptions``), so that ``--resume OUT``
+    alone continues it."""
+    m = read_manifest(out)
+    try:
+        settings = dict(m["settings"])
+        if settings.get("classes") is not None:
+            settings["classes"] = tuple(settings["classes"])
+        outputs = m["outputs"]
+        save = SaveOptions(media=outputs["media"], txt=outputs["txt"], conf=outputs["conf"])
+        return {"source": m["source"]["spec"], "weights": m["model"]["weights"]["path"],
+                "cfg": m["model"].get("cfg"), "backend": m["model"].get("backend", "auto"),
+                "names": m["model"].get("names"), "settings": InferConfig(**settings),
+                "save": save}  # fmt: skip
+    except (KeyError, TypeError, ValueError) as exc:
+        raise UserError(f"--resume {out}: its {MANIFEST} lacks what a resume needs ({exc!r})") from exc
 
 
 def detect(
-    source: str | os.PathLike | int,
-    weights: str | os.PathLike,
+    source: str | os.PathLike | int | None,
+    weights: str | os.PathLike | None,
     out: str | os.PathLike | None = None,
     cfg: str | os.PathLike | None = None,
     names: str | os.PathLike | list[str] | None = None,
@@ -220,10 +241,21 @@ def detect(
     ``runs/detect/exp``, numbered). ``settings`` / ``overrides``: the ``InferConfig`` (input size,
     thresholds, NMS, amp...). ``data``: a data set config whose class names the weights must match
     (Darknet weights take them as their names). ``resume``: continue the run in ``out``
-    (``run_source``). ``info``: the ``torchrun`` process layout, default read from the environment
-    (``RANK`` / ``WORLD_SIZE``); each rank then joins the process group on its device (gloo on CPU,
-    NCCL on CUDA) and ``out`` must be a folder every rank can see. ``backend_options``: as
-    ``Detector.load`` takes them (``threads``, ``hint``...)."""
+    (``run_source``); the source, weights, cfg, backend, names, settings and outputs not given (None)
+    are the run's own (``resumed_run``), and any given must equal them. ``info``: the ``torchrun``
+    process layout, default read from the environment (``RANK`` / ``WORLD_SIZE``); each rank then joins
+    the process group on its device (gloo on CPU, NCCL on CUDA) and ``out`` must be a folder every rank
+    can see. ``backend_options``: as ``Detector.load`` takes them (``threads``, ``hint``...)."""
+    if resume:
+        if out is None:
+            raise UserError("resume=True needs out: the folder of the run to continue")
+        run = resumed_run(out)
+        source = run["source"] if source is None else source
+        weights, cfg = weights or run["weights"], cfg or run["cfg"]
+        backend = run["backend"] if backend == "auto" else backend
+        names, settings, save = names or run["names"], settings or run["settings"], save or run["save"]
+    if source is None or weights is None:
+        raise UserError("detect needs a source and weights (or resume=True with the folder of a run)")
     settings = (settings or InferConfig()).replace(**overrides)
     src = open_source(source)  # an empty folder or a glob matching nothing fails before the model loads
     data_names = load_dataset(data, check_files=False).names if data else None
@@ -242,5 +274,5 @@ def detect(
     model = {"weights": file_digest(weights), "cfg": str(cfg) if cfg else None, "backend": backend,
              "names": det.names}  # fmt: skip
     outputs = {"txt": save.txt, "conf": save.conf, "media": save.media}
-    manifest = manifest_of(src, settings, outputs, model)
+    manifest = manifest_of(src, det.settings, outputs, model)
     return run_source(det, source, out, save, progress=progress, resume=resume, info=info, manifest=manifest)

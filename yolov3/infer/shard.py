@@ -121,6 +121,18 @@ def part_files(parts: Path) -> list[Path]:
     return sorted(p for p in parts.glob("r*-a*.jsonl") if _PART.fullmatch(p.name))
 
 
+def read_manifest(out: str | os.PathLike) -> dict[str, Any]:
+    """The ``run.json`` of a run folder, or a ``UserError`` saying the folder holds no run."""
+    path = Path(out) / MANIFEST
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise UserError(f"--resume {out}: no {MANIFEST} there, so not a folder written by `yolov3 detect`"
+                        ) from None
+    except (OSError, ValueError) as exc:
+        raise UserError(f"--resume {out}: {MANIFEST} cannot be read ({exc})") from exc
+
+
 def done_keys(parts: Path) -> set[tuple[int, int]]:
     """Keys already written in ``parts`` (``(file, END)`` marks a complete video)."""
     return {(row["key"][0], row["key"][1]) for p in part_files(parts) for row in read_part(p)}
@@ -134,8 +146,9 @@ class Job:
     def __init__(
         self, out: Path, src: Source, info: DistInfo, manifest: dict[str, Any], resume: bool
     ) -> None:
-        if src.webcam is not None and (resume or info.enabled):
-            raise UserError("a webcam stream can be neither resumed nor split over processes")
+        if src.whole and (resume or info.enabled):
+            raise UserError(f"{src.spec}: a webcam, a stream or an image URL can be neither resumed nor "
+                            "split over processes")  # fmt: skip
         self.out, self.src, self.info = out, src, info
         self.parts = out / PARTS
         status = self._prepare(manifest, resume) if info.is_main else None
@@ -150,9 +163,10 @@ class Job:
         """Rank 0: check or write the manifest; the attempt number, or an error message for all."""
         path = self.out / MANIFEST
         if resume:
-            if not path.is_file():
-                return f"--resume {self.out}: no {MANIFEST} there, so not a folder written by `yolov3 detect`"
-            diff = manifest_differences(json.loads(path.read_text()), manifest)
+            try:
+                diff = manifest_differences(read_manifest(self.out), manifest)
+            except UserError as exc:
+                return str(exc)
             if diff:
                 return (f"--resume {self.out}: that run used other inputs or settings; " + "; ".join(diff)
                         + ". Use another --out, or the same weights and settings")  # fmt: skip
@@ -168,7 +182,7 @@ class Job:
 
     def frames(self) -> Iterator[tuple[tuple[int, int], Frame]]:
         """``(key, frame)`` of this rank's shard in source order, less what is already done."""
-        if self.src.webcam is not None:
+        if self.src.whole:
             for frame in self.src:
                 yield (0, frame.index), frame
             return
@@ -190,8 +204,8 @@ class Job:
     def expected(self) -> int:
         """Frames this rank will do (video lengths as their headers state)."""
         files = self.src.files
-        if self.src.webcam is not None:
-            return 0
+        if self.src.whole:
+            return len(self.src)
         own = [files[i] for i in shard_files(len(files), self.info.rank, self.info.world_size)
                if not self._is_done(i)]  # fmt: skip
         return len(Source(self.src.spec, own)) if own else 0
@@ -201,9 +215,10 @@ class Job:
         self.file.write(json.dumps(row) + "\n")
         self.file.flush()
 
-    def finish(self, mine: RankReport, wait_s: float = 0.5) -> RankReport | None:
-        """Close this rank's part; rank 0 waits for every rank's done file, merges and returns the merged
-        report (other ranks return None)."""
+    def finish(self, mine: RankReport, wait_s: float = 0.5) -> tuple[RankReport, RankReport] | None:
+        """Close this rank's part; rank 0 waits for every rank's done file, merges, and returns what the
+        run's folder now holds (the merged counts and unreadable inputs) and what this attempt did over
+        all ranks (its counts and summed ms per stage); other ranks return None."""
         self.file.close()
         with atomic_writer(self.parts / f"done-r{self.info.rank}-a{self.attempt}.json") as f:
             f.write(json.dumps(asdict(mine)).encode())
@@ -216,10 +231,11 @@ class Job:
                 time.sleep(wait_s)
             reports.append(RankReport(**json.loads(done.read_text())))
         merged = merge_parts(part_files(self.parts), self.out)
+        attempt = RankReport(sum(r.processed for r in reports), sum(r.skipped for r in reports),
+                             [e for r in reports for e in r.errors])  # fmt: skip
         for k in {k for r in reports for k in r.ms_total}:
-            merged.ms_total[k] = sum(r.ms_total.get(k, 0.0) for r in reports)
-        merged.ms_total["_timed"] = sum(r.processed for r in reports)
-        return merged
+            attempt.ms_total[k] = sum(r.ms_total.get(k, 0.0) for r in reports)
+        return merged, attempt
 
 
 def merge_parts(parts: list[Path], out: Path) -> RankReport:

@@ -1,28 +1,68 @@
-"""What ``yolov3 detect SOURCE`` reads: an image, a folder, a glob, a video file or a webcam index.
+"""What ``yolov3 detect SOURCE`` reads: an image, a folder, a glob, a video file, an image URL, a stream
+URL or a webcam index.
 
 ``open_source(spec)`` decides the kind and yields ``Frame`` objects in order. Images are decoded to
 RGB uint8 (``yolov3.data.images.read_image``); a file that cannot be decoded, or a video frame that
 cannot be read, comes back as a ``Frame`` with ``error`` set and no image, so the caller reports it
 and goes on. A folder without images, a glob that matches nothing or a path that does not exist is
 a ``UserError`` raised at once.
+
+URLs: an ``http(s)://`` URL whose path ends in an image suffix is fetched once (at most
+``URL_MAX_BYTES``, ``URL_TIMEOUT`` seconds) and decoded like a file; any other URL with a stream scheme
+(``rtsp://``, ``http(s)://`` MJPEG / HLS, ...) and a webcam index are read frame by frame, every frame,
+through OpenCV's FFmpeg (``yolov3.infer.stream`` reads them for tracking, newest frame first).
+Credentials in a URL (``user:password@``) never appear in names or messages (``redact``).
 """
 
 from __future__ import annotations
 
 import glob
 import os
+import re
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
 
 import cv2
 import numpy as np
 
-from yolov3.data.images import ImageError, is_image_file, list_images, read_image
+from yolov3.data.images import ImageError, decode_image, is_image_file, list_images, read_image
 from yolov3.errors import UserError
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv")
+STREAM_SCHEMES = ("rtsp", "rtsps", "rtmp", "http", "https", "udp", "tcp", "srt")
+URL_TIMEOUT = 30.0  # seconds to open a stream or fetch an image URL
+URL_MAX_BYTES = 100 * 2**20  # largest image fetched from a URL
 _MAX_BAD_FRAMES = 10  # consecutive unreadable frames before a video is given up
+
+
+def is_stream(spec: Any) -> bool:
+    """True for a webcam index (``0``, ``"1"``) or a URL with a stream scheme (``rtsp://...``)."""
+    text = str(spec)
+    return text.isdigit() or urlsplit(text).scheme.lower() in STREAM_SCHEMES
+
+
+def is_image_url(spec: Any) -> bool:
+    """An ``http(s)://`` URL whose path names an image file (``.../photo.jpg``)."""
+    url = urlsplit(str(spec))
+    return url.scheme.lower() in ("http", "https") and is_image_file(url.path)
+
+
+def redact(url: str) -> str:
+    """``url`` without a password: ``rtsp://user:secret@host/x`` -> ``rtsp://user:***@host/x``."""
+    return re.sub(r"(//[^/:@]*):[^/@]*@", r"\1:***@", url)
+
+
+def opencv_capture(spec: str | int, timeout_ms: int) -> cv2.VideoCapture:
+    """OpenCV's capture of a webcam index or a URL (FFmpeg, with open and read timeouts)."""
+    if isinstance(spec, int):
+        return cv2.VideoCapture(spec)
+    params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, timeout_ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, timeout_ms]
+    return cv2.VideoCapture(spec, cv2.CAP_FFMPEG, params)
 
 
 @dataclass
@@ -43,23 +83,41 @@ def is_video_file(path: str | os.PathLike) -> bool:
 
 
 class Source:
-    """An ordered collection of images and videos (``kind`` = images | video | webcam)."""
+    """An ordered collection of images and videos (``kind`` = images | video), a webcam or a stream URL
+    (``kind`` webcam | stream: ``live`` is the index or URL; neither split over processes nor resumed),
+    or one image fetched from a URL (``kind`` images, ``url`` set)."""
 
-    def __init__(self, spec: str, files: list[Path] | None = None, webcam: int | None = None) -> None:
+    def __init__(self, spec: str, files: list[Path] | None = None, webcam: int | None = None,
+                 stream: str | None = None, url: str | None = None) -> None:  # fmt: skip
         self.spec = spec
         self.files = files or []
-        self.webcam = webcam
+        self.webcam, self.stream, self.url = webcam, stream, url
         if webcam is not None:
             self.kind = "webcam"
+        elif stream is not None:
+            self.kind = "stream"
         elif any(is_video_file(f) for f in self.files):
             self.kind = "video"
         else:
             self.kind = "images"
 
+    @property
+    def live(self) -> int | str | None:
+        """The webcam index or stream URL this source reads, else None."""
+        return self.webcam if self.webcam is not None else self.stream
+
+    @property
+    def whole(self) -> bool:
+        """Read in one go by one process (a webcam, a stream, an image URL): no file list to share out
+        over processes or to resume."""
+        return self.live is not None or self.url is not None
+
     def __len__(self) -> int:
-        """Frames to expect (video frame counts as their headers state; 0 for a webcam)."""
-        if self.webcam is not None:
+        """Frames to expect (video frame counts as their headers state; 0 for a webcam or stream)."""
+        if self.live is not None:
             return 0
+        if self.url is not None:
+            return 1
         total = 0
         for f in self.files:
             if is_video_file(f):
@@ -73,6 +131,18 @@ class Source:
     def __iter__(self) -> Iterator[Frame]:
         if self.webcam is not None:
             yield from _read_video(cv2.VideoCapture(self.webcam), f"webcam:{self.webcam}", None)
+            return
+        if self.stream is not None:
+            cap = opencv_capture(self.stream, int(URL_TIMEOUT * 1000))
+            if not cap.isOpened():
+                raise UserError(f"{redact(self.stream)}: cannot open the stream within {URL_TIMEOUT:g} s")
+            yield from _read_video(cap, redact(self.stream), None)
+            return
+        if self.url is not None:
+            try:
+                yield Frame(redact(self.url), decode_image(fetch_url(self.url), redact(self.url)))
+            except ImageError as exc:
+                yield Frame(redact(self.url), error=exc.reason)
             return
         for f in self.files:
             if is_video_file(f):
@@ -110,12 +180,30 @@ def _read_video(cap: cv2.VideoCapture, name: str, count: int | None) -> Iterator
         cap.release()
 
 
+def fetch_url(url: str) -> bytes:
+    """The body at ``url`` (at most ``URL_MAX_BYTES``); a ``UserError`` naming the URL when it cannot be
+    fetched or is larger."""
+    try:
+        with urllib.request.urlopen(url, timeout=URL_TIMEOUT) as response:
+            data = response.read(URL_MAX_BYTES + 1)
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        raise UserError(f"{redact(url)}: cannot fetch ({getattr(exc, 'reason', exc)})") from exc
+    if len(data) > URL_MAX_BYTES:
+        raise UserError(f"{redact(url)}: larger than {URL_MAX_BYTES // 2**20} MiB, not fetched")
+    return data
+
+
 def open_source(spec: str | os.PathLike | int) -> Source:
     """The ``Source`` that ``spec`` names: a webcam index (``0``), an image or video file, a folder
-    (its images and videos, recursively, sorted) or a glob (``data/*.jpg``, ``**`` allowed)."""
+    (its images and videos, recursively, sorted), a glob (``data/*.jpg``, ``**`` allowed), an image URL
+    or a stream URL (module docstring)."""
     text = str(spec)
     if isinstance(spec, int) or text.isdigit():
         return Source(text, webcam=int(text))
+    if is_image_url(text):
+        return Source(redact(text), url=text)
+    if is_stream(text):
+        return Source(redact(text), stream=text)
     path = Path(text)
     if path.is_dir():
         files = list_images(path) + sorted(p for p in path.rglob("*") if p.is_file() and is_video_file(p))

@@ -26,9 +26,8 @@ from urllib.parse import urlsplit
 import cv2
 
 from yolov3.errors import UserError
-from yolov3.infer.sources import Frame
+from yolov3.infer.sources import Frame, is_stream, opencv_capture, redact  # noqa: F401 (is_stream: re-export)
 
-STREAM_SCHEMES = ("rtsp", "rtsps", "rtmp", "http", "https", "udp", "tcp", "srt")
 KEEP_ALL_LIMIT = 256  # frames queued with keep_all before the reader waits for the consumer
 
 
@@ -41,27 +40,9 @@ class StreamFrame(Frame):
     dropped: int = 0
 
 
-def is_stream(spec: Any) -> bool:
-    """True for a webcam index (``0``, ``"1"``) or a URL with a stream scheme (``rtsp://...``)."""
-    text = str(spec)
-    return text.isdigit() or urlsplit(text).scheme.lower() in STREAM_SCHEMES
-
-
-def redact(url: str) -> str:
-    """``url`` without a password: ``rtsp://user:secret@host/x`` -> ``rtsp://user:***@host/x``."""
-    return re.sub(r"(//[^/:@]*):[^/@]*@", r"\1:***@", url)
-
-
 def _safe(url: Any) -> str:
     """``host_path`` of a split URL with anything but letters, digits, ``.`` and ``-`` as ``_``."""
     return re.sub(r"[^A-Za-z0-9.-]+", "_", f"{url.hostname or ''}{url.path}").strip("_") or "stream"
-
-
-def _opencv_capture(spec: str | int, timeout_ms: int) -> cv2.VideoCapture:
-    if isinstance(spec, int):
-        return cv2.VideoCapture(spec)
-    params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, timeout_ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, timeout_ms]
-    return cv2.VideoCapture(spec, cv2.CAP_FFMPEG, params)
 
 
 class LiveSource:
@@ -86,7 +67,7 @@ class LiveSource:
         self.label = self.name if self.kind == "webcam" else "stream-" + _safe(urlsplit(text))
         self.keep_all, self.open_timeout, self.retries = keep_all, open_timeout, retries
         self.backoff, self.max_backoff = backoff, max_backoff
-        self._capture = capture or (lambda s: _opencv_capture(s, int(open_timeout * 1000)))
+        self._capture = capture or (lambda s: opencv_capture(s, int(open_timeout * 1000)))
         self._buffer: deque[StreamFrame] = deque()
         self._cond = threading.Condition()
         self._stop = threading.Event()
@@ -196,3 +177,6 @@ class LiveSource:
             with self._cond:
                 self._done = True
                 self._cond.notify_all()
+
+
+__all__ = ["KEEP_ALL_LIMIT", "LiveSource", "StreamFrame", "is_stream", "redact"]

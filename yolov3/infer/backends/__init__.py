@@ -1,9 +1,13 @@
 """Backends: what turns a batch of letterboxed images into the model's raw maps, whatever runs it.
 
-Every backend is a callable ``(images (B, 3, H, W) float32 in [0, 1], RGB) -> raw maps`` (the
-model's forward contract: ``(B, A * (5 + C), H / s, W / s)`` per output, smallest stride first) that
-carries the ``ModelMeta`` of what it runs (names, anchors, strides, input size). The ``Detector`` owns
-everything around it: letterbox, batching, ``postprocess`` and timing.
+Every backend is a callable ``(images (B, 3, H, W) float32 in [0, 1], RGB) -> outputs`` that carries
+the ``ModelMeta`` of what it runs (names, anchors, strides, the input size it was trained at) and
+what its file fixes: ``outputs`` (``raw``: the model's forward contract, ``(B, A * (5 + C), H / s,
+W / s)`` per output, smallest stride first; ``decoded``: one ``(B, N, 5 + C)``; ``nms``: one
+``(K, 7)``, as ``yolov3.export.heads`` describes them), ``input_size`` (the ``(H, W)`` a fixed-size
+file takes, else None) and ``fixed_batch`` (a file's fixed batch size, else None; a backend with one
+runs any batch in chunks of it). The ``Detector`` owns everything around it: letterbox, batching,
+``postprocess`` and timing.
 
 =============  =========================================  =======================================
 ``kind``       runs                                       module
@@ -27,7 +31,7 @@ from __future__ import annotations
 
 import importlib
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -58,14 +62,22 @@ def cpu_cores() -> int:
 
 
 class Backend:
-    """Base: the model description every backend carries. Subclasses implement ``__call__``."""
+    """Base: the model description every backend carries. Subclasses implement ``__call__`` and set
+    ``input_size`` / ``fixed_batch`` when their file fixes them (module docstring)."""
 
     kind = "?"
+    input_size: tuple[int, int] | None = None
+    fixed_batch: int | None = None
 
     def __init__(self, meta: ModelMeta, device: torch.device, source: str) -> None:
         self.meta = meta
         self.device = device
         self.source = source
+
+    @property
+    def outputs(self) -> str:
+        """raw | decoded | nms: what the file's outputs are (``ExportInfo.outputs``; raw for a model)."""
+        return self.meta.export.outputs if self.meta.export is not None else "raw"
 
     @property
     def names(self) -> list[str]:
@@ -90,15 +102,40 @@ class Backend:
         return f"{type(self).__name__}({self.source}, classes={self.num_classes}, device={self.device})"
 
     def _sorted(self, maps: Sequence[np.ndarray | Tensor]) -> list[Tensor]:
-        """Raw maps as float32 tensors on ``self.device``, largest grid (smallest stride) first."""
-        maps = sorted(maps, key=lambda m: -m.shape[-2] * m.shape[-1])
+        """Outputs as float32 tensors on ``self.device``; raw maps largest grid (smallest stride) first."""
+        if self.outputs == "raw":
+            maps = sorted(maps, key=lambda m: -m.shape[-2] * m.shape[-1])
         return [torch.as_tensor(np.asarray(m) if not isinstance(m, Tensor) else m).float().to(self.device)
                 for m in maps]  # fmt: skip
 
+    def _in_fixed_batches(self, images: Tensor, run: Callable[[Tensor], list[Tensor]]) -> list[Tensor]:
+        """``run`` over ``images`` in chunks of ``fixed_batch`` (the last padded with blank images, whose
+        outputs are dropped), outputs put back together as for one batch: raw and decoded outputs
+        concatenated, NMS rows with their batch index (column 0) offset by the chunk's start."""
+        size, n = self.fixed_batch, len(images)
+        if size is None or n == size:
+            return run(images)
+        parts: list[list[Tensor]] = []
+        for start in range(0, n, size):
+            chunk = images[start : start + size]
+            real = len(chunk)
+            if real < size:
+                chunk = torch.cat([chunk, chunk.new_zeros((size - real, *chunk.shape[1:]))])
+            out = run(chunk)
+            if self.outputs == "nms":
+                rows = out[0][out[0][:, 0] < real]
+                out = [torch.cat([rows[:, :1] + start, rows[:, 1:]], dim=1)]
+            else:
+                out = [o[:real] for o in out]
+            parts.append(out)
+        return [torch.cat([p[k] for p in parts]) for k in range(len(parts[0]))]
 
-def foreign_meta(num_outputs: int, channels: int | None, names: Any, source: str) -> ModelMeta:
+
+def foreign_meta(num_outputs: int, channels: int | None, names: Any, source: str, img_size: int | None = None
+                 ) -> ModelMeta:  # fmt: skip
     """Meta for a file from another tool (no yolov3 metadata): three outputs are YOLOv3 with Darknet's
-    COCO anchors, two are YOLOv3-tiny with the anchors of its shipped cfg."""
+    COCO anchors, two are YOLOv3-tiny with the anchors of its shipped cfg. ``img_size``: the file's
+    fixed input size, if any (else Darknet's 416)."""
     if channels is None:
         raise UserError(f"{source}: output channel count is not fixed in the file and there is no yolov3 "
                         "metadata: cannot tell the number of classes")  # fmt: skip
@@ -109,7 +146,7 @@ def foreign_meta(num_outputs: int, channels: int | None, names: Any, source: str
         anchors, strides = [h.anchors for h in heads], [h.stride for h in heads]
     num_classes = channels // len(anchors[0]) - 5
     return ModelMeta.create(names=read_names(names, num_classes, source), anchors=anchors,
-                            strides=strides, img_size=416, arch="foreign")  # fmt: skip
+                            strides=strides, img_size=img_size or 416, arch="foreign")  # fmt: skip
 
 
 def auto_kind(path: Path) -> str:

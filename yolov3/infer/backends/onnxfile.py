@@ -15,6 +15,7 @@ import numpy as np
 import onnx
 
 from yolov3.errors import UserError
+from yolov3.infer.backends import foreign_meta
 from yolov3.modelfile import META_KEY, ModelMeta
 
 _ONNX_DTYPES = {onnx.TensorProto.FLOAT: np.float32, onnx.TensorProto.FLOAT16: np.float16}
@@ -34,6 +35,24 @@ class OnnxInterface:
     output_shapes: list[list[Any]]
     outputs: str
     meta: ModelMeta | None
+
+    @property
+    def input_size(self) -> tuple[int, int] | None:
+        """``(H, W)`` when the file fixes both, else None."""
+        h, w = self.input_shape[2:]
+        return (h, w) if isinstance(h, int) and isinstance(w, int) else None
+
+    @property
+    def fixed_batch(self) -> int | None:
+        b = self.input_shape[0]
+        return b if isinstance(b, int) else None
+
+    def model_meta(self, names: Any) -> ModelMeta:
+        """The file's meta, or for another tool's file one made from its outputs and ``names``."""
+        if self.meta is not None:
+            return self.meta
+        size = self.input_size[0] if self.input_size else None
+        return foreign_meta(len(self.output_names), self.channels, names, str(self.path), size)
 
     @property
     def channels(self) -> int | None:

@@ -14,7 +14,7 @@ from torch import Tensor
 from yolov3.darknet.cfg import Conv, parse_cfg
 from yolov3.darknet.edit import yolo_outputs
 from yolov3.errors import UserError
-from yolov3.infer.backends import Backend, cpu_cores, foreign_meta
+from yolov3.infer.backends import Backend, cpu_cores
 from yolov3.infer.backends.onnxfile import inspect_onnx
 from yolov3.model.factory import cfg_path
 from yolov3.modelfile import ModelMeta, read_names
@@ -39,7 +39,7 @@ class OpenCVBackend(Backend):
             meta, conv_indices = darknet_meta(cfg, names)
             self.net = cv2.dnn.readNetFromDarknet(str(cfg_path(cfg)), str(path))
             # OpenCV's Darknet importer names cfg layer i's convolution "conv_i".
-            self.outputs = [f"conv_{i}" for i in conv_indices]
+            self.output_names = [f"conv_{i}" for i in conv_indices]
         self.net.setPreferableBackend(cv2.dnn.DNN_BACKEND_OPENCV)
         self.net.setPreferableTarget(cv2.dnn.DNN_TARGET_CPU)
         super().__init__(meta, torch.device("cpu"), str(path))
@@ -47,7 +47,8 @@ class OpenCVBackend(Backend):
     def _read_onnx(self, path: Path, names: Any) -> ModelMeta:
         iface = inspect_onnx(path)
         if iface.outputs != "raw" or iface.input_dtype != np.float32:
-            raise UserError(f"{path}: the OpenCV backend needs a float32 export with --outputs raw")
+            raise UserError(f"{path}: the OpenCV backend needs a float32 export with --outputs raw; run this "
+                            "file with --backend onnxruntime (the default for .onnx)")  # fmt: skip
         if not all(isinstance(d, int) for d in iface.input_shape[2:]):
             raise UserError(f"{path}: input shape {iface.input_shape} has symbolic sizes; OpenCV DNN "
                             "cannot infer the graph's shapes then: export without --dynamic")  # fmt: skip
@@ -55,13 +56,17 @@ class OpenCVBackend(Backend):
             self.net = cv2.dnn.readNetFromONNX(str(path))
         except cv2.error as exc:
             raise UserError(f"{path}: OpenCV DNN cannot read this ONNX file: {exc}") from exc
-        self.outputs = iface.output_names
-        return iface.meta or foreign_meta(len(iface.output_names), iface.channels, names, str(path))
+        self.output_names = iface.output_names
+        self.input_size, self.fixed_batch = iface.input_size, iface.fixed_batch
+        return iface.model_meta(names)
 
     def __call__(self, images: Tensor) -> list[Tensor]:
+        return self._in_fixed_batches(images, self._run)
+
+    def _run(self, images: Tensor) -> list[Tensor]:
         self.net.setInput(np.ascontiguousarray(images.detach().cpu().numpy(), dtype=np.float32))
         try:
-            maps = self.net.forward(self.outputs)
+            maps = self.net.forward(self.output_names)
         except cv2.error as exc:
             raise UserError(
                 f"{self.source}: OpenCV DNN failed on input {tuple(images.shape)}: {exc}"

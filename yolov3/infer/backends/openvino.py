@@ -96,7 +96,8 @@ def _dims(shape: Any) -> list[Any]:
 
 def ir_meta(model: Any, meta: ModelMeta | None, names: Any, source: str) -> ModelMeta:
     """Check the IR takes one image ``(B, 3, H, W)`` and gives raw maps (``check_raw_outputs``);
-    return its meta (a foreign IR's from its outputs and ``names``)."""
+    return its meta (a foreign IR's from its outputs, its static input size and ``names``). OpenVINO
+    reshapes an IR to any input size, so a static shape is its default size, not a limit."""
     if len(model.inputs) != 1:
         raise UserError(f"{source}: {len(model.inputs)} inputs; expected one image input (B, 3, H, W)")
     in_shape = _dims(model.inputs[0].get_partial_shape())
@@ -106,7 +107,8 @@ def ir_meta(model: Any, meta: ModelMeta | None, names: Any, source: str) -> Mode
     shapes = [_dims(o.get_partial_shape()) for o in model.outputs]
     check_raw_outputs(Path(source), out_names, shapes, meta)
     channels = shapes[0][1] if isinstance(shapes[0][1], int) else None
-    return meta or foreign_meta(len(out_names), channels, names, source)
+    size = in_shape[2] if isinstance(in_shape[2], int) else None
+    return meta or foreign_meta(len(out_names), channels, names, source, size)
 
 
 class OpenVINOBackend(Backend):

@@ -1,4 +1,5 @@
-"""ONNX Runtime backend: an ONNX file with raw-map outputs, this exporter's or another tool's."""
+"""ONNX Runtime backend: an ONNX file, this exporter's (raw maps, decoded boxes or detections after
+in-graph NMS, fixed or free sizes) or another tool's with raw-map outputs."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import torch
 from torch import Tensor
 
 from yolov3.errors import UserError
-from yolov3.infer.backends import Backend, cpu_cores, foreign_meta
+from yolov3.infer.backends import Backend, cpu_cores
 from yolov3.infer.backends.onnxfile import inspect_onnx
 
 
@@ -38,7 +39,8 @@ def ort_session(model: str | os.PathLike | bytes, device: torch.device, threads:
 
 
 class OnnxRuntimeBackend(Backend):
-    """An ONNX file with raw-map outputs run by ONNX Runtime. Outputs come back through NumPy."""
+    """An ONNX file run by ONNX Runtime (module docstring); outputs come back through NumPy. A file
+    with a fixed batch size runs larger batches in chunks of it."""
 
     kind = "onnxruntime"
 
@@ -46,15 +48,16 @@ class OnnxRuntimeBackend(Backend):
                  threads: int | None = None, spin: bool = False) -> None:  # fmt: skip
         device = torch.device(device)
         iface = inspect_onnx(path)
-        if iface.outputs != "raw":
-            raise UserError(f"{path}: exported with --outputs {iface.outputs}; a backend needs --outputs raw")
-        meta = iface.meta or foreign_meta(len(iface.output_names), iface.channels, names, str(path))
-        super().__init__(meta, device, str(path))
+        super().__init__(iface.model_meta(names), device, str(path))
+        self.input_size, self.fixed_batch = iface.input_size, iface.fixed_batch
         self.session = ort_session(path, device, threads, spin)
         self.input_name = iface.input_name
         self.input_dtype = iface.input_dtype
 
     def __call__(self, images: Tensor) -> list[Tensor]:
+        return self._in_fixed_batches(images, self._run)
+
+    def _run(self, images: Tensor) -> list[Tensor]:
         x = images.detach().cpu().numpy().astype(self.input_dtype, copy=False)
         return self._sorted(self.session.run(None, {self.input_name: x}))
 

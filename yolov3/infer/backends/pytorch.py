@@ -83,7 +83,8 @@ def load_torchscript(path: str | os.PathLike, device: torch.device | str = "cpu"
 
 
 class TorchScriptBackend(Backend):
-    """A file from ``yolov3 export --format torchscript --outputs raw``."""
+    """A file from ``yolov3 export --format torchscript`` (raw or decoded outputs); traced without
+    ``--dynamic``, it takes its traced input size only."""
 
     kind = "torch"
 
@@ -91,17 +92,16 @@ class TorchScriptBackend(Backend):
         device = torch.device(device)
         module, meta = load_torchscript(path, device)
         export = meta.export
-        if export is not None and export.outputs != "raw":
-            raise UserError(
-                f"{path}: exported with --outputs {export.outputs}; a backend needs --outputs raw"
-            )
         super().__init__(meta, device, str(path))
+        if export is not None and not export.dynamic:
+            self.input_size = (meta.img_size, meta.img_size)
         self.module = module
         self.dtype = torch.float16 if export is not None and export.half else torch.float32
 
     @torch.inference_mode()
     def __call__(self, images: Tensor) -> list[Tensor]:
-        return self._sorted(list(self.module(images.to(self.device, self.dtype))))
+        out = self.module(images.to(self.device, self.dtype))
+        return self._sorted([out] if isinstance(out, Tensor) else list(out))
 
 
 def load(path: Path, device: torch.device, cfg: Any = None, names: Any = None, amp: str = "auto",
