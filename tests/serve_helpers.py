@@ -1,8 +1,11 @@
-"""Shared by the server's tests: a small model with varied scores, and uvicorn on a free loopback port."""
+"""Shared by the server's and the browser tests: a small model with varied scores, uvicorn on a free
+loopback port, and headless Chromium (Debian's ``chromium``, driven by Playwright)."""
 
 from __future__ import annotations
 
 import contextlib
+import os
+import shutil
 import socket
 import threading
 import time
@@ -11,6 +14,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import pytest
 import torch
 
 from yolov3.darknet.synthetic import randomize
@@ -18,6 +22,9 @@ from yolov3.model import YOLOv3
 from yolov3.modelfile import ModelMeta, save_model
 
 NAMES = ["cat", "dog", "kite"]
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]  # fmt: skip
 
 
 def save_tiny_model(path: Path, img_size: int = 128) -> Path:
@@ -77,3 +84,27 @@ def live_server(app, ready: bool = True, timeout: float = 60.0) -> Iterator[tupl
     finally:
         server.should_exit = True
         thread.join(30)
+
+
+def _unavailable(why: str) -> None:
+    if os.environ.get("CI"):
+        pytest.fail(f"{why}: CI must run the browser tests (.ci/run installs chromium)")
+    pytest.skip(f"{why}: install it (apt-get install chromium; pip install playwright) to run this test")
+
+
+@contextlib.contextmanager
+def chromium() -> Iterator[object]:
+    """A headless Chromium ``Browser`` (Playwright's sync API) on the system's Chromium, never
+    Playwright's own download; skips when either is missing, fails instead under CI."""
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        _unavailable("Playwright's Python package is missing")
+    if not Path(CHROMIUM).exists():
+        _unavailable(f"no Chromium at {CHROMIUM}")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        try:
+            yield browser
+        finally:
+            browser.close()

@@ -13,6 +13,7 @@ import json
 import struct
 import threading
 import time
+import xml.etree.ElementTree as ET
 import zlib
 from pathlib import Path
 
@@ -199,6 +200,14 @@ def test_model_info_health_page_and_token_scope(client, weights):
     page = client.get("/", headers=bare)
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
     assert "/v1/detect" in page.text and "http://" not in page.text and "https://" not in page.text  # offline
+
+
+def test_favicon_is_an_svg_the_page_links_and_needs_no_token(client):
+    bare = {"Authorization": ""}
+    icon = client.get("/favicon.svg", headers=bare)
+    assert icon.status_code == 200 and icon.headers["content-type"] == "image/svg+xml"
+    assert ET.fromstring(icon.content).tag == "{http://www.w3.org/2000/svg}svg"
+    assert '<link rel="icon" href="/favicon.svg" type="image/svg+xml">' in client.get("/", headers=bare).text
 
 
 def test_metrics_parse_and_count_what_was_served(weights, images):

@@ -3,6 +3,7 @@
 =======================  ===================================================================
 ``GET /``                the page (``static/index.html``: upload, drop or webcam; boxes, score
                          slider filtering in the browser, the JSON). No token needed to load it.
+``GET /favicon.svg``     the page's icon (``static/favicon.svg``), open like the page.
 ``POST /v1/detect``      an image as the raw body or a multipart file field -> ``Detections.to_json()``
                          (boxes ``[x1, y1, x2, y2]`` in original pixels); ``?annotated=1`` -> JPEG.
                          Query: ``conf_threshold``, ``iou_threshold``, ``max_det``, ``classes``
@@ -184,7 +185,9 @@ def model_info(d: Detector, batcher: MicroBatcher, options: ServeOptions) -> dic
 
 
 def build_routes(state: ServeState, options: ServeOptions, metrics: ServeMetrics) -> list[Route]:
-    page = importlib.resources.files(__package__).joinpath("static/index.html").read_text(encoding="utf-8")
+    static = importlib.resources.files(__package__).joinpath("static")
+    page = static.joinpath("index.html").read_text(encoding="utf-8")
+    icon = static.joinpath("favicon.svg").read_bytes()
 
     async def detect(request: Request) -> Response:
         authorize(request, options.token)
@@ -220,12 +223,16 @@ def build_routes(state: ServeState, options: ServeOptions, metrics: ServeMetrics
         state.ready()
         return JSONResponse({"status": "ready"})
 
+    async def favicon(request: Request) -> Response:
+        return Response(icon, media_type="image/svg+xml", headers={"Cache-Control": "max-age=86400"})
+
     async def metrics_text(request: Request) -> Response:
         authorize(request, options.token)
         return Response(metrics.render(), media_type=metrics.content_type)
 
     return [
         Route("/", lambda request: HTMLResponse(page)),
+        Route("/favicon.svg", favicon),
         Route("/healthz", lambda request: JSONResponse({"status": "alive"})),
         Route("/readyz", ready),
         Route("/metrics", metrics_text),
