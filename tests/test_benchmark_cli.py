@@ -107,11 +107,14 @@ def test_missing_runtime_and_int8_without_data_are_skipped_with_reasons(tmp_path
                                                                           capsys):  # fmt: skip
     monkeypatch.setitem(sys.modules, "openvino", None)  # as if not installed: `import openvino` fails
     monkeypatch.chdir(tmp_path)
-    argv = ["benchmark", "--weights", str(weights), "--runs", "2", "--batch", "2", "--device", "cpu"]
+    argv = ["benchmark", "--weights", str(weights), "--runs", "2", "--batch", "2", "--device", "cpu",
+            "--threads", "1"]  # fmt: skip
+    threads = torch.get_num_threads()
     assert main(argv) == 0  # no --img-size: the model's own; no --out: runs/benchmark/exp
+    assert torch.get_num_threads() == threads  # PyTorch's thread count restored
     out = tmp_path / "runs" / "benchmark" / "exp"
     report = json.loads((out / "benchmark.json").read_text())
-    assert report["img_size"] == IMG and report["data"] is None
+    assert report["img_size"] == IMG and report["data"] is None and report["threads"] == 1
     rows = {r["name"]: r for r in report["rows"]}
     assert list(rows) == ROWS
     for name in ("openvino-fp32", "openvino-bf16", "openvino-int8"):
@@ -149,6 +152,7 @@ def test_failing_row_and_cpu_without_bf16_are_reported_not_raised(tmp_path, weig
         (["--formats", "tensorrt"], "--formats tensorrt: expected row names"),
         (["--img-size", "50"], "img_size"),
         (["--batch", "0"], "--batch 0: must be >= 1"),
+        (["--threads", "0"], "--threads 0: must be >= 1"),
         (["--data", "DATA3"], "3 classes"),
     ],
 )

@@ -92,6 +92,24 @@ RUNTIME_NAMES = {"torch": "PyTorch", "onnxruntime": "ONNX Runtime", "openvino": 
 INSTALL_HINTS = {"onnxruntime": "pip install onnxruntime", "openvino": OPENVINO_HINT, "nncf": OPENVINO_HINT}
 
 
+@dataclass(frozen=True)
+class Plan:
+    """How every row is measured: where, at what input size and batch, how many timed passes, with how
+    many CPU threads (None: the runtimes' defaults, every core), scored on which data set (or none)."""
+
+    device: torch.device
+    img_size: int
+    batch: int
+    runs: int
+    threads: int | None = None
+    data: str | None = None
+
+    @property
+    def backend_options(self) -> dict[str, Any]:
+        """``Detector.load``'s and ``val``'s ``backend_options`` (ONNX Runtime's and OpenVINO's threads)."""
+        return {"threads": self.threads} if self.threads else {}
+
+
 @dataclass
 class Row:
     """What one row measured, or why it has no figures (``status``: ok | skipped | failed)."""
@@ -120,6 +138,7 @@ class BenchmarkReport:
     img_size: int
     batch: int
     runs: int
+    threads: int | None
     device: str
     machine: dict[str, Any]
     rows: list[Row] = field(default_factory=list)
@@ -266,22 +285,24 @@ def _size_mb(path: Path) -> float:
     return round(sum(f.stat().st_size for f in files if f.is_file()) / 2**20, 2)
 
 
-def measure_row(spec: Spec, file: Path, device: torch.device, img_size: int, batch: int, runs: int,
-                images: list[np.ndarray], data: str | None, row: Row) -> None:  # fmt: skip
-    """Fill ``row``'s latency, throughput and (with ``data``) mAP for ``file`` on ``spec``'s runtime."""
-    settings = InferConfig(img_size=img_size, amp=spec.amp)
-    det = Detector.load(file, device=str(device), backend=spec.runtime, batch_size=batch, settings=settings)
+def measure_row(spec: Spec, file: Path, plan: Plan, images: list[np.ndarray], row: Row) -> None:
+    """Fill ``row``'s latency, throughput and (with ``plan.data``) mAP for ``file`` on ``spec``'s runtime;
+    ``images``: ``plan.batch`` images at the input size."""
+    settings = InferConfig(img_size=plan.img_size, amp=spec.amp)
+    det = Detector.load(file, device=str(plan.device), backend=spec.runtime, batch_size=plan.batch,
+                        settings=settings, backend_options=plan.backend_options)  # fmt: skip
     one = images[:1]
-    seconds, results = median_pass(lambda: det.predict_arrays(one), runs, WARMUP)
+    seconds, results = median_pass(lambda: det.predict_arrays(one), plan.runs, WARMUP)
     row.latency_ms = round(1e3 * seconds, 3)
     parts = [r[0].speed for r in results]
     row.latency_parts_ms = {k: round(statistics.median(p[k] for p in parts), 3) for k in parts[0]}
-    seconds, _ = median_pass(lambda: det.predict_arrays(images), throughput_passes(runs), WARMUP)
-    row.throughput_ips = round(batch / seconds, 2)
-    if data:
-        result = val(file, data, "val", device=str(device), backend=spec.runtime, batch_size=batch,
-                     settings=InferConfig.for_map(img_size=img_size, amp=spec.amp), coco=False,
-                     plots=False)  # fmt: skip
+    seconds, _ = median_pass(lambda: det.predict_arrays(images), throughput_passes(plan.runs), WARMUP)
+    row.throughput_ips = round(len(images) / seconds, 2)
+    if plan.data:
+        scoring = InferConfig.for_map(img_size=plan.img_size, amp=spec.amp)
+        result = val(file, plan.data, "val", device=str(plan.device), backend=spec.runtime,
+                     batch_size=plan.batch, settings=scoring, coco=False, plots=False,
+                     backend_options=plan.backend_options)  # fmt: skip
         row.map50, row.map50_95 = float(result.summary["map50"]), float(result.summary["map50_95"])
 
 
@@ -292,11 +313,10 @@ def _reason(exc: BaseException) -> str:
     return text if isinstance(exc, UserError) and text else f"{type(exc).__name__}: {text}".rstrip(": ")
 
 
-def run_row(spec: Spec, exports: _Exports, device: torch.device, img_size: int, batch: int, runs: int,
-            images: list[np.ndarray], data: str | None) -> Row:  # fmt: skip
+def run_row(spec: Spec, exports: _Exports, plan: Plan, images: list[np.ndarray]) -> Row:
     """One row: skipped, failed or measured (never an exception but ``KeyboardInterrupt``)."""
     row = Row(spec.name, RUNTIME_NAMES[spec.runtime], spec.precision)
-    why = skip_reason(spec, device, data)
+    why = skip_reason(spec, plan.device, plan.data)
     if why:
         row.status, row.reason = "skipped", why
         return row
@@ -304,19 +324,20 @@ def run_row(spec: Spec, exports: _Exports, device: torch.device, img_size: int, 
         file, row.export_s = exports.file(spec)
         row.file, row.file_mb = str(file), _size_mb(file)
         row.export_s = None if row.export_s is None else round(row.export_s, 1)
-        measure_row(spec, file, device, img_size, batch, runs, images, data, row)
+        measure_row(spec, file, plan, images, row)
     except Exception as exc:  # a row's failure is its reason, and the other rows go on
         row.status, row.reason = "failed", _reason(exc)
     return row
 
 
 def check_inputs(weights: Path, data: str | None, img_size: int | None, batch: int, runs: int,
-                 calib_images: int) -> tuple[int, int]:  # fmt: skip
+                 calib_images: int, threads: int | None) -> tuple[int, int]:  # fmt: skip
     """Refuse bad settings before anything runs; ``(input size, class count)`` of the model."""
     if weights.suffix.lower() not in (".pt", ".pth", ".safetensors"):
         raise UserError(f"--weights {weights}: expected a checkpoint (.pt / .safetensors); the benchmark "
                         "exports the other formats itself")  # fmt: skip
-    for flag, value in (("--batch", batch), ("--runs", runs), ("--calib-images", calib_images)):
+    counts = [("--batch", batch), ("--runs", runs), ("--calib-images", calib_images)]
+    for flag, value in counts + ([("--threads", threads)] if threads is not None else []):
         if value < 1:
             raise UserError(f"{flag} {value}: must be >= 1")
     _, meta = load_model(weights, device=torch.device("cpu"))
@@ -332,28 +353,36 @@ def check_inputs(weights: Path, data: str | None, img_size: int | None, batch: i
 
 def benchmark(weights: str | os.PathLike, out: str | os.PathLike, data: str | os.PathLike | None = None,
               img_size: int | None = None, batch: int = 8, device: str = "auto", runs: int = 20,
-              formats: Sequence[str] | None = None, calib_images: int = 300,
+              formats: Sequence[str] | None = None, calib_images: int = 300, threads: int | None = None,
               progress: bool = True) -> BenchmarkReport:  # fmt: skip
     """Measure the checkpoint ``weights`` on every row of ``formats`` (default all; the module
     docstring says what and how), exporting into ``out`` (created) and writing ``out/benchmark.json``.
-    ``img_size``: default the model's own input size."""
+    ``img_size``: default the model's own input size. ``threads``: CPU threads of every runtime
+    (PyTorch's for the run, restored after; default all cores)."""
     start = time.perf_counter()
     weights, data = Path(weights), (str(data) if data else None)
     specs = select_specs(formats)
-    size, _ = check_inputs(weights, data, img_size, batch, runs, calib_images)
-    dev = select_device(device)
+    size, _ = check_inputs(weights, data, img_size, batch, runs, calib_images, threads)
+    plan = Plan(select_device(device), size, batch, runs, threads, data)
     out = make_dir(out, "output folder (--out)")  # after the checks: a refused run leaves no folder
-    report = BenchmarkReport(str(weights), data, size, batch, runs, str(dev), machine_info(dev))
+    report = BenchmarkReport(str(weights), data, size, batch, runs, threads, str(plan.device),
+                             machine_info(plan.device))  # fmt: skip
     images = timing_images(data, size, batch)
     exports = _Exports(weights, out, size, data, calib_images)
-    with Progress(total=len(specs), desc="benchmark", unit="row", enabled=progress) as bar:
-        for spec in specs:
-            row = run_row(spec, exports, dev, size, batch, runs, images, data)
-            report.rows.append(row)
-            bar.write(f"{spec.name}: {row.status}"
-                      + (f", {row.latency_ms:.1f} ms" if row.latency_ms is not None else "")
-                      + (f" ({row.reason})" if row.reason else ""))  # fmt: skip
-            bar.update()
+    torch_threads = torch.get_num_threads()
+    try:
+        if threads:
+            torch.set_num_threads(threads)
+        with Progress(total=len(specs), desc="benchmark", unit="row", enabled=progress) as bar:
+            for spec in specs:
+                row = run_row(spec, exports, plan, images)
+                report.rows.append(row)
+                bar.write(f"{spec.name}: {row.status}"
+                          + (f", {row.latency_ms:.1f} ms" if row.latency_ms is not None else "")
+                          + (f" ({row.reason})" if row.reason else ""))  # fmt: skip
+                bar.update()
+    finally:
+        torch.set_num_threads(torch_threads)
     report.seconds = round(time.perf_counter() - start, 1)
     with atomic_writer(out / "benchmark.json") as f:
         f.write(json.dumps(report.to_dict(), indent=1, allow_nan=False).encode())
@@ -367,7 +396,8 @@ def _cell(value: float | None, digits: int, scale: float = 1.0) -> str:
 def format_table(report: BenchmarkReport) -> str:
     """The rows as an aligned text table (mAPs in points), with the machine and settings above it."""
     m = report.machine
-    head = (f"{report.weights} at {report.img_size}, batch {report.batch}, {report.runs} runs, "
+    threads = f"{report.threads} threads" if report.threads else "all cores"
+    head = (f"{report.weights} at {report.img_size}, batch {report.batch}, {report.runs} runs, {threads}, "
             f"{report.device} ({m['gpu'] or m['cpu']}, {m['cores']} cores)")  # fmt: skip
     cols = ["row", "runtime", "precision", "status", "MB", "latency ms", f"images/s @{report.batch}",
             "mAP@0.5", "mAP@.5:.95", "note"]  # fmt: skip

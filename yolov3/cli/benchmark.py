@@ -34,6 +34,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--formats", nargs="+", metavar="ROW",
                    help=f"only these rows (torch-fp32 ...) or groups: {' | '.join(GROUPS)}")  # fmt: skip
     p.add_argument("--calib-images", type=int, default=300, help="INT8 calibration images (300)")
+    p.add_argument("--threads", type=int, help="CPU threads of every runtime (default: all cores)")
     p.add_argument("--out", help="output folder (default runs/benchmark/exp, numbered)")
     p.set_defaults(func=run)
 
@@ -45,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
     out = args.out or next_run_dir("runs/benchmark", create=False)  # made once the settings are checked
     report = benchmark(args.weights, out, data=args.data, img_size=args.img_size, batch=args.batch,
                        device=args.device, runs=args.runs, formats=args.formats,
-                       calib_images=args.calib_images)  # fmt: skip
+                       calib_images=args.calib_images, threads=args.threads)  # fmt: skip
     print(format_table(report))
     print(f"Results saved to {out}")
     return 0
