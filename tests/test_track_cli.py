@@ -6,6 +6,7 @@ unopenable URL finish with the files complete and a clear message."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import cv2
@@ -18,7 +19,8 @@ from yolov3.cli import main
 from yolov3.data.synth_video import VideoSynthConfig, generate_video, read_mot
 from yolov3.infer.detector import Detector
 from yolov3.infer.results import Detections
-from yolov3.infer.track.runner import run_track, track
+from yolov3.infer.track.bytetrack import ByteTracker, pairwise_iou
+from yolov3.infer.track.runner import TrackReport, run_track, track
 from yolov3.model import YOLOv3
 from yolov3.modelfile import ModelMeta, save_model
 
@@ -89,12 +91,121 @@ def test_whole_pipeline_on_synthetic_video_scored_by_motmetrics(video, tmp_path)
 
 
 def test_image_folder_is_one_sequence(video, tmp_path):
+    """A plain folder of images (not the MOTChallenge layout): one sequence named after the folder,
+    frames numbered in name order, annotated images straight into the output folder."""
     gt = read_mot(video / "gt" / "gt.txt")
-    results = list(track(video / "img1", Oracle(gt), out=tmp_path, save=None))
+    frames = tmp_path / "my frames"
+    shutil.copytree(video / "img1", frames)
+    results = list(track(frames, Oracle(gt), out=tmp_path / "o"))
     assert [r.frame for r in results] == list(range(40))
-    assert set(read_mot(tmp_path / "mot" / "img1.txt")[:, 0].astype(int)) <= set(range(1, 41))
+    assert set(read_mot(tmp_path / "o" / "mot" / "my_frames.txt")[:, 0].astype(int)) <= set(range(1, 41))
     ids = {int(t) for r in results for t in r.track_ids}
     assert ids == set(range(1, len(ids) + 1)) and len(ids) <= 5
+    assert (tmp_path / "o" / "000001.jpg").is_file() and (tmp_path / "o" / "000040.jpg").is_file()
+
+
+# ---------------------------------------------------------------------------------------------------
+# MOTChallenge sequences (what `yolov3 data synth --video` writes): one tracker and one name each
+# ---------------------------------------------------------------------------------------------------
+
+
+class PathOracle(Detector):
+    """The ground truth (visibility >= 0.3) of the frame an image's path names (``<seq>/img1/000007.jpg``:
+    frame 7 of ``<seq>/gt/gt.txt``); nothing for any other picture (a video's frames)."""
+
+    def __init__(self) -> None:
+        self.names, self.gt, self.paths = NAMES, {}, []
+
+    def predict_arrays(self, images, paths=None):
+        p = Path(paths[0])
+        self.paths.append(p)
+        seq = p.parent.parent
+        g = np.zeros((0, 9))
+        if p.stem.isdigit() and (seq / "gt" / "gt.txt").is_file():
+            gt = self.gt.setdefault(seq, read_mot(seq / "gt" / "gt.txt"))
+            g = gt[(gt[:, 0] == int(p.stem)) & (gt[:, 8] >= 0.3)]
+        boxes = np.c_[g[:, 2:4], g[:, 2:4] + g[:, 4:6]].astype(np.float32)
+        h, w = images[0].shape[:2]
+        scores, classes = np.full(len(g), 0.9, np.float32), (g[:, 7] - 1).astype(np.int64)
+        return [Detections(boxes, scores, classes, self.names, paths[0], w, h, images[0], {})]
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory) -> Path:
+    cfg = VideoSynthConfig(sequences=2, frames=12, size=128, objects=3, seed=3)
+    out = tmp_path_factory.mktemp("moving")
+    generate_video(out, cfg)
+    return out
+
+
+def test_a_root_tracks_each_sequence_on_its_own(root, tmp_path):
+    oracle = PathOracle()
+    results = list(track(root, oracle, out=tmp_path))
+    assert all(p.parent.name == "img1" for p in oracle.paths)  # videos/*.mp4 not tracked again
+    assert [r.sequence for r in results] == ["seq-00"] * 12 + ["seq-01"] * 12
+    assert [r.frame for r in results] == list(range(12)) * 2
+    assert sorted(p.name for p in (tmp_path / "mot").iterdir()) == ["seq-00.txt", "seq-01.txt"]
+    for seq in ("seq-00", "seq-01"):  # a tracker each: ids from 1, one per object seen
+        ids = {int(t) for r in results if r.sequence == seq for t in r.track_ids}
+        assert min(ids) == 1 and len(ids) <= 3
+        hyp, gt = read_mot(tmp_path / "mot" / f"{seq}.txt"), read_mot(root / seq / "gt" / "gt.txt")
+        assert set(hyp[:, 0].astype(int)) <= set(gt[:, 0].astype(int))
+        drawn = sorted(p.name for p in (tmp_path / seq).iterdir())
+        assert drawn == [f"{k:06d}.jpg" for k in range(1, 13)]  # annotated frames apart per sequence
+    first = [cv2.imread(str(tmp_path / s / "000001.jpg")) for s in ("seq-00", "seq-01")]
+    assert np.abs(first[0].astype(int) - first[1].astype(int)).mean() > 5  # not one over the other
+    assert not list(tmp_path.glob("*.jpg")) and not list(tmp_path.glob("*.mp4"))
+    records = [json.loads(x) for x in (tmp_path / "results.jsonl").read_text().splitlines()]
+    assert [(r["sequence"], r["frame"]) for r in records] == [(r.sequence, r.frame) for r in results]
+    assert len({r["image_id"] for r in records}) == 24  # 000001.jpg of each sequence: two images
+
+
+def test_each_sequence_tracks_at_its_seqinfo_frame_rate(root, tmp_path, monkeypatch):
+    from yolov3.infer.track import runner
+
+    made = []
+
+    class Recording(ByteTracker):
+        def __init__(self, settings, frame_rate=30.0):
+            made.append(frame_rate)
+            super().__init__(settings, frame_rate)
+
+    copy = tmp_path / "root"
+    shutil.copytree(root, copy)
+    info = copy / "seq-01" / "seqinfo.ini"
+    info.write_text(info.read_text().replace("frameRate=30", "frameRate=120"))
+    monkeypatch.setitem(runner.TRACKER_CLASSES, "bytetrack", Recording)
+    list(track(copy, PathOracle()))
+    assert made == [30.0, 120.0]
+
+
+@pytest.mark.parametrize("where", ["seq-01", "seq-01/img1", "seq-01/img1/"])
+def test_one_sequence_or_its_images_is_named_after_the_sequence(root, tmp_path, where):
+    results = list(track(str(root / where), PathOracle(), out=tmp_path))
+    assert [p.name for p in (tmp_path / "mot").iterdir()] == ["seq-01.txt"]  # was img1.txt for .../img1
+    assert (tmp_path / "seq-01" / "000012.jpg").is_file()
+    assert {r.sequence for r in results} == {"seq-01"} and len(results) == 12
+
+
+def test_frames_are_numbered_by_their_file_names(root, tmp_path):
+    """A missing frame and an unreadable one: the frames after them keep the numbers gt.txt gives."""
+    seq = tmp_path / "seq-00"
+    shutil.copytree(root / "seq-00", seq)
+    (seq / "img1" / "000003.jpg").unlink()
+    (seq / "img1" / "000005.jpg").write_bytes(b"not a jpeg")
+    report = TrackReport()
+    results = list(track(seq, PathOracle(), out=tmp_path / "o", report=report))
+    assert report.skipped == 1
+    assert [r.frame for r in results] == [0, 1, 3] + list(range(5, 12))
+    hyp, gt = read_mot(tmp_path / "o" / "mot" / "seq-00.txt"), read_mot(seq / "gt" / "gt.txt")
+    for row in hyp:  # every box lies on the ground truth of its own frame
+        g = gt[(gt[:, 0] == row[0]) & (gt[:, 8] >= 0.3)]
+        assert pairwise_iou(xyxy(g), xyxy(row[None])).max() > 0.7
+
+
+def xyxy(rows: np.ndarray) -> np.ndarray:
+    """MOTChallenge rows -> ``(N, 4)`` corners."""
+    return np.c_[rows[:, 2:4], rows[:, 2:4] + rows[:, 4:6]]
 
 
 def test_ctrl_c_finalises_the_files(video, tmp_path):

@@ -1,12 +1,20 @@
 """``yolov3 track SOURCE --weights W``: follow objects across the frames of a video, an image sequence,
 a stream URL (rtsp://, http(s)://) or a webcam, with ByteTrack over the model's detections.
 
+A MOTChallenge folder (``<name>/img1/`` sequences, as ``yolov3 data synth --video`` writes them; one
+such sequence; or its ``img1``) is tracked sequence by sequence, each named after its folder, at its
+seqinfo.ini frame rate; the rest of such a root (``videos/``) is not tracked.
+
 Writes into ``--out`` (default ``runs/track/exp``, numbered when it exists) what
-``yolov3.infer.track.runner`` describes: annotated videos / images with track ids and trails,
-``results.jsonl`` (a ``track_id`` per box), ``coco_results.json`` and ``mot/<sequence>.txt``
-(MOTChallenge). A live source keeps only its newest frame unless ``--stream-buffer``, reconnects when
-it drops, and gives up after ``--retries`` failed reconnects; Ctrl-C stops with the files finalised.
-Unless ``--conf-threshold`` is given, the detector keeps boxes down to ``--low-threshold``.
+``yolov3.infer.track.runner`` describes: annotated videos / images with track ids and trails (a
+MOTChallenge sequence's frames in ``<name>/``), ``results.jsonl`` (a ``track_id`` per box),
+``coco_results.json`` and ``mot/<sequence>.txt`` (MOTChallenge). ``--eval`` then scores each sequence
+against its ``gt/gt.txt`` (HOTA, DetA, AssA, MOTA, MOTP, IDF1, ID switches, FP, FN; rows less visible
+than ``--eval-min-visibility`` are ignored: see ``yolov3.evaluate.mot``), prints a table and writes
+``mot_metrics.json``. A live source keeps only its newest frame unless ``--stream-buffer``,
+reconnects when it drops, and gives up after ``--retries`` failed reconnects; Ctrl-C stops with the
+files finalised. Unless ``--conf-threshold`` is given, the detector keeps boxes down to
+``--low-threshold``.
 """
 
 from __future__ import annotations
@@ -18,6 +26,8 @@ from yolov3.cli import VERBS
 from yolov3.cli.common import add_infer_options, add_model_options, backend_options, infer_settings
 from yolov3.config import TRACKERS, InferConfig, TrackConfig
 from yolov3.files import next_run_dir
+
+MIN_VISIBILITY = 0.3  # yolov3.evaluate.mot.MIN_VISIBILITY, kept here so that --help loads no scorer
 
 # TrackConfig field -> (argparse keywords, help); the option is the field's name with dashes
 _TRACK_OPTIONS = {
@@ -41,7 +51,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("source", help="video file, image folder / glob, stream URL (rtsp://...) or webcam index")
+    p.add_argument(
+        "source",
+        help="video file, image folder / glob, MOTChallenge folder, stream URL (rtsp://...) or webcam index",
+    )
     add_model_options(p)
     add_infer_options(p, InferConfig(conf_threshold=TrackConfig().low_threshold))
     g = p.add_argument_group("tracker")
@@ -62,6 +75,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     o.add_argument("--no-save", action="store_true", help="do not write annotated images / videos")
     o.add_argument("--view-img", action="store_true", help="show results in a window (needs a GUI OpenCV)")
     o.add_argument("--line-width", type=int, help="box line width in pixels (default: from image size)")
+    e = p.add_argument_group("scoring (MOTChallenge sequences with gt/gt.txt)")
+    e.add_argument(
+        "--eval", dest="evaluate", action="store_true",
+        help="score the run (HOTA, MOTA, IDF1...) per sequence into OUT/mot_metrics.json",
+    )  # fmt: skip
+    e.add_argument(
+        "--eval-min-visibility", type=float, default=MIN_VISIBILITY, metavar="V",
+        help=f"ground truth less visible than V is ignored (default {MIN_VISIBILITY})",
+    )  # fmt: skip
     p.set_defaults(func=run)
 
 
@@ -89,6 +111,8 @@ def run(args: argparse.Namespace) -> int:
         open_timeout=args.open_timeout,
         retries=args.retries,
         backend_options=backend_options(args),
+        evaluate=args.evaluate,
+        min_visibility=args.eval_min_visibility,
     )
     speed = ", ".join(f"{k} {v:.1f} ms" for k, v in report.speed_ms.items() if k != "read")
     if report.frames:
@@ -98,8 +122,11 @@ def run(args: argparse.Namespace) -> int:
         f"{report.frames} frames, {report.tracks} tracks, {report.skipped} skipped{dropped}. "
         f"Results saved to {report.out or out}"
     )
+    if report.evaluation is not None:
+        print(report.evaluation.table())
+        print(f"Scores saved to {report.out or out}/mot_metrics.json")
     if report.interrupted:
-        print("yolov3 track: interrupted; the files written so far are complete", file=sys.stderr)
+        print("yolov3 track: interrupted; the files written so far are complete, not scored", file=sys.stderr)
         return 130
     if report.error:
         print(f"yolov3 track: error: {report.error}", file=sys.stderr)

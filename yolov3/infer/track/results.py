@@ -16,20 +16,24 @@ from yolov3.infer.results import Detections
 @dataclass
 class TrackedDetections(Detections):
     """``Detections`` (boxes ``(x1, y1, x2, y2)`` original pixels, scores, class ids, names, path,
-    size, image, speed) of the confirmed tracks seen on frame ``frame`` (0-based, in its source),
-    with ``track_ids`` ``(N,)`` int64 (from 1, stable across the frames of one source) and ``trails``
-    (track id -> its recent box centres ``(x, y)`` in pixels, oldest first)."""
+    size, image, speed) of the confirmed tracks seen on frame ``frame`` (0-based, in its sequence)
+    of sequence ``sequence`` (the name of its MOTChallenge results file,
+    ``yolov3.infer.track.sequences``), with ``track_ids`` ``(N,)`` int64 (from 1, stable across the
+    frames of one sequence) and ``trails`` (track id -> its recent box centres ``(x, y)`` in pixels,
+    oldest first)."""
 
     track_ids: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     frame: int = 0
     trails: dict[int, list[tuple[float, float]]] = field(default_factory=dict, repr=False)
+    sequence: str = ""
 
     def to_json(self) -> dict[str, Any]:
-        """``Detections.to_json`` with ``"frame"`` and a ``"track_id"`` in each detection."""
+        """``Detections.to_json`` with ``"frame"``, ``"sequence"`` (when known) and a ``"track_id"``
+        in each detection."""
         out = super().to_json()
         for det, tid in zip(out["detections"], np.asarray(self.track_ids).tolist()):
             det["track_id"] = int(tid)
-        return {**out, "frame": self.frame}
+        return {**out, **({"sequence": self.sequence} if self.sequence else {}), "frame": self.frame}
 
     def mot_lines(self) -> list[str]:
         """MOTChallenge result lines ``frame, id, x, y, w, h, score, -1, -1, -1`` (1-based frame,

@@ -1,56 +1,72 @@
 """Tracking over a source: ``yolov3.track(source, weights)`` yields one ``TrackedDetections`` per frame
-(what ``yolov3 track`` runs), optionally writing files.
+(what ``yolov3 track`` runs), optionally writing files; ``run_track`` runs it to the end and, with
+``evaluate=True``, scores it against the ground truth (``evaluate_run``).
 
     import yolov3
     for r in yolov3.track("video.mp4", "best.pt"):           # or a Detector, a stream URL, a webcam
-        print(r.frame, r.track_ids, r.boxes, r.labels)       # boxes (x1, y1, x2, y2) original pixels
+        print(r.sequence, r.frame, r.track_ids, r.boxes)     # boxes (x1, y1, x2, y2) original pixels
 
-Sources: everything ``yolov3.infer.sources.open_source`` reads (a video, or a folder / glob of images
-taken as one sequence in name order), plus stream URLs and webcams (``yolov3.infer.stream``: newest
-frame only unless ``stream_buffer``; reconnects; an unopenable stream is a ``UserError`` naming it).
-A new video starts a new tracker, so ids start from 1 per video.
+Sources: MOTChallenge sequences (a root of ``<name>/img1/`` folders, one such folder or its
+``img1``), everything ``yolov3.infer.sources.open_source`` reads (a video, or a folder / glob of
+images taken as one sequence in name order), plus stream URLs and webcams (``yolov3.infer.stream``:
+newest frame only unless ``stream_buffer``; reconnects; an unopenable stream is a ``UserError``
+naming it). ``yolov3.infer.track.sequences`` says what a sequence is and how it is named; each starts a
+new tracker (ids from 1) at its own frame rate (a MOTChallenge sequence's ``seqinfo.ini`` frameRate).
 
 Settings: ``InferConfig`` for the detector and ``TrackConfig`` for the tracker, given as objects or
 as keywords by field name (``conf_threshold=0.2, track_buffer=60``). Unless set, the detector's
 ``conf_threshold`` is the tracker's ``low_threshold``: ByteTrack's second stage needs the low-score boxes.
 
-With ``out``, writes there what ``yolov3.infer.runner.Writers`` writes (annotated media, now with
-track ids and trails, ``results.jsonl`` with ``track_id`` and ``frame`` per record,
-``coco_results.json``) and ``mot/<sequence>.txt``: MOTChallenge results ``frame, id, x, y, w, h,
-score, -1, -1, -1`` (1-based frames). Files are finalised when the iteration ends, is broken off or
-interrupted (Ctrl-C).
+With ``out``, writes there what ``yolov3.infer.track.writers.TrackWriters`` writes: annotated media
+with track ids and trails (a MOTChallenge sequence's frames in ``<sequence>/``), ``results.jsonl``
+with ``track_id``, ``sequence`` and ``frame`` per record, ``coco_results.json`` and
+``mot/<sequence>.txt``: MOTChallenge results ``frame, id, x, y, w, h, score, -1, -1, -1`` (1-based
+frames). Files are finalised when the iteration ends, is broken off or interrupted (Ctrl-C).
+``evaluate_run`` then scores ``mot/<sequence>.txt`` against each sequence's ``gt/gt.txt``
+(``yolov3.evaluate.mot``: HOTA, MOTA, IDF1...) into ``mot_metrics.json``.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
-import re
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 from yolov3.config import InferConfig, TrackConfig
-from yolov3.console import Progress
+from yolov3.console import Progress, note
+from yolov3.errors import UserError
+from yolov3.evaluate.mot import MIN_VISIBILITY, MOTEvaluation, evaluate_files
 from yolov3.files import make_dir
 from yolov3.infer.detector import Detector
-from yolov3.infer.runner import SaveOptions, Writers
-from yolov3.infer.shard import StreamJob
+from yolov3.infer.runner import SaveOptions
 from yolov3.infer.sources import Frame, open_source
 from yolov3.infer.stream import LiveSource, is_stream
 from yolov3.infer.track.bytetrack import ByteTracker
 from yolov3.infer.track.results import TrackedDetections
+from yolov3.infer.track.sequences import (
+    Sequence,
+    SequenceFrame,
+    find_sequences,
+    plain_frames,
+    sequence_frames,
+    untracked_media,
+)
+from yolov3.infer.track.writers import TrackWriters
 
 _TRACK_FIELDS = {f.name for f in dataclasses.fields(TrackConfig)}
 TRACKER_CLASSES = {"bytetrack": ByteTracker}  # TrackConfig.tracker -> the class that tracks
+METRICS_FILE = "mot_metrics.json"
 
 
 @dataclass
 class TrackReport:
     """What a run did: frames tracked and skipped, distinct track ids, live frames dropped for newer
-    ones, whether it was interrupted, why a live source ended early, mean ms per stage."""
+    ones, whether it was interrupted, why a live source ended early, mean ms per stage, the
+    sequences tracked (names, in order) and, after ``evaluate``, the scores."""
 
     out: Path | None = None
     frames: int = 0
@@ -60,29 +76,8 @@ class TrackReport:
     interrupted: bool = False
     error: str | None = None
     speed_ms: dict[str, float] = field(default_factory=dict)
-
-
-class TrackWriters(Writers):
-    """``Writers`` plus one MOTChallenge results file per sequence under ``out/mot``."""
-
-    def __init__(self, out: Path, save: SaveOptions, names: list[str]) -> None:
-        self.stream = StreamJob(out)
-        super().__init__(out, save, names, self.stream)
-        self.mot: dict[str, TextIO] = {}
-
-    def add_track(self, r: TrackedDetections, frame: Frame, sequence: str) -> None:
-        if sequence not in self.mot:
-            make_dir(self.out / "mot", "MOT results folder")
-            self.mot[sequence] = (self.out / "mot" / f"{sequence}.txt").open("w")
-        self.mot[sequence].writelines(line + "\n" for line in r.mot_lines())
-        key = (0, self.stream.count)  # frames in arrival order
-        self.add(dataclasses.replace(r), frame, key)  # a copy: ``add`` drops the image, the caller keeps it
-
-    def close(self) -> None:
-        for f in self.mot.values():
-            f.close()
-        self.close_video()
-        self.stream.close()
+    sequences: list[str] = field(default_factory=list)
+    evaluation: MOTEvaluation | None = None
 
 
 def open_track_source(
@@ -102,12 +97,22 @@ def open_track_source(
     return open_source(spec)
 
 
-def sequence_name(frame: Frame, spec: str) -> str:
-    """The sequence a frame belongs to: its video / stream, or for images the whole source."""
-    if frame.fps is None:
-        name = Path(str(spec).rstrip("/")).name
-        return re.sub(r"[^A-Za-z0-9.-]+", "_", name).strip("_") or "images"  # a glob's name too
-    return Path(frame.path).stem.replace(":", "")  # webcam:0 -> webcam0, as its annotated video
+def open_sequences(
+    spec: str | os.PathLike | int, **live: Any
+) -> tuple[Iterable[SequenceFrame], Iterable[Frame] | list[Sequence]]:
+    """``spec``'s frames, each with its sequence (``yolov3.infer.track.sequences``), and the source
+    (to close afterwards) or the MOTChallenge sequences. ``live``: ``open_track_source``'s keywords.
+    A MOTChallenge root's other media are not tracked; a note says so."""
+    sequences = None if is_stream(spec) else find_sequences(spec)
+    if sequences is None:
+        src = open_track_source(spec, **live)
+        return plain_frames(src, str(spec)), src
+    if len(sequences) > 1:
+        others = untracked_media(Path(str(spec)), sequences)
+        if others:
+            note(f"{spec}: tracking its {len(sequences)} MOTChallenge sequences; {len(others)} other "
+                          f"image / video files ({others[0]}...) are not tracked")  # fmt: skip
+    return sequence_frames(sequences), sequences
 
 
 def split_settings(
@@ -123,18 +128,18 @@ def split_settings(
 
 def track_frames(
     detector: Detector,
-    frames: Iterable[Frame],
+    frames: Iterable[SequenceFrame],
     settings: TrackConfig,
-    spec: str = "",
     report: TrackReport | None = None,
     writers: TrackWriters | None = None,
     log: Callable[[str], None] | None = None,
 ) -> Iterator[TrackedDetections]:
-    """Detect and track frame by frame; a new sequence (``sequence_name``) starts a new tracker.
+    """Detect and track frame by frame; a new sequence starts a new tracker at its frame rate.
     Unreadable frames are counted in ``report`` and logged; a live source's last error is kept there."""
     report = report if report is not None else TrackReport()
-    tracker, current, count, ids = None, None, 0, set()
-    for frame in frames:
+    tracker, current, ids = None, None, set()
+    for item in frames:
+        frame = item.frame
         if frame.image is None:
             report.skipped += frame.index >= 0
             report.error = frame.error if frame.index < 0 else report.error  # a live source gave up
@@ -142,38 +147,27 @@ def track_frames(
                 where = f"{frame.path} frame {frame.index}" if frame.index >= 0 else frame.path
                 log(f"{'skipped' if frame.index >= 0 else 'stopped'} {where}: {frame.error}")
             continue
-        seq = sequence_name(frame, spec)
-        if seq != current:
-            tracker, current, count = TRACKER_CLASSES[settings.tracker](settings, frame.fps or 30.0), seq, 0
+        if item.sequence != current:
+            tracker, current = TRACKER_CLASSES[settings.tracker](settings, item.frame_rate), item.sequence
+            report.sequences.append(current)
         det = detector.predict_arrays([frame.image], [frame.path])[0]
         t0 = time.perf_counter()
         out = tracker.update(det.boxes, det.scores, det.class_ids)
         det.speed["track"] = (time.perf_counter() - t0) * 1e3
         r = TrackedDetections(
-            out.boxes,
-            out.scores,
-            out.class_ids,
-            det.names,
-            det.path,
-            det.width,
-            det.height,
-            det.image,
-            det.speed,
-            track_ids=out.track_ids,
-            trails=out.trails,
-            frame=frame.index if frame.fps is not None else count,
-        )
-        count += 1
+            out.boxes, out.scores, out.class_ids, det.names, det.path, det.width, det.height, det.image,
+            det.speed, track_ids=out.track_ids, trails=out.trails, frame=item.number, sequence=current,
+        )  # fmt: skip
         report.frames += 1
         report.dropped += getattr(frame, "dropped", 0)
-        ids.update((seq, int(t)) for t in out.track_ids)
+        ids.update((current, int(t)) for t in out.track_ids)
         report.tracks = len(ids)
         for k, v in r.speed.items():
             report.speed_ms[k] = (
                 report.speed_ms.get(k, 0.0) + (v - report.speed_ms.get(k, 0.0)) / report.frames
             )
         if writers is not None:
-            writers.add_track(r, frame, seq)
+            writers.add_track(r, frame, current, item.folder)
         yield r
 
 
@@ -204,7 +198,8 @@ def track(
     ``report`` (filled as frames go), ``log``: per-frame messages; ``backend_options``: as
     ``Detector.load`` takes them (``threads``, ``hint``...)."""
     infer, tcfg = split_settings(settings, track_settings, overrides)
-    src = open_track_source(source, stream_buffer, open_timeout, retries, capture)
+    frames, src = open_sequences(source, stream_buffer=stream_buffer, open_timeout=open_timeout,
+                                 retries=retries, capture=capture)  # fmt: skip
     try:
         if isinstance(weights, Detector):
             detector = weights
@@ -219,7 +214,7 @@ def track(
             report.out = make_dir(out, "output folder (--out)")
             writers = TrackWriters(report.out, save or SaveOptions(), detector.names)
         try:
-            yield from track_frames(detector, src, tcfg, str(source), report, writers, log)
+            yield from track_frames(detector, frames, tcfg, report, writers, log)
         finally:
             if writers is not None:
                 writers.close()
@@ -228,17 +223,66 @@ def track(
             src.close()
 
 
+def scored_sequences(source: str | os.PathLike) -> list[Sequence]:
+    """The MOTChallenge sequences of ``source`` that have ground truth (``gt/gt.txt``); ``UserError``
+    when it has none, naming what was expected."""
+    sequences = None if is_stream(source) else find_sequences(source)
+    if not sequences:
+        raise UserError(
+            f"{source}: --eval needs MOTChallenge sequences (<name>/img1/ with <name>/gt/gt.txt, as "
+            "`yolov3 data synth --video` writes); this source is not in that layout"
+        )
+    with_gt = [s for s in sequences if s.gt is not None]
+    if not with_gt:
+        expected = sequences[0].folder / "gt" / "gt.txt"
+        raise UserError(f"{source}: no sequence here has ground truth (looked for {expected}...)")
+    return with_gt
+
+
+def evaluate_run(
+    source: str | os.PathLike,
+    out: str | os.PathLike,
+    min_visibility: float = MIN_VISIBILITY,
+    log: Callable[[str], None] | None = None,
+) -> MOTEvaluation:
+    """Score a finished run into ``out`` (its ``mot/<sequence>.txt``) against the ground truth of
+    ``source``'s sequences (``yolov3.evaluate.mot``: which rows count, the metrics), and write the
+    scores to ``out/mot_metrics.json``. Sequences without ground truth are left out (``log``, default
+    ``note``, says which); a sequence with no results file counts as nothing tracked."""
+    sequences = scored_sequences(source)
+    every = find_sequences(source) or []
+    missing = [s.name for s in every if s.gt is None]
+    if missing:
+        (log or note)(f"not scored, no gt/gt.txt: {', '.join(missing)}")
+    out = Path(out)
+    evaluation = evaluate_files(
+        [(s.name, s.gt, out / "mot" / f"{s.name}.txt") for s in sequences], min_visibility
+    )
+    evaluation.save(out / METRICS_FILE)
+    return evaluation
+
+
 def run_track(
     source: str | os.PathLike | int,
     weights: str | os.PathLike | Detector,
     out: str | os.PathLike,
     progress: bool = True,
+    evaluate: bool = False,
+    min_visibility: float = MIN_VISIBILITY,
     **kwargs: Any,
 ) -> TrackReport:
     """``track`` to the end of ``source`` with files written into ``out`` (what ``yolov3 track`` runs);
-    Ctrl-C stops it cleanly, with the files finalised and ``report.interrupted`` set."""
+    Ctrl-C stops it cleanly, with the files finalised and ``report.interrupted`` set. ``evaluate``:
+    then score the run (``evaluate_run`` with ``min_visibility``; ``report.evaluation``); the source
+    must be MOTChallenge sequences with ground truth, checked before anything runs. An interrupted
+    run is not scored."""
+    if not 0 <= min_visibility <= 1:
+        raise UserError(f"min_visibility (--eval-min-visibility) = {min_visibility}: expected 0..1")
+    sequences = scored_sequences(source) if evaluate else None
     report = TrackReport()
-    bar = Progress(None, "track", "frame", progress)
+    found = None if is_stream(source) else find_sequences(source)
+    total = sum(len(s.images) for s in found) if found else None
+    bar = Progress(total, "track", "frame", progress)
     frames = track(source, weights, out, report=report, log=bar.write if progress else None, **kwargs)
     try:
         for _ in frames:
@@ -248,7 +292,12 @@ def run_track(
     finally:
         frames.close()  # finalises the files when the loop was left early
         bar.close()
+    if sequences and not report.interrupted:
+        report.evaluation = evaluate_run(source, report.out or out, min_visibility)
     return report
 
 
-__all__ = ["TrackReport", "TrackWriters", "open_track_source", "run_track", "track", "track_frames"]
+__all__ = [
+    "METRICS_FILE", "TrackReport", "TrackWriters", "evaluate_run", "open_sequences", "open_track_source",
+    "run_track", "scored_sequences", "track", "track_frames",
+]  # fmt: skip
