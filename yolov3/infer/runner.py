@@ -35,6 +35,7 @@ from yolov3.infer.detector import Detector
 from yolov3.infer.results import Detections
 from yolov3.infer.shard import MANIFEST, Job, RankReport, file_digest, manifest_of, media_names, read_manifest
 from yolov3.infer.sources import Frame, open_source
+from yolov3.infer.video import VideoWriter
 
 
 @dataclass
@@ -102,7 +103,7 @@ class Writers:
         self.out, self.save, self.job = out, save, job
         self.category_ids = default_category_ids(names)
         self.media = media_names(job.src.files) if job.src.files else []
-        self.video: cv2.VideoWriter | None = None
+        self.video: VideoWriter | None = None
         self.video_src: str | None = None
 
     def add(self, r: Detections, source_frame: Frame, key: tuple[int, int]) -> None:
@@ -137,13 +138,13 @@ class Writers:
         if src != self.video_src:
             self.close_video()
             h, w = frame_bgr.shape[:2]
-            self.video = cv2.VideoWriter(str(self.out / name), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
+            self.video = VideoWriter(self.out / name, fps, (w, h))  # H.264 MP4: browsers play it
             self.video_src = src
         self.video.write(frame_bgr)
 
     def close_video(self) -> None:
         if self.video is not None:
-            self.video.release()
+            self.video.close()
             self.video, self.video_src = None, None
 
 
