@@ -118,15 +118,17 @@ def run(args: argparse.Namespace) -> int:
     if report.frames:
         print(f"Speed per frame: {speed}")
     dropped = f", {report.dropped} live frames dropped for newer ones" if report.dropped else ""
+    seqs = f" in {len(report.sequences)} sequences" if len(report.sequences) > 1 else ""
     print(
-        f"{report.frames} frames, {report.tracks} tracks, {report.skipped} skipped{dropped}. "
+        f"{report.frames} frames{seqs}, {report.tracks} tracks, {report.skipped} skipped{dropped}. "
         f"Results saved to {report.out or out}"
     )
     if report.evaluation is not None:
         print(report.evaluation.table())
         print(f"Scores saved to {report.out or out}/mot_metrics.json")
     if report.interrupted:
-        print("yolov3 track: interrupted; the files written so far are complete, not scored", file=sys.stderr)
+        unscored = " (not scored)" if args.evaluate else ""
+        print(f"yolov3 track: interrupted; the files written so far are complete{unscored}", file=sys.stderr)
         return 130
     if report.error:
         print(f"yolov3 track: error: {report.error}", file=sys.stderr)

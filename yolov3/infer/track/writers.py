@@ -65,9 +65,6 @@ class TrackWriters:
         # a copy: ``add`` drops the image, the caller keeps it
         self._writers(folder).add(dataclasses.replace(r), frame, key)
 
-    def mot_file(self, sequence: str) -> Path:
-        return self.out / "mot" / f"{sequence}.txt"
-
     def close(self) -> None:
         for f in self.mot.values():
             f.close()
