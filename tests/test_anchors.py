@@ -68,3 +68,23 @@ def test_cli_writes_a_config_the_trainer_reads(tmp_path, capsys) -> None:
     areas = np.prod(np.array(cfg.anchors).reshape(-1, 2), axis=1)
     assert np.all(np.diff(areas) >= 0)
     assert main(["anchors", "--data", str(data), "--n", "8"]) == 2
+
+
+def test_anchors_are_laid_out_for_the_model_they_are_for(tmp_path, capsys) -> None:
+    """`--n 6` once wrote three rows of two, which YOLOv3-tiny (two outputs of three) cannot train with;
+    the model now decides the layout, and the written config builds that model."""
+    from yolov3.model.factory import build_model
+
+    data = make_dataset(tmp_path / "ds", n=6)
+    out = tmp_path / "tiny.yaml"
+    assert main(["anchors", "--data", str(data), "--model", "yolov3-tiny", "--out", str(out)]) == 0
+    doc = yaml.safe_load(out.read_text())["model"]
+    assert doc["name"] == "yolov3-tiny" and np.array(doc["anchors"]).shape == (2, 3, 2)
+    model = build_model(from_dict(ModelConfig, doc), num_classes=3)  # the trainer's builder accepts them
+    np.testing.assert_allclose(np.array(model.anchors), np.array(doc["anchors"]), rtol=1e-5)
+    capsys.readouterr()
+    assert main(["anchors", "--data", str(data), "--n", "6", "--out", str(tmp_path / "x.yaml")]) == 2
+    err = capsys.readouterr().err
+    assert "yolov3 takes 9 anchors, 3 on each of its 3 output scales" in err and "--model" in err
+    assert main(["anchors", "--data", str(data), "--model", "yolov3-tiny", "--n", "9"]) == 2
+    assert not (tmp_path / "x.yaml").exists()

@@ -478,3 +478,19 @@ def test_coco_writer_keeps_boxes_of_samples_built_without_flags(tmp_path):
     anns = gt.loadAnns(gt.getAnnIds())
     # class index 1 -> COCO category id 2 (ids are 1-based when the source had none)
     assert [(a["bbox"], a["category_id"], a["iscrowd"]) for a in anns] == [([1, 2, 10, 20], 2, 0)]
+
+
+@pytest.mark.parametrize("fmt", ["yolo", "voc", "coco"])
+def test_convert_resolves_a_relative_source_folder(tmp_path, monkeypatch, fmt):
+    """`yolov3 data convert --from F --to G shapes out` run from the folder above `shapes`: the layout's
+    entries (shapes/images/train...) were read relative to shapes again (shapes/shapes/...)."""
+    from yolov3.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    assert main(["data", "synth", "--out", "shapes", "--n", "6", "--size", "64", "-q"]) == 0
+    assert main(["data", "convert", "--to", fmt, "shapes/data.yaml", "native"]) == 0  # its own layout
+    assert main(["data", "convert", "--from", fmt, "--to", "yolo", "native", "back"]) == 0
+    first, second = load_dataset("shapes/data.yaml"), load_dataset("back/data.yaml")
+    assert len(second.train) + len(second.val) == len(first.train) + len(first.val)
+    count = sum(len(s.boxes) for s in first.train + first.val)
+    assert sum(len(s.boxes) for s in second.train + second.val) == count > 0

@@ -81,3 +81,23 @@ def test_list_images_sorted_by_suffix_skipping_hidden(tmp_path):
     assert got == ["a.png", "b.JPG", "sub/c.jpeg"]
     with pytest.raises(ImageError):
         list_images(tmp_path / "nope")
+
+
+def test_a_truncated_jpeg_is_refused_before_libjpeg_fills_it_in(tmp_path, capfd):
+    """libjpeg decodes a JPEG cut short with grey rows and prints "Premature end of JPEG file" to the
+    terminal; the reader refuses it (naming the file) before the decoder sees it."""
+    whole = tmp_path / "whole.jpg"
+    rng = np.random.default_rng(0)
+    cv2.imwrite(str(whole), (rng.random((120, 160, 3)) * 255).astype(np.uint8))
+    cut = tmp_path / "cut.jpg"
+    cut.write_bytes(whole.read_bytes()[: len(whole.read_bytes()) * 2 // 3])
+    assert cv2.imread(str(cut)) is not None  # what OpenCV alone does: a grey-filled picture
+    capfd.readouterr()
+    with pytest.raises(ImageError, match="truncated JPEG") as info:
+        read_image(cut)
+    assert info.value.path == str(cut)
+    assert "Premature end" not in capfd.readouterr().err
+    assert read_image(whole).shape == (120, 160, 3)
+    padded = tmp_path / "padded.jpg"  # some writers pad after the end marker: still whole
+    padded.write_bytes(whole.read_bytes() + b"\0" * 16)
+    np.testing.assert_array_equal(read_image(padded), read_image(whole))

@@ -264,3 +264,52 @@ def test_resume_and_another_out_folder_conflict(tmp_path, weights, capsys) -> No
     args = ["detect", str(src), "--weights", str(weights), *SETTINGS]
     assert main([*args, "--resume", str(tmp_path / "a"), "--out", str(tmp_path / "b")]) == 2
     assert "give one" in capsys.readouterr().err
+
+
+def test_resume_alone_continues_the_run_with_what_run_json_records(tmp_path, weights, capsys) -> None:
+    """`--resume OUT` and nothing else (no source, weights or settings repeated): the run's own source,
+    weights, settings and outputs; the counts say what this attempt did and what the folder holds."""
+    src = make_folder(tmp_path / "imgs", 5)  # 6 images and a broken file
+    base = ["detect", str(src), "--weights", str(weights), *SETTINGS, "--save-txt"]
+    assert main([*base, "--out", str(tmp_path / "ref")]) == 0
+    out = tmp_path / "cut"
+    assert main([*base, "--out", str(out)]) == 0
+    part = out / ".parts" / "r0-a0.jsonl"
+    kept = part.read_text().splitlines(keepends=True)[:3]
+    part.write_text("".join(kept))
+    (out / "results.jsonl").unlink()
+    kept_errors = sum('"error"' in line for line in kept)
+    capsys.readouterr()
+    assert main(["detect", "--resume", str(out)]) == 0
+    assert outputs(out) == outputs(tmp_path / "ref")
+    said = capsys.readouterr().out
+    now = f"{6 - (3 - kept_errors)} processed, {1 - kept_errors} skipped now; 6 processed, 1 skipped in all"
+    assert now in said and "at 64x64" in said
+
+
+def test_resume_of_a_finished_run_says_so(tmp_path, weights, capsys) -> None:
+    src = make_folder(tmp_path / "imgs", 3, bad=False)
+    out = tmp_path / "out"
+    assert main(["detect", str(src), "--weights", str(weights), *SETTINGS, "--out", str(out)]) == 0
+    before = outputs(out)
+    capsys.readouterr()
+    assert main(["detect", "--resume", str(out)]) == 0
+    captured = capsys.readouterr()
+    assert "nothing left to do: the run was complete (4 processed, 0 skipped)" in captured.out
+    assert "Traceback" not in captured.err and outputs(out) == before
+
+
+def test_the_readme_resume_form_needs_no_repeated_flags(tmp_path, weights) -> None:
+    """The README runs `detect photos/ --weights best.pt --out OUT --no-save`, then resumes with
+    `detect photos/ --weights best.pt --resume OUT` (no --no-save, no settings): accepted."""
+    src = make_folder(tmp_path / "imgs", 3, bad=False)
+    out = tmp_path / "big"
+    first = ["detect", str(src), "--weights", str(weights), *SETTINGS, "--out", str(out), "--no-save"]
+    assert main(first) == 0
+    assert main(["detect", str(src), "--weights", str(weights), "--resume", str(out)]) == 0
+    assert not list(out.glob("*.png"))  # still the run's outputs: no annotated images
+
+
+def test_detect_without_a_source_or_weights_says_what_it_needs(capsys) -> None:
+    assert main(["detect", "photo.jpg"]) == 2
+    assert "give the SOURCE to detect on and --weights (or --resume OUT" in capsys.readouterr().err

@@ -6,12 +6,18 @@
 - ``set_quiet``: ``yolov3 -q``; progress and notes off for the process (warnings and errors stay).
 - ``quiet_libraries``: the informational logging of NNCF, ONNX Runtime's quantizer and OpenVINO's
   converter goes to WARNING, so their INFO lines and advice do not reach the terminal.
+- ``other_output``: a block whose library calls talk anyway (NNCF resets its logger when imported and
+  draws its own progress bars on stdout; ONNX Runtime's quantizer logs advice on the root logger;
+  torch warns about CUDA_HOME when NNCF imports its extension loader): their stdout and logging below
+  ERROR are held back, and shown only if the block fails.
 
 Imports nothing heavy: the command line uses it before torch is loaded.
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 import os
 import sys
@@ -58,6 +64,26 @@ def quiet_libraries() -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
+@contextlib.contextmanager
+def other_output(*loggers: str) -> Iterator[None]:
+    """Hold back stdout and the logging below ERROR of the root logger and ``loggers`` inside the block;
+    print what was held back if the block raises (module docstring)."""
+    held = io.StringIO()
+    names = ["", *loggers]
+    levels = {name: logging.getLogger(name).level for name in names}
+    for name in names:
+        logging.getLogger(name).setLevel(logging.ERROR)
+    try:
+        with contextlib.redirect_stdout(held):
+            yield
+    except BaseException:
+        sys.stdout.write(held.getvalue())
+        raise
+    finally:
+        for name, level in levels.items():
+            logging.getLogger(name).setLevel(level)
+
+
 class Progress:
     """Progress over ``total`` items (None: unknown): see the module docstring. ``enabled=False`` (or
     quiet) shows nothing; ``write`` prints a line above a bar, or plainly without one."""
@@ -68,7 +94,7 @@ class Progress:
         self.enabled = enabled and not is_quiet()
         self.n, self.postfix = initial, ""
         self._start = self._last = time.monotonic()
-        self._start_n = initial
+        self._start_n = self._shown = initial  # _shown: the count the last plain line gave
         self._bar, self._closed = None, False
         if self.enabled and is_terminal():
             from tqdm import tqdm  # only on a terminal
@@ -118,13 +144,13 @@ class Progress:
         if self._bar is not None:
             self._bar.close()
             self._bar = None
-        elif self.enabled and not self._closed and self.n > self._start_n:
+        elif self.enabled and not self._closed and self.n != self._shown:
             self._line()
         self._closed = True
 
     def _line(self) -> None:
         now = time.monotonic()
-        self._last = now
+        self._last, self._shown = now, self.n
         rate = (self.n - self._start_n) / max(now - self._start, 1e-9)
         done = f"{self.n}/{self.total}" if self.total else f"{self.n}"
         share = f" ({100 * self.n / self.total:.0f}%)" if self.total else ""
@@ -133,4 +159,5 @@ class Progress:
               flush=True)  # fmt: skip
 
 
-__all__ = ["LOG_INTERVAL", "Progress", "is_quiet", "is_terminal", "note", "quiet_libraries", "set_quiet"]
+__all__ = ["LOG_INTERVAL", "Progress", "is_quiet", "is_terminal", "note", "other_output", "quiet_libraries",
+           "set_quiet"]

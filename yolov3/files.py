@@ -3,6 +3,8 @@
 Every file a reader may see half-written (checkpoints, exported models, Darknet ``.weights``) goes
 through ``atomic_writer``: a temporary file beside the target, flushed and fsync'ed, then renamed over
 it, so a crash, a full disk or Ctrl-C leaves either the old file or the new one, never a torn one.
+The file gets the mode a plain ``open(path, "w")`` would give (0666 less the user's umask), not the
+temporary file's private 0600.
 """
 
 from __future__ import annotations
@@ -62,6 +64,7 @@ def atomic_writer(path: str | os.PathLike) -> Iterator[BinaryIO]:
     try:
         make_dir(path.parent, "folder")
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.fchmod(fd, 0o666 & ~umask())
         with os.fdopen(fd, "wb") as f:
             yield f
             f.flush()
@@ -76,6 +79,20 @@ def atomic_writer(path: str | os.PathLike) -> Iterator[BinaryIO]:
         if tmp is not None:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
+
+
+def umask() -> int:
+    """This process's umask, read without changing it where Linux shows it (``/proc/self/status``)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)  # elsewhere: set and put back at once
+    os.umask(mask)
+    return mask
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -107,4 +124,4 @@ def next_run_dir(project: str | os.PathLike, name: str = "exp", exist_ok: bool =
     return make_dir(path, "run folder") if create else path
 
 
-__all__ = ["WriteError", "atomic_writer", "make_dir", "next_run_dir", "writable_dir"]
+__all__ = ["WriteError", "atomic_writer", "make_dir", "next_run_dir", "umask", "writable_dir"]

@@ -81,8 +81,7 @@ def _leaf_parsers(sub: argparse._SubParsersAction) -> list[argparse.ArgumentPars
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser(argv).parse_args(argv)
-    if args.quiet:
-        set_quiet()
+    set_quiet(args.quiet)  # per command: an earlier main(["...", "-q"]) in this process does not carry over
     quiet_libraries()
     try:
         return int(args.func(args) or 0)

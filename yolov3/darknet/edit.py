@@ -46,6 +46,17 @@ def _edited(cfg: DarknetCfg, edit) -> DarknetCfg:
     return cfg_from_sections(sections, cfg.source, warn=False)
 
 
+def set_input_size(cfg: DarknetCfg, size: int) -> DarknetCfg:
+    """A copy whose ``[net]`` says ``width`` = ``height`` = ``size`` (the size the model runs at)."""
+
+    def edit(sections: list[Section]) -> None:
+        for section in sections:
+            if section.type in ("net", "network"):
+                section.options.update(width=str(size), height=str(size))
+
+    return _edited(cfg, edit)
+
+
 def set_num_classes(cfg: DarknetCfg, num_classes: int) -> DarknetCfg:
     """A copy with ``classes`` of every [yolo] and ``filters`` of the convolution feeding it changed
     to match (``len(mask) * (5 + num_classes)``)."""

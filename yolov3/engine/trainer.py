@@ -46,7 +46,7 @@ from yolov3.engine.state import TrainingStopped, TrainState, check_resumable, rn
 from yolov3.engine.validate import fitness, validate
 from yolov3.files import make_dir, next_run_dir
 from yolov3.loss import LOSS_TERMS, YoloLoss
-from yolov3.modelfile import ModelMeta, read_checkpoint, write_torch
+from yolov3.modelfile import CheckpointError, ModelMeta, read_checkpoint, write_torch
 
 
 def train(
@@ -86,6 +86,10 @@ class Trainer:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         ckpt = read_checkpoint(resume_checkpoint(resume)) if resume else None
+        if ckpt is not None and "optimizer" not in ckpt:
+            raise CheckpointError(f"--resume {resume}: this checkpoint holds the weights only (as best.pt "
+                                  "does); resume from the run's last.pt (--resume runs/NAME), or start "
+                                  "a run from these weights with --weights")  # fmt: skip
         saved = upgrade_saved(ckpt.get("config", {})) if ckpt else {}
         given = {"model": model_cfg, "data": data_cfg, "train": train_cfg}
         cfgs = {
@@ -154,35 +158,46 @@ class Trainer:
         return {"model": to_dict(self.model_cfg), "data": to_dict(self.data_cfg), "train": to_dict(self.cfg)}
 
     # ------------------------------------------------------------------ checkpoints
-    def checkpoint(self, model_state: dict | None = None) -> dict[str, Any]:
+    def checkpoint(self, model_state: dict | None = None, resumable: bool = True) -> dict[str, Any]:
+        """What ``last.pt`` holds (``yolov3.engine.state``); without ``resumable`` (``best.pt``) only the
+        weights, their meta and where they came from: no optimiser, scaler, EMA or RNG state, which
+        only a resume needs and which is two thirds of the file."""
         raw = self.raw_model
-        return {
+        kept = {
             "model": model_state if model_state is not None else raw.state_dict(),
+            # the size validation ran at: a bare `yolov3 val` of the file reproduces the run's mAP
             "meta": ModelMeta.of_model(
                 raw, self.data.names, self.data_cfg.img_size, self.model_cfg.name
             ).to_dict(),
+            "step": self.state.step,
+            "epoch": self.state.epoch,
+            "best_fitness": self.state.best_fitness,
+            "metrics": dict(self.state.metrics),
+            "config": self.config_dict(),
+            "names": list(self.data.names),
+        }
+        if not resumable:
+            return kept
+        return {
+            **kept,
             "optimizer": self.optimizer.state_dict(),
             "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else None,
             "ema": self.ema.state_dict() if self.ema else None,
-            "step": self.state.step,
-            "epoch": self.state.epoch,
             "epoch_step": self.state.epoch_step,
-            "best_fitness": self.state.best_fitness,
-            "metrics": dict(self.state.metrics),
             "rng": self.rng_step or rng_state(),
             "rng_epoch": self.rng_epoch,
-            "config": self.config_dict(),
-            "names": list(self.data.names),
             "time_used": self.budget.used(),
             "warm_end": self.budget.warm_end,
             "patience": dataclasses.asdict(self.patience),
         }
 
     def save(self, name: str = "last", model_state: dict | None = None) -> Path | None:
+        """``weights/{name}.pt``; only ``last`` can be resumed from (``checkpoint``)."""
         if not self.dist.is_main:
             return None
         with self.budget.timing("save"):
-            return write_torch(self.checkpoint(model_state), self.run_dir / "weights" / f"{name}.pt")
+            ckpt = self.checkpoint(model_state, resumable=name == "last")
+            return write_torch(ckpt, self.run_dir / "weights" / f"{name}.pt")
 
     def _restore(self, ckpt: dict[str, Any]) -> None:
         self.raw_model.load_state_dict(ckpt["model"])

@@ -13,6 +13,7 @@ from torch import nn
 
 from yolov3.darknet.build import DarknetModel
 from yolov3.darknet.cfg import Conv, write_cfg
+from yolov3.darknet.edit import set_input_size
 from yolov3.darknet.native import native_to_cfg
 from yolov3.darknet.weights import conv_units, save_darknet_weights
 from yolov3.errors import UserError
@@ -29,7 +30,7 @@ def export_darknet(model: nn.Module, meta: ModelMeta, out_dir: str | os.PathLike
     if isinstance(model, YOLOv3):
         cfg = native_to_cfg(model, meta.img_size, meta.img_size)
     elif isinstance(model, DarknetModel):
-        cfg = model.cfg
+        cfg = set_input_size(model.cfg, meta.img_size)
     else:
         raise UserError(f"cannot write a {type(model).__name__} as Darknet files")
     bn_in_cfg = [layer.batch_normalize for layer in cfg.layers if isinstance(layer, Conv)]

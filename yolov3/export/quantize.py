@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -39,6 +40,7 @@ import onnx
 from torch import nn
 
 from yolov3.config import InferConfig
+from yolov3.console import other_output
 from yolov3.data.dataset_config import load_dataset
 from yolov3.data.formats.common import DatasetSpec
 from yolov3.data.images import ImageError, read_image
@@ -100,13 +102,15 @@ def _ov_output_convs(model: Any) -> list[str]:
 def quantize_openvino(fp32: Path, out: Path, batches: list[np.ndarray], meta: ModelMeta,
                       record: dict[str, Any]) -> list[Path]:  # fmt: skip
     """NNCF post-training quantization of the IR ``fp32``, saved as ``out`` (+ ``.bin``)."""
-    try:
-        import nncf  # the optional extra: imported for this route only
-    except ImportError as exc:
-        raise UserError(f"--int8 --format openvino needs NNCF: {INSTALL_HINT}") from exc
-    model, _ = read_ir(fp32)
-    scope = nncf.IgnoredScope(names=_ov_output_convs(model), validate=False)
-    quantized = nncf.quantize(model, nncf.Dataset(batches), subset_size=len(batches), ignored_scope=scope)
+    with other_output("nncf", "torch.utils.cpp_extension"):
+        try:
+            import nncf  # the optional extra: imported for this route only
+        except ImportError as exc:
+            raise UserError(f"--int8 --format openvino needs NNCF: {INSTALL_HINT}") from exc
+        nncf.set_log_level(logging.ERROR)  # NNCF sets its own level when imported
+        model, _ = read_ir(fp32)
+        scope = nncf.IgnoredScope(names=_ov_output_convs(model), validate=False)
+        quantized = nncf.quantize(model, nncf.Dataset(batches), subset_size=len(batches), ignored_scope=scope)
     return save_ir(quantized, meta, out, extra={INT8_KEY: json.dumps(record)})
 
 
@@ -129,10 +133,11 @@ def quantize_onnx(fp32: Path, out: Path, batches: list[np.ndarray], meta: ModelM
     outputs = {o.name for o in proto.graph.output}
     heads = [n.name for n in proto.graph.node if n.op_type == "Conv" and set(n.output) & outputs]
     out.parent.mkdir(parents=True, exist_ok=True)
-    quantize_static(str(fp32), str(out), _Reader(proto.graph.input[0].name, batches),
-                    quant_format=QuantFormat.QDQ, per_channel=True, activation_type=QuantType.QUInt8,
-                    weight_type=QuantType.QInt8, op_types_to_quantize=["Conv"], nodes_to_exclude=heads,
-                    calibrate_method=CalibrationMethod.MinMax)  # fmt: skip
+    with other_output():  # its advice to pre-process the model first is on the root logger
+        quantize_static(str(fp32), str(out), _Reader(proto.graph.input[0].name, batches),
+                        quant_format=QuantFormat.QDQ, per_channel=True, activation_type=QuantType.QUInt8,
+                        weight_type=QuantType.QInt8, op_types_to_quantize=["Conv"], nodes_to_exclude=heads,
+                        calibrate_method=CalibrationMethod.MinMax)  # fmt: skip
     q = onnx.load(str(out))
     del q.metadata_props[:]
     q.metadata_props.add(key=META_KEY, value=meta.to_json())

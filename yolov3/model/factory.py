@@ -10,7 +10,7 @@ from torch import nn
 from yolov3.config import COCO_ANCHORS, ModelConfig
 from yolov3.darknet.build import DarknetModel
 from yolov3.darknet.cfg import parse_cfg
-from yolov3.darknet.edit import set_anchors
+from yolov3.darknet.edit import set_anchors, yolo_outputs
 from yolov3.errors import UserError
 from yolov3.model.yolov3 import YOLOv3
 
@@ -26,6 +26,20 @@ def cfg_path(name: str | Path) -> Path:
     if not path.is_file():
         raise UserError(f"model cfg {str(name)!r}: no such file; shipped cfgs: {', '.join(SHIPPED_CFGS)}")
     return path
+
+
+def model_anchors(name: str) -> list[list[tuple[float, float]]]:
+    """The anchors model ``name`` (``ModelConfig.name``) has by default, one row per output scale by
+    increasing stride, input pixels: COCO's for the native yolov3, a Darknet cfg's own otherwise."""
+    if name == "yolov3":
+        return [list(scale) for scale in COCO_ANCHORS]
+    return [list(h.anchors) for h in yolo_outputs(parse_cfg(cfg_path(name)))]
+
+
+def anchor_layout(name: str) -> tuple[int, int]:
+    """``(output scales, anchors per scale)`` of model ``name`` (yolov3: 3 x 3, yolov3-tiny: 2 x 3)."""
+    anchors = model_anchors(name)
+    return len(anchors), len(anchors[0])
 
 
 def build_model(cfg: ModelConfig, num_classes: int = 80) -> nn.Module:

@@ -163,7 +163,7 @@ def read(
     A data.yaml / .data is read by ``yolov3.data.dataset_config.load_dataset`` instead.
     """
     _check_format(fmt)
-    src = Path(src)
+    src = Path(src).absolute()  # the layout's entries name paths under src, read relative to src
     report = report or LoadReport(strict=strict)
     if names is None and fmt in ("yolo", "seed") and src.is_dir():
         files = [src / "classes.txt", *sorted(src.glob("*.names"))]
