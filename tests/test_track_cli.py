@@ -138,10 +138,11 @@ def root(tmp_path_factory) -> Path:
     return out
 
 
-def test_a_root_tracks_each_sequence_on_its_own(root, tmp_path):
+def test_a_root_tracks_each_sequence_on_its_own(root, tmp_path, capsys):
     oracle = PathOracle()
     results = list(track(root, oracle, out=tmp_path))
     assert all(p.parent.name == "img1" for p in oracle.paths)  # videos/*.mp4 not tracked again
+    assert "2 other image / video files" in capsys.readouterr().err  # and the user is told
     assert [r.sequence for r in results] == ["seq-00"] * 12 + ["seq-01"] * 12
     assert [r.frame for r in results] == list(range(12)) * 2
     assert sorted(p.name for p in (tmp_path / "mot").iterdir()) == ["seq-00.txt", "seq-01.txt"]

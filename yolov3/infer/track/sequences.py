@@ -11,8 +11,8 @@ A folder is a *sequence* when it holds its image folder (``img1`` or ``imDir``).
 ROOT (a folder with sequences among its subfolders: each is tracked in name order and nothing else in
 the root is, e.g. ``videos/`` beside them), one sequence folder, or its image folder; the sequence is
 named after its folder (``seq-00``, also for ``seq-00/img1``). A frame's number is the number in its
-file name when every name is a number (``000001.jpg`` is frame 1, as in ``gt.txt``), else its place
-in name order; an unreadable frame keeps its number.
+file name when every name is a distinct number from 1 (``000001.jpg`` is frame 1, as in ``gt.txt``),
+else its place in name order; an unreadable or missing frame does not shift the others.
 
 Anything else is a plain source, as ``yolov3.infer.sources`` and ``yolov3.infer.stream`` read it:
 each video or stream is a sequence named after its file (``clip.mp4`` -> ``clip``; a second
@@ -105,7 +105,9 @@ def load_sequence(folder: Path) -> Sequence:
     if not images:
         raise UserError(f"{image_dir(folder)}: no images in this sequence's image folder")
     stems = [p.stem for p in images]
-    numbers = [int(s) - 1 for s in stems] if all(s.isdigit() for s in stems) else range(len(images))
+    named = [int(s) for s in stems] if all(s.isdigit() for s in stems) else []
+    usable = named and min(named) >= 1 and len(set(named)) == len(named)  # 1-based, one file a frame
+    numbers = [n - 1 for n in named] if usable else range(len(images))
     gt = folder / "gt" / "gt.txt"
     return Sequence(safe_name(folder.name, "sequence"), folder, images, tuple(numbers), fps,
                     gt if gt.is_file() else None)  # fmt: skip
@@ -131,9 +133,11 @@ def untracked_media(root: Path, sequences: list[Sequence]) -> list[Path]:
     ``videos/`` holds): they are not tracked."""
     inside = {s.folder.resolve() for s in sequences}
     out = []
-    for p in sorted(root.rglob("*")):
-        if p.is_file() and (is_video_file(p) or is_image_file(p)):
-            if not any(parent in inside for parent in p.resolve().parents):
+    for entry in sorted(root.iterdir()):
+        if entry.resolve() in inside:
+            continue
+        for p in [entry] if entry.is_file() else sorted(entry.rglob("*")):
+            if p.is_file() and (is_video_file(p) or is_image_file(p)):
                 out.append(p)
     return out
 
