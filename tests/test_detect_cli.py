@@ -153,3 +153,38 @@ def test_python_detect(tmp_path, weights) -> None:
     report = yolov3.detect(img, weights, tmp_path / "o", img_size=64, amp="off", save=save, progress=False)
     assert (report.processed, report.skipped) == (1, 0) and set(report.speed_ms) >= {"inference", "nms"}
     assert not (tmp_path / "o" / "x.png").exists() and (tmp_path / "o" / "results.jsonl").is_file()
+
+
+def test_detect_takes_image_urls_and_streams(tmp_path, weights, capsys) -> None:
+    """`yolov3 track` took stream URLs and `yolov3 detect` refused them: an image URL is fetched and
+    detected as the file would be; an http(s) video is read frame by frame; a missing URL is an error
+    naming it (served here by Python's own HTTP server on loopback)."""
+    import functools
+    import http.server
+    import threading
+
+    site = tmp_path / "site"
+    site.mkdir()
+    noise = (np.random.default_rng(2).random((48, 64, 3)) * 255).astype(np.uint8)
+    cv2.imwrite(str(site / "photo.jpg"), noise)
+    make_video(site / "clip.mp4", 5)
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(site))
+    handler.log_message = lambda *a: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        assert detect(f"{url}/photo.jpg", "--weights", str(weights), "--out", str(tmp_path / "u")) == 0
+        assert detect(str(site / "photo.jpg"), "--weights", str(weights), "--out", str(tmp_path / "f")) == 0
+        got, want = [[json.loads(x) for x in (tmp_path / d / "results.jsonl").read_text().splitlines()]
+                     for d in ("u", "f")]  # fmt: skip
+        assert [r["detections"] for r in got] == [r["detections"] for r in want]
+        assert (tmp_path / "u" / "photo.jpg").is_file()
+        assert detect(f"{url}/clip.mp4", "--weights", str(weights), "--out", str(tmp_path / "s")) == 0
+        frames = [json.loads(x)["frame"] for x in (tmp_path / "s" / "results.jsonl").read_text().splitlines()]
+        assert frames == list(range(5))
+        capsys.readouterr()
+        assert detect(f"{url}/absent.jpg", "--weights", str(weights), "--out", str(tmp_path / "x")) == 2
+        assert f"{url}/absent.jpg: cannot fetch" in capsys.readouterr().err
+    finally:
+        server.shutdown()
