@@ -55,9 +55,10 @@ def iou(a, b) -> float:
 
 
 def filtered(gt: np.ndarray, hyp: np.ndarray, min_visibility: float):
-    """The README's filter, frame by frame: ``[(frame, expected gt rows, kept result rows)]``. A row is
-    expected when its flag is not 0 and visibility >= min_visibility; a result box matched with an
-    ignored row (one-to-one, IoU >= 0.5, largest total IoU) is dropped."""
+    """The documented filter (``yolov3.evaluate.mot``) written out frame by frame: ``[(frame, expected
+    gt rows, kept result rows)]``. A row is expected when its flag is not 0 and visibility >=
+    min_visibility; a result box matched with an ignored row (one-to-one, IoU >= 0.5, largest total
+    IoU) is dropped."""
     out = []
     for f in sorted(set(gt[:, 0].astype(int)) | set(hyp[:, 0].astype(int))):
         g, h = gt[gt[:, 0] == f], hyp[hyp[:, 0] == f]
