@@ -19,7 +19,8 @@ __all__ = [
     "COCO_ANCHORS", "STRIDES", "Detections", "Detector", "InferConfig", "ModelMeta", "YOLOv3", "YoloLoss",
     "build_loader", "build_model", "check_dataset", "convert_dataset", "decode", "decode_all", "detect",
     "DetectionDataset", "export_weights", "load", "load_backend", "load_dataset", "load_model",
-    "preprocess_true_boxes", "save_model", "track", "TrackConfig", "TrackedDetections", "train", "val",
+    "preprocess_true_boxes", "run_track", "evaluate_run", "save_model", "track", "TrackConfig",
+    "TrackedDetections", "train", "val",
 ]  # fmt: skip
 
 _LAZY = {"YOLOv3": "yolov3.model", "decode": "yolov3.decode", "decode_all": "yolov3.decode",
@@ -32,7 +33,8 @@ _LAZY = {"YOLOv3": "yolov3.model", "decode": "yolov3.decode", "decode_all": "yol
          "DetectionDataset": "yolov3.data.dataset", "build_loader": "yolov3.data.loader",
          "preprocess_true_boxes": "yolov3.data.targets", "train": "yolov3.engine.trainer",
          "YoloLoss": "yolov3.loss", "export_weights": "yolov3.export",
-         "track": "yolov3.infer.track.runner", "TrackedDetections": "yolov3.infer.track.results"}  # fmt: skip
+         "track": "yolov3.infer.track.runner", "TrackedDetections": "yolov3.infer.track.results",
+         "run_track": "yolov3.infer.track.runner", "evaluate_run": "yolov3.infer.track.runner"}  # fmt: skip
 
 
 def __getattr__(name: str) -> Any:
