@@ -34,6 +34,7 @@ from yolov3.infer.detector import Detector  # noqa: E402
 from yolov3.infer.draw import draw_detections  # noqa: E402
 from yolov3.infer.serve import ServeOptions  # noqa: E402
 from yolov3.infer.serve.app import create_app  # noqa: E402
+from yolov3.infer.serve.metrics import ServeMetrics  # noqa: E402
 
 SETTINGS = InferConfig(img_size=128, conf_threshold=0.3, amp="off")
 TOKEN = "s3cret"
@@ -231,6 +232,35 @@ def test_metrics_parse_and_count_what_was_served(weights, images):
     assert families["yolov3_queue_depth"].samples[0].value == 0
     assert families["yolov3_images_per_second"].samples[0].value == pytest.approx(3 / 10)
     assert [s.value for s in families["yolov3_images"].samples if s.name == "yolov3_images_total"] == [3]
+
+
+def test_warm_up_runs_the_largest_batch_before_ready(weights):
+    sizes = []
+
+    def load() -> Detector:
+        detector = loader(weights)()
+        predict = detector.predict_arrays
+
+        def recorded(images, paths=None):  # noqa: ANN001, ANN202
+            sizes.append(len(images))
+            return predict(images, paths)
+
+        detector.predict_arrays = recorded
+        return detector
+
+    with TestClient(create_app(load, ServeOptions(max_batch=5))) as c:
+        wait_ready(c)
+        assert sizes == [1, 5]  # Detector.warmup, then a batch of --max-batch images
+
+
+def test_metrics_keep_only_the_rate_windows_batches_when_nobody_scrapes():
+    now = [0.0]
+    metrics = ServeMetrics(window_s=10.0, clock=lambda: now[0])
+    for _ in range(10_000):  # a batch every 0.1 s for 1,000 s, and no /metrics request
+        metrics.batch(2, 0.05)
+        now[0] += 0.1
+    assert len(metrics._done) <= 101  # a record of every batch once grew without end
+    assert metrics.images_per_second() == pytest.approx(2 * 100 / 10, rel=0.02)
 
 
 def test_not_ready_until_loaded_and_failed_load_says_why(weights, images):

@@ -17,7 +17,8 @@
 Every error is JSON ``{"error": message, "status": code}``: 400 (not an image, truncated, bad
 option), 401 (token missing or wrong, for ``/v1/*`` and ``/metrics`` when a token is set), 404, 405,
 413 (body over ``max_bytes`` or image over ``max_pixels``), 503 (not ready), 504 (``timeout_s``).
-The model loads in the background after start-up, so ``/healthz`` answers at once.
+The model loads in the background after start-up, so ``/healthz`` answers at once, and warms up with
+one batch of ``max_batch`` images before ``/readyz`` says ready.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from dataclasses import asdict
 from typing import Any
 
 import cv2
+import numpy as np
 import orjson
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -42,9 +44,8 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
-from yolov3.config import InferConfig
+from yolov3.config import InferConfig, parse_classes, resolve_classes
 from yolov3.errors import UserError
-from yolov3.infer.backends.onnxfile import inspect_onnx
 from yolov3.infer.detector import Detector
 from yolov3.infer.results import Detections
 from yolov3.infer.serve import ServeOptions
@@ -91,15 +92,14 @@ def parse_query(query: dict[str, list[str]], detector: Detector) -> tuple[InferC
             "conf_threshold": float(one["conf_threshold"]) if "conf_threshold" in one else None,
             "iou_threshold": float(one["iou_threshold"]) if "iou_threshold" in one else None,
             "max_det": int(one["max_det"]) if "max_det" in one else None,
-            "classes": [int(c) for v in query.get("classes", []) for c in v.split(",") if c.strip()] or None,
+            # 0,2 / classes=0&classes=2 / names, as --classes takes them (config.parse_classes)
+            "classes": parse_classes(query["classes"]) if "classes" in query else None,
         }
     except ValueError as exc:
         raise HTTPException(400, f"query option does not parse: {exc}") from exc
     settings = detector.settings.replace(**changes)  # ConfigError (a UserError) -> 400
-    if settings.classes and max(settings.classes) >= len(detector.names):
-        raise HTTPException(
-            400, f"classes {list(settings.classes)}: indices must be in 0..{len(detector.names) - 1}"
-        )
+    if settings.classes is not None:  # names to indices; an unknown name or index -> 400
+        settings = settings.replace(classes=resolve_classes(settings.classes, detector.names))
     flag = one.get("annotated", "0").lower()
     if flag not in _TRUE | _FALSE:
         raise HTTPException(400, f"annotated={flag!r}: expected 1 or 0")
@@ -152,14 +152,14 @@ def encode_annotated(result: Detections) -> bytes:
 
 
 def batch_limit(detector: Detector, max_batch: int) -> int:
-    """``max_batch``, or 1 for an ONNX file whose batch size is fixed (exported without ``--dynamic``)."""
-    source = str(getattr(detector.backend, "source", ""))
-    if source.lower().endswith(".onnx") and isinstance(inspect_onnx(source).input_shape[0], int):
-        if max_batch > 1:
-            log.warning("%s has a fixed batch size: requests run one at a time (export with --dynamic to "
-                        "batch them)", source)  # fmt: skip
-        return 1
-    return max_batch
+    """``max_batch``, or the batch size a file fixes (an ONNX file exported without ``--dynamic``): the
+    backend says so (``Backend.fixed_batch``) without opening the file again."""
+    fixed = getattr(detector.backend, "fixed_batch", None)
+    if fixed is None or fixed >= max_batch:
+        return max_batch
+    log.warning("%s has a fixed batch size of %d: requests run %d at a time (export with --dynamic to "
+                "batch more)", getattr(detector.backend, "source", "the model"), fixed, fixed)  # fmt: skip
+    return fixed
 
 
 def authorize(request: Request, token: str | None) -> None:
@@ -283,17 +283,27 @@ async def _server_error(request: Request, exc: Exception) -> Response:
     return error_response(500, f"internal error: {type(exc).__name__}: {exc}")
 
 
+def warm_up(detector: Detector, max_batch: int) -> None:
+    """``Detector.warmup``, then one pass of ``max_batch`` images: the largest batch the server will
+    run takes its memory once, before the first request, and later batches reuse it."""
+    detector.warmup()
+    if max_batch > 1:
+        size = detector.img_size
+        detector.predict_arrays([np.full((size, size, 3), 128, np.uint8)] * max_batch)
+
+
 async def load_in_background(state: ServeState, load: Callable[[], Detector], options: ServeOptions,
                              metrics: ServeMetrics) -> None:  # fmt: skip
     """Load and warm the detector in a thread, then start its batcher; record why when it fails."""
     try:
         detector = await asyncio.to_thread(load)
-        await asyncio.to_thread(detector.warmup)
+        max_batch = batch_limit(detector, options.max_batch)
+        await asyncio.to_thread(warm_up, detector, max_batch)
     except Exception as exc:  # the server stays up and /readyz says why
         state.error = f"{type(exc).__name__}: {exc}"
         log.error("model failed to load: %s", state.error)
         return
-    batcher = MicroBatcher(detector, batch_limit(detector, options.max_batch), options.max_wait_ms,
+    batcher = MicroBatcher(detector, max_batch, options.max_wait_ms,
                            on_batch=metrics.batch, on_queue=metrics.queue_depth.set)  # fmt: skip
     batcher.start()
     state.detector, state.batcher = detector, batcher

@@ -11,6 +11,7 @@ from __future__ import annotations
 import collections
 import threading
 import time
+from collections.abc import Callable
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -30,7 +31,7 @@ class ServeMetrics:
 
     content_type = CONTENT_TYPE_LATEST
 
-    def __init__(self, window_s: float = 10.0) -> None:
+    def __init__(self, window_s: float = 10.0, clock: Callable[[], float] = time.monotonic) -> None:
         r = self.registry = CollectorRegistry()
         self.requests = Counter("yolov3_requests", "HTTP requests by route and status", ["route", "status"],
                                 registry=r)  # fmt: skip
@@ -45,7 +46,9 @@ class ServeMetrics:
         rate = Gauge("yolov3_images_per_second", f"Images detected per second over the last {window_s:g} s",
                      registry=r)  # fmt: skip
         rate.set_function(self.images_per_second)
-        self.window_s = window_s
+        self.window_s, self.clock = window_s, clock
+        # (time, images) of the batches within the window: pruned on every batch, so that a server
+        # nobody scrapes does not keep a record of every batch it ever ran
         self._done: collections.deque[tuple[float, int]] = collections.deque()
         self._lock = threading.Lock()
 
@@ -57,15 +60,19 @@ class ServeMetrics:
         self.batch_size.observe(size)
         self.batch_seconds.observe(seconds)
         self.images.inc(size)
+        now = self.clock()
         with self._lock:
-            self._done.append((time.monotonic(), size))
+            self._done.append((now, size))
+            self._forget_before(now - self.window_s)
 
     def images_per_second(self) -> float:
-        now = time.monotonic()
         with self._lock:
-            while self._done and self._done[0][0] < now - self.window_s:
-                self._done.popleft()
+            self._forget_before(self.clock() - self.window_s)
             return sum(n for _, n in self._done) / self.window_s
+
+    def _forget_before(self, start: float) -> None:
+        while self._done and self._done[0][0] < start:
+            self._done.popleft()
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

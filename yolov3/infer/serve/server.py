@@ -2,6 +2,9 @@
 
 Shutdown (Ctrl-C or SIGTERM): uvicorn stops accepting connections and lets the requests in flight
 finish (at most ``graceful_s``); then the batcher answers everything still queued and stops.
+
+Memory: the process gives glibc's malloc one arena for all its threads and keeps freed memory for reuse
+(``yolov3.device.one_malloc_arena``, ``keep_freed_memory``), so its RSS stays flat under a long load.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from collections.abc import Callable
 
 import uvicorn
 
+from yolov3.device import keep_freed_memory, one_malloc_arena
 from yolov3.infer.detector import Detector
 from yolov3.infer.serve import ServeOptions
 from yolov3.infer.serve.app import create_app
@@ -31,6 +35,10 @@ def is_loopback(host: str) -> bool:
 def run_server(load: Callable[[], Detector], options: ServeOptions, log_level: str = "info") -> None:
     """Serve until interrupted. ``load()`` returns the ``Detector`` (called once, in the background)."""
     logging.basicConfig(level=log_level.upper(), format="%(levelname)s: %(name)s: %(message)s")
+    # Before any thread starts: one malloc arena, freed memory kept, so the RSS stays flat under load
+    # (yolov3.device.one_malloc_arena says why; benchmarks/bench_serve_soak.py measures it).
+    one_malloc_arena()
+    keep_freed_memory()
     if not is_loopback(options.host) and options.token is None:
         log.warning("listening on %s without a token: anyone who reaches this port can use the model "
                     "(set --token or YOLOV3_SERVE_TOKEN)", options.host)  # fmt: skip
