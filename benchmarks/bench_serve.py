@@ -51,9 +51,11 @@ from yolov3.model.factory import build_model
 from yolov3.modelfile import ModelMeta, save_model
 
 
-def prepare(folder: Path, model_name: str, img_size: int, count: int = 8) -> tuple[Path, list[Path]]:
+def prepare(folder: Path, model_name: str, img_size: int, count: int = 8, names: list[str] | None = None
+            ) -> tuple[Path, list[Path]]:  # fmt: skip
     """Eight synthetic JPEGs and a random model that finds about 15 boxes in each, as a trained one
-    would (``yolov3.darknet.synthetic.sparsify_head``; left random it returns 300 boxes of noise)."""
+    would (``yolov3.darknet.synthetic.sparsify_head``; left random it returns 300 boxes of noise).
+    ``names``: its classes (default COCO's 80 counted, ``class0``...), e.g. a data set's to calibrate on."""
     rng, images = np.random.default_rng(0), []
     for k in range(count):
         im = cv2.GaussianBlur((rng.random((480, 640, 3)) * 255).astype(np.uint8), (0, 0), 3)
@@ -64,11 +66,11 @@ def prepare(folder: Path, model_name: str, img_size: int, count: int = 8) -> tup
         cv2.imwrite(str(folder / f"{k}.jpg"), im)
         images.append(folder / f"{k}.jpg")
     torch.manual_seed(0)
-    model = build_model(ModelConfig(name=model_name))
+    model = build_model(ModelConfig(name=model_name), len(names) if names else 80)
     randomize(model, torch.rand(2, 3, 128, 128))
     inputs = calibration_batches([Sample(str(p)) for p in images], img_size, count)  # as the Detector does
     sparsify_head(model, torch.from_numpy(np.concatenate(inputs)))
-    weights = save_model(folder / "model.pt", model, ModelMeta.of_model(model, None, img_size, model_name))
+    weights = save_model(folder / "model.pt", model, ModelMeta.of_model(model, names, img_size, model_name))
     return weights, images
 
 
@@ -149,8 +151,10 @@ class Client:
         return status, time.perf_counter() - t0
 
 
-def load_test(port: int, bodies: list[bytes], requests: int, concurrency: int) -> tuple[float, int]:
-    """``(images/s, errors)`` for ``requests`` POSTs from ``concurrency`` threads."""
+def load_test(port: int, bodies: list[bytes], requests: int, concurrency: int, warm: bool = True
+              ) -> tuple[float, int]:  # fmt: skip
+    """``(images/s, errors)`` for ``requests`` POSTs from ``concurrency`` threads, each on its own
+    keep-alive connection; ``warm``: first one untimed request per thread (its errors counted)."""
     local, errors, lock = threading.local(), [0], threading.Lock()
 
     def one(k: int) -> None:
@@ -162,7 +166,8 @@ def load_test(port: int, bodies: list[bytes], requests: int, concurrency: int) -
                 errors[0] += 1
 
     with ThreadPoolExecutor(concurrency) as pool:
-        list(pool.map(one, range(concurrency)))  # connections opened, server warm
+        if warm:
+            list(pool.map(one, range(concurrency)))  # connections opened, server warm
         t0 = time.perf_counter()
         list(pool.map(one, range(requests)))
         seconds = time.perf_counter() - t0
