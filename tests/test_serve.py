@@ -234,7 +234,7 @@ def test_metrics_parse_and_count_what_was_served(weights, images):
     assert [s.value for s in families["yolov3_images"].samples if s.name == "yolov3_images_total"] == [3]
 
 
-def test_warm_up_runs_the_largest_batch_before_ready(weights):
+def test_warm_up_runs_every_batch_size_before_ready(weights):
     sizes = []
 
     def load() -> Detector:
@@ -250,7 +250,7 @@ def test_warm_up_runs_the_largest_batch_before_ready(weights):
 
     with TestClient(create_app(load, ServeOptions(max_batch=5))) as c:
         wait_ready(c)
-        assert sizes == [1, 5]  # Detector.warmup, then a batch of --max-batch images
+        assert sizes == [1, 5, 4, 3, 2]  # Detector.warmup, then every batch size, largest first
 
 
 def test_metrics_keep_only_the_rate_windows_batches_when_nobody_scrapes():

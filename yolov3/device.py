@@ -104,8 +104,9 @@ def one_malloc_arena() -> bool:
     5,000 requests), while in one arena every freed block is there for the next taker. With
     ``keep_freed_memory`` (a fixed mmap threshold: glibc otherwise raises it to the largest block
     freed, which moves activations between heaps and mmap as the batch size changes) the RSS stays
-    flat once the largest batch has run. Call it before the threads start: a thread keeps the arena it
-    has. Returns False where the C library is not glibc. Once per process."""
+    flat once each batch size has run (``serve.app.warm_up`` runs them all before ready). Call it
+    before the threads start: a thread keeps the arena it has. Returns False where the C library is
+    not glibc. Once per process."""
     try:
         mallopt = ctypes.CDLL("libc.so.6").mallopt
     except (OSError, AttributeError):
