@@ -24,8 +24,8 @@ from yolov3.config import DataConfig, ModelConfig, TrainConfig
 from yolov3.data.synth import SynthConfig, generate
 from yolov3.data.targets import encode_targets
 from yolov3.device import autocast, cpu_supports_bf16
+from yolov3.distributed import DistInfo
 from yolov3.engine.builders import build_run_data, load_spec, to_device_batch
-from yolov3.engine.distributed import DistInfo
 from yolov3.engine.schedule import build_optimizer
 from yolov3.loss import YoloLoss
 from yolov3.model import YOLOv3

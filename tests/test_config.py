@@ -14,8 +14,8 @@ import yaml
 from yolov3.cli.train import register
 from yolov3.config import SECTIONS, ConfigError, DataConfig, InferConfig, ModelConfig, TrainConfig, from_dict
 from yolov3.data.synth import SynthConfig, generate
+from yolov3.distributed import DistInfo
 from yolov3.engine import builders
-from yolov3.engine.distributed import DistInfo
 from yolov3.engine.options import OPTIONS, build_configs
 
 

@@ -247,7 +247,7 @@ def test_torchrun_val_scores_like_one_process(tmp_path) -> None:
 
 
 def test_webcam_is_neither_resumed_nor_split(tmp_path) -> None:
-    from yolov3.engine.distributed import DistInfo
+    from yolov3.distributed import DistInfo
     from yolov3.errors import UserError
     from yolov3.infer.shard import Job
     from yolov3.infer.sources import Source

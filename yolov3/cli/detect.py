@@ -47,7 +47,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from yolov3.engine.distributed import cleanup, env_dist_info
+    from yolov3.distributed import cleanup, env_dist_info
     from yolov3.infer.runner import SaveOptions, detect, format_speed, resumed_run
 
     if args.resume and args.out and Path(args.out) != Path(args.resume):

@@ -119,7 +119,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from yolov3.engine.distributed import env_dist_info
+    from yolov3.distributed import env_dist_info
     from yolov3.engine.options import build_configs
     from yolov3.engine.trainer import train
 

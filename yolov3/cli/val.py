@@ -36,7 +36,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from yolov3.engine.distributed import cleanup, env_dist_info
+    from yolov3.distributed import cleanup, env_dist_info
     from yolov3.evaluate.api import val
     from yolov3.evaluate.plots import save_plots
     from yolov3.evaluate.report import format_report, write_summary

@@ -20,7 +20,7 @@ from yolov3.data.dataset import DetectionDataset
 from yolov3.data.dataset_config import DatasetSpec, load_dataset
 from yolov3.data.loader import DetectionLoader, build_loader
 from yolov3.data.types import Sample
-from yolov3.engine.distributed import DistInfo
+from yolov3.distributed import DistInfo
 from yolov3.errors import UserError
 from yolov3.model.factory import build_model
 from yolov3.modelfile import CheckpointError, read_checkpoint

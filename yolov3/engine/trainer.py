@@ -24,11 +24,11 @@ from typing import Any
 
 import torch
 
+from yolov3 import distributed as ddp
 from yolov3.config import DataConfig, InferConfig, ModelConfig, TrainConfig, from_dict, to_dict, upgrade_saved
 from yolov3.console import Progress
 from yolov3.device import autocast, autocast_dtype, keep_freed_memory, select_device
 from yolov3.engine import builders
-from yolov3.engine import distributed as ddp
 from yolov3.engine.budget import Budget, Patience
 from yolov3.engine.ema import ModelEMA
 from yolov3.engine.logging import (

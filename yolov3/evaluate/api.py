@@ -19,7 +19,7 @@ from yolov3.config import InferConfig, load_yaml
 from yolov3.data.dataset_config import load_dataset
 from yolov3.data.types import Sample
 from yolov3.device import select_device
-from yolov3.engine.distributed import DistInfo, broadcast_object, env_dist_info, init_distributed
+from yolov3.distributed import DistInfo, broadcast_object, env_dist_info, init_distributed
 from yolov3.errors import UserError
 from yolov3.evaluate.evaluator import Evaluation, check_labelled, evaluate, evaluate_detections, run_detector
 from yolov3.evaluate.plots import save_plots

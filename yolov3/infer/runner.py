@@ -27,7 +27,7 @@ from yolov3.config import InferConfig
 from yolov3.console import Progress
 from yolov3.data.dataset_config import load_dataset
 from yolov3.device import select_device
-from yolov3.engine.distributed import DistInfo, broadcast_object, env_dist_info, init_distributed
+from yolov3.distributed import DistInfo, broadcast_object, env_dist_info, init_distributed
 from yolov3.errors import UserError
 from yolov3.evaluate.coco import coco_results, default_category_ids
 from yolov3.files import make_dir, next_run_dir

@@ -34,7 +34,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from yolov3.engine.distributed import DistInfo, broadcast_object
+from yolov3.distributed import DistInfo, broadcast_object
 from yolov3.errors import UserError
 from yolov3.files import atomic_writer, make_dir
 from yolov3.infer.sources import Frame, Source, is_video_file

@@ -4,6 +4,9 @@
 process then trains on ``cuda:LOCAL_RANK`` (NCCL) or the CPU (gloo) with 1/N of the global batch.
 DDP averages gradients over processes, so N processes with batch B/N step like one with batch B
 (up to batch-norm statistics, which are per process unless SyncBatchNorm is on).
+
+It sits beside ``device.py``, below everything that runs under ``torchrun`` (training, ``detect``'s
+shards, ``val``), and imports only torch.
 """
 
 from __future__ import annotations
