@@ -30,6 +30,7 @@ from pathlib import Path
 
 import torch
 
+from yolov3.builder import build_model
 from yolov3.config import ModelConfig
 from yolov3.darknet.synthetic import randomize, sparsify_head
 from yolov3.device import autocast_dtype
@@ -39,7 +40,6 @@ from yolov3.infer.backends import cpu_cores
 from yolov3.infer.backends.opencv import OpenCVBackend
 from yolov3.infer.backends.ort import OnnxRuntimeBackend
 from yolov3.infer.backends.pytorch import TorchBackend
-from yolov3.model.factory import build_model
 from yolov3.modelfile import ExportInfo, ModelMeta, load_model, save_model
 
 SIZE = 416

@@ -42,12 +42,12 @@ import cv2
 import numpy as np
 import torch
 
+from yolov3.builder import build_model
 from yolov3.config import InferConfig, ModelConfig
 from yolov3.darknet.synthetic import randomize, sparsify_head
 from yolov3.data.types import Sample
 from yolov3.export.quantize import calibration_batches
 from yolov3.infer.detector import Detector
-from yolov3.model.factory import build_model
 from yolov3.modelfile import ModelMeta, save_model
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from yolov3.builder import build_model
 from yolov3.config import DataConfig, ModelConfig, TrainConfig
 from yolov3.data.synth import SynthConfig, generate
 from yolov3.data.targets import encode_targets
@@ -29,7 +30,6 @@ from yolov3.engine.builders import build_run_data, load_spec, to_device_batch
 from yolov3.engine.schedule import build_optimizer
 from yolov3.loss import YoloLoss
 from yolov3.model import YOLOv3
-from yolov3.model.factory import build_model
 
 
 def synthetic_batch(model: YOLOv3, batch: int, size: int, seed: int = 0) -> dict:

@@ -43,6 +43,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from yolov3.builder import build_model
 from yolov3.config import DataConfig, InferConfig, ModelConfig, TrainConfig
 from yolov3.darknet.synthetic import randomize
 from yolov3.data.synth import SynthConfig, generate
@@ -53,7 +54,6 @@ from yolov3.engine.trainer import Trainer
 from yolov3.infer.backends.pytorch import TorchBackend
 from yolov3.infer.postprocess import postprocess
 from yolov3.loss import YoloLoss
-from yolov3.model.factory import build_model
 from yolov3.model.fuse import prepare_for_inference
 from yolov3.modelfile import ModelMeta
 

@@ -73,7 +73,7 @@ def test_cli_writes_a_config_the_trainer_reads(tmp_path, capsys) -> None:
 def test_anchors_are_laid_out_for_the_model_they_are_for(tmp_path, capsys) -> None:
     """`--n 6` once wrote three rows of two, which YOLOv3-tiny (two outputs of three) cannot train with;
     the model now decides the layout, and the written config builds that model."""
-    from yolov3.model.factory import build_model
+    from yolov3.builder import build_model
 
     data = make_dataset(tmp_path / "ds", n=6)
     out = tmp_path / "tiny.yaml"

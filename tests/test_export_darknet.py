@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from yolov3.builder import cfg_path
 from yolov3.config import InferConfig
 from yolov3.darknet import DarknetModel, parse_cfg
 from yolov3.darknet.synthetic import randomize
@@ -16,7 +17,6 @@ from yolov3.decode import decode_all
 from yolov3.export import ExportSettings, export_model
 from yolov3.infer.backends.opencv import OpenCVBackend
 from yolov3.model import YOLOv3
-from yolov3.model.factory import cfg_path
 from yolov3.modelfile import ModelMeta, load_model
 
 IMG = 64

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from yolov3 import YOLOv3
+from yolov3.builder import build_model
 from yolov3.cli import main as cli_main
 from yolov3.config import ModelConfig
 from yolov3.darknet import DarknetModel, parse_cfg_text, write_cfg
@@ -19,7 +20,6 @@ from yolov3.darknet.weights import save_darknet_weights
 from yolov3.errors import UserError
 from yolov3.export.darknet import export_darknet
 from yolov3.files import WriteError, atomic_writer
-from yolov3.model.factory import build_model
 from yolov3.model.fuse import fuse_conv_bn
 from yolov3.modelfile import FORMAT_VERSION, ModelMeta, load_model, save_model
 

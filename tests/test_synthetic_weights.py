@@ -7,10 +7,10 @@ from __future__ import annotations
 import pytest
 import torch
 
+from yolov3.builder import build_model
 from yolov3.config import ModelConfig
 from yolov3.darknet.synthetic import randomize, sparsify_head
 from yolov3.infer.postprocess import select_candidates
-from yolov3.model.factory import build_model
 
 
 @pytest.mark.parametrize("name", ["yolov3", "yolov3-tiny"])

@@ -28,7 +28,7 @@ _LAZY = {"YOLOv3": "yolov3.model", "decode": "yolov3.decode", "decode_all": "yol
          "Detections": "yolov3.infer.results", "detect": "yolov3.infer.runner",
          "load_backend": "yolov3.infer.backends", "val": "yolov3.evaluate.api",
          "load_dataset": "yolov3.data.dataset_config", "check_dataset": "yolov3.data.check",
-         "convert_dataset": "yolov3.data.convert", "build_model": "yolov3.model.factory",
+         "convert_dataset": "yolov3.data.convert", "build_model": "yolov3.builder",
          "load_model": "yolov3.modelfile", "save_model": "yolov3.modelfile", "ModelMeta": "yolov3.modelfile",
          "DetectionDataset": "yolov3.data.dataset", "build_loader": "yolov3.data.loader",
          "preprocess_true_boxes": "yolov3.data.targets", "train": "yolov3.engine.trainer",

@@ -31,6 +31,7 @@ import numpy as np
 import torch
 import yaml
 
+from yolov3.builder import build_model
 from yolov3.config import DataConfig, InferConfig, ModelConfig, TrainConfig
 from yolov3.data.dataset_config import load_dataset
 from yolov3.data.synth import CLASS_NAMES, SynthConfig
@@ -46,7 +47,6 @@ from yolov3.files import writable_dir
 from yolov3.infer.detector import Detector
 from yolov3.infer.draw import tile_grid
 from yolov3.loss import YoloLoss
-from yolov3.model.factory import build_model
 
 PLAN_FILE = "plan.json"
 MIN_TRAIN_SECONDS = 30.0  # a model worth evaluating, even when the deadline is (nearly) gone

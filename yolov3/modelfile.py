@@ -28,12 +28,12 @@ from safetensors.torch import load_file
 from safetensors.torch import save as st_save
 from torch import nn
 
+from yolov3.builder import build_darknet, build_described
 from yolov3.darknet.build import DarknetModel
-from yolov3.darknet.cfg import parse_cfg, parse_cfg_text, write_cfg
+from yolov3.darknet.cfg import write_cfg
 from yolov3.darknet.weights import load_darknet_weights
 from yolov3.errors import UserError
 from yolov3.files import atomic_writer
-from yolov3.model.factory import cfg_path
 from yolov3.model.yolov3 import YOLOv3
 
 META_KEY = "yolov3"  # safetensors metadata key, ONNX metadata_props key
@@ -186,10 +186,7 @@ class ModelMeta:
 
     def build(self, source: str = "model file") -> nn.Module:
         """An untrained model with the architecture this meta describes."""
-        if self.cfg:
-            model = DarknetModel(parse_cfg_text(self.cfg, f"{source} (embedded cfg)"))
-        else:
-            model = YOLOv3(self.num_classes, self.anchors, self.width)
+        model = build_described(self.cfg, self.num_classes, self.anchors, self.width, source)
         if unwrap(model).num_classes != self.num_classes:
             raise CheckpointError(f"{source}: {self.num_classes} class names for a cfg with "
                                   f"{model.num_classes} classes")  # fmt: skip
@@ -289,8 +286,7 @@ def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], ModelMeta]:
 def _read_darknet(weights: Path, cfg: str | os.PathLike | None, names: Any) -> tuple[nn.Module, ModelMeta]:
     if cfg is None:
         raise UserError(f"{weights}: Darknet weights need their cfg (--cfg)")
-    darknet = parse_cfg(cfg_path(cfg))
-    model = DarknetModel(darknet)
+    model, darknet = build_darknet(cfg)
     load_darknet_weights(model, weights)
     names = read_names(names, model.num_classes, str(cfg))
     return model, ModelMeta.of_model(model, names, darknet.width, arch=str(cfg))

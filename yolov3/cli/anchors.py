@@ -47,8 +47,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from yolov3.anchors import fit_anchors
+    from yolov3.builder import anchor_layout, model_anchors
     from yolov3.data.dataset_config import load_dataset
-    from yolov3.model.factory import anchor_layout, model_anchors
 
     base = load_yaml(args.config) if args.config else {}
     check_sections(base, str(args.config))

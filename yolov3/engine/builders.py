@@ -14,6 +14,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Sampler
 
+from yolov3.builder import build_model
 from yolov3.config import DataConfig, ModelConfig, TrainConfig
 from yolov3.darknet.weights import load_darknet_weights
 from yolov3.data.dataset import DetectionDataset
@@ -22,7 +23,6 @@ from yolov3.data.loader import DetectionLoader, build_loader
 from yolov3.data.types import Sample
 from yolov3.distributed import DistInfo
 from yolov3.errors import UserError
-from yolov3.model.factory import build_model
 from yolov3.modelfile import CheckpointError, read_checkpoint
 
 

@@ -39,12 +39,12 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from yolov3.builder import cfg_path
 from yolov3.config import COCO_ANCHORS, STRIDES
 from yolov3.darknet.cfg import parse_cfg
 from yolov3.darknet.edit import yolo_outputs
 from yolov3.device import select_device
 from yolov3.errors import UserError
-from yolov3.model.factory import cfg_path
 from yolov3.modelfile import ModelMeta, read_names
 
 MODULES = {

@@ -11,12 +11,12 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from yolov3.builder import cfg_path
 from yolov3.darknet.cfg import Conv, parse_cfg
 from yolov3.darknet.edit import yolo_outputs
 from yolov3.errors import UserError
 from yolov3.infer.backends import Backend, cpu_cores
 from yolov3.infer.backends.onnxfile import inspect_onnx
-from yolov3.model.factory import cfg_path
 from yolov3.modelfile import ModelMeta, read_names
 
 

@@ -1,7 +1,13 @@
-"""``build_model(ModelConfig)``: the only place a model is built from settings."""
+"""The one place a network is built, above ``model/`` (the native net) and ``darknet/`` (cfg networks).
+
+``build_model(ModelConfig)`` builds from settings (the only reader of ``ModelConfig``);
+``build_described`` builds what a model file's meta describes; ``build_darknet`` builds a Darknet
+cfg as it stands. ``cfg_path`` finds a shipped cfg by name.
+"""
 
 from __future__ import annotations
 
+import os
 from importlib import resources
 from pathlib import Path
 
@@ -9,10 +15,12 @@ from torch import nn
 
 from yolov3.config import COCO_ANCHORS, ModelConfig
 from yolov3.darknet.build import DarknetModel
-from yolov3.darknet.cfg import parse_cfg
+from yolov3.darknet.cfg import DarknetCfg, parse_cfg, parse_cfg_text
 from yolov3.darknet.edit import set_anchors, yolo_outputs
 from yolov3.errors import UserError
 from yolov3.model.yolov3 import YOLOv3
+
+Anchors = tuple[tuple[tuple[float, float], ...], ...]
 
 # Darknet cfgs shipped in yolov3/cfg; "yolov3" itself builds the native network (same layers).
 SHIPPED_CFGS = ("yolov3", "yolov3-tiny", "yolov3-spp", "yolov3-voc")
@@ -71,3 +79,20 @@ def build_model(cfg: ModelConfig, num_classes: int = 80) -> nn.Module:
         darknet = set_anchors(model.cfg, [cfg.anchors[k] for k in by_file_order])
         model = DarknetModel(darknet)
     return model
+
+
+def build_described(cfg_text: str | None, num_classes: int, anchors: Anchors, width: float,
+                    source: str = "model file") -> nn.Module:  # fmt: skip
+    """An untrained network as a model file's meta describes it: its embedded Darknet cfg text when it
+    has one, else the native YOLOv3 with ``num_classes``, ``anchors`` (per scale, input pixels) and
+    ``width``. ``source`` names the file in errors."""
+    if cfg_text:
+        return DarknetModel(parse_cfg_text(cfg_text, f"{source} (embedded cfg)"))
+    return YOLOv3(num_classes, anchors, width)
+
+
+def build_darknet(cfg: str | os.PathLike) -> tuple[DarknetModel, DarknetCfg]:
+    """``(network, parsed cfg)`` of a Darknet cfg (a path or a shipped name) as it stands: its own
+    classes and anchors, for reading the ``.weights`` written with it."""
+    darknet = parse_cfg(cfg_path(cfg))
+    return DarknetModel(darknet), darknet
