@@ -39,6 +39,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_backends import SIZE, _child, median_call_ms, prepare  # noqa: E402
 
+from yolov3.apps.detect.runner import SaveOptions, run_source  # noqa: E402
 from yolov3.config import InferConfig  # noqa: E402
 from yolov3.data.synth import SynthConfig, generate  # noqa: E402
 from yolov3.data.types import Sample  # noqa: E402
@@ -51,7 +52,6 @@ from yolov3.infer.backends.openvino import OpenVINOBackend  # noqa: E402
 from yolov3.infer.backends.ort import OnnxRuntimeBackend  # noqa: E402
 from yolov3.infer.backends.pytorch import TorchBackend  # noqa: E402
 from yolov3.infer.detector import Detector  # noqa: E402
-from yolov3.infer.runner import SaveOptions, run_source  # noqa: E402
 from yolov3.modelfile import ExportInfo, load_model  # noqa: E402
 
 TARGETS = {

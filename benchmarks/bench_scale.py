@@ -5,7 +5,7 @@ Throughput: ``NUM_IMAGES`` ~640x480 JPEGs, a YOLOv3 of width ``WIDTH`` (random w
 input ``IMG``, float32, no annotated images written; images/s = images / wall time of the whole
 command (start-up and model load included, as a user sees it), best of ``REPEATS``.
 Merge: two ranks' part files with 100,000 rows in all (3 detections each), merged by
-``yolov3.infer.shard.merge_parts``; the anchor writes the same rows straight to ``results.jsonl`` and
+``yolov3.apps.detect.shard.merge_parts``; the anchor writes the same rows straight to ``results.jsonl`` and
 ``coco_results.json`` (what a one-process writer without part files would do). ``--smoke``: tiny
 sizes, a check that the script runs (seconds). Prints one JSON line per measurement.
 """
@@ -25,7 +25,7 @@ import cv2
 import numpy as np
 import torch
 
-from yolov3.infer.shard import merge_parts
+from yolov3.apps.detect.shard import merge_parts
 from yolov3.model import YOLOv3
 from yolov3.modelfile import ModelMeta, default_names, save_model
 

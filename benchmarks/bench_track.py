@@ -29,12 +29,12 @@ sys.path.insert(0, str(ROOT / "tests"))
 from test_bytetrack import score  # noqa: E402  (the tracker-alone scoring of the tests)
 from test_stream import SimCamera  # noqa: E402
 
+from yolov3.apps.detect.runner import SaveOptions  # noqa: E402
+from yolov3.apps.track.bytetrack import ByteTracker  # noqa: E402
+from yolov3.apps.track.runner import run_track  # noqa: E402
 from yolov3.data.synth_video import VideoSynthConfig, generate_video, read_mot  # noqa: E402
 from yolov3.evaluate.mot import MOTScores  # noqa: E402
-from yolov3.infer.runner import SaveOptions  # noqa: E402
 from yolov3.infer.stream import LiveSource  # noqa: E402
-from yolov3.infer.track.bytetrack import ByteTracker  # noqa: E402
-from yolov3.infer.track.runner import run_track  # noqa: E402
 
 DEMO_WEIGHTS = ROOT / "runs" / "demo" / "train" / "weights" / "best.pt"
 

@@ -8,7 +8,7 @@ The images are listed here (a folder's, or a ``.txt`` file's lines) and decoded 
 unreadable file becomes a row with ``error`` set (``ray.data.read_images`` would fail the whole job on
 it). Each actor holds one ``Detector``; Ray schedules the batches (``map_batches``), and on a
 cluster (``ray start`` / ``RAY_ADDRESS``) the same script spreads over its machines. Output rows:
-``yolov3.infer.ray_data`` (the fields of ``results.jsonl``, plus ``error``). Ray tasks upstream of the actors
+``yolov3.apps.ray_data`` (the fields of ``results.jsonl``, plus ``error``). Ray tasks upstream of the actors
 (a ``read_*`` source) need CPUs of their own: leave some beside ``concurrency x cpus``.
 """
 
@@ -19,8 +19,8 @@ from pathlib import Path
 
 import ray
 
+from yolov3.apps.ray_data import RayDetector
 from yolov3.data.images import list_images
-from yolov3.infer.ray_data import RayDetector
 
 
 def main() -> None:

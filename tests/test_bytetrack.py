@@ -1,4 +1,4 @@
-"""ByteTrack (``yolov3/infer/track``): the Kalman filter against the textbook equations, the matching
+"""ByteTrack (``yolov3/apps/track``): the Kalman filter against the textbook equations, the matching
 against brute force, each lifecycle rule on hand-made scenes, and the tracker fed noisy ground truth of
 the synthetic sequences scored by ``motmetrics`` (an independent CLEAR-MOT / IDF1 implementation)."""
 
@@ -9,10 +9,10 @@ import itertools
 import numpy as np
 import pytest
 
+from yolov3.apps.track import kalman
+from yolov3.apps.track.bytetrack import ByteTracker, match, pairwise_iou
 from yolov3.config import ConfigError, TrackConfig
 from yolov3.data.synth_video import VideoSynthConfig, generate_video, read_mot
-from yolov3.infer.track import kalman
-from yolov3.infer.track.bytetrack import ByteTracker, match, pairwise_iou
 
 if not hasattr(np, "asfarray"):  # motmetrics 1.4 calls it; NumPy 2 removed it
     setattr(np, "asfarray", lambda a, dtype=float: np.asarray(a, dtype=dtype))  # noqa: B010
@@ -223,8 +223,8 @@ def test_the_scorer_can_fail(sequences):
 
 
 def test_every_tracker_name_has_a_tracker():
+    from yolov3.apps.track.runner import TRACKER_CLASSES
     from yolov3.config import TRACKERS
-    from yolov3.infer.track.runner import TRACKER_CLASSES
 
     assert set(TRACKERS) == set(TRACKER_CLASSES)
     with pytest.raises(ConfigError, match="tracker"):

@@ -145,7 +145,7 @@ def test_folder_mixing_images_and_a_video(tmp_path, weights) -> None:
 
 def test_python_detect(tmp_path, weights) -> None:
     import yolov3
-    from yolov3.infer.runner import SaveOptions
+    from yolov3.apps.detect.runner import SaveOptions
 
     img = tmp_path / "x.png"
     cv2.imwrite(str(img), np.full((30, 50, 3), 200, np.uint8))

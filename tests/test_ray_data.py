@@ -1,4 +1,4 @@
-"""``RayDetector`` (``yolov3.infer.ray_data``): the rows it gives, alone and inside Ray Data on a local
+"""``RayDetector`` (``yolov3.apps.ray_data``): the rows it gives, alone and inside Ray Data on a local
 2-CPU Ray instance, equal ``yolov3 detect``'s ``results.jsonl`` on the same images (the reference: the
 one-process runner; ``speed_ms`` and ``image_id`` are left out, Ray keeping no global order)."""
 
@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 import torch
 
+from yolov3.apps.ray_data import RayDetector
 from yolov3.cli import main
-from yolov3.infer.ray_data import RayDetector
 from yolov3.model import YOLOv3
 from yolov3.modelfile import ModelMeta, save_model
 

@@ -1,4 +1,4 @@
-"""``yolov3 serve`` (``yolov3.infer.serve``): the same detections as ``yolov3 detect``, every bad input
+"""``yolov3 serve`` (``yolov3.apps.serve``): the same detections as ``yolov3 detect``, every bad input
 answered with its status and a JSON message (and the server still serving after it), readiness,
 token, timeouts, metrics read back with Prometheus' own parser, graceful shutdown.
 
@@ -28,13 +28,13 @@ from prometheus_client.parser import text_string_to_metric_families  # noqa: E40
 from serve_helpers import NAMES, live_server, photo, save_tiny_model  # noqa: E402
 from starlette.testclient import TestClient  # noqa: E402
 
+from yolov3.apps.serve import ServeOptions  # noqa: E402
+from yolov3.apps.serve.app import create_app  # noqa: E402
+from yolov3.apps.serve.metrics import ServeMetrics  # noqa: E402
 from yolov3.cli import main  # noqa: E402
 from yolov3.config import InferConfig  # noqa: E402
 from yolov3.infer.detector import Detector  # noqa: E402
 from yolov3.infer.draw import draw_detections  # noqa: E402
-from yolov3.infer.serve import ServeOptions  # noqa: E402
-from yolov3.infer.serve.app import create_app  # noqa: E402
-from yolov3.infer.serve.metrics import ServeMetrics  # noqa: E402
 
 SETTINGS = InferConfig(img_size=128, conf_threshold=0.3, amp="off")
 TOKEN = "s3cret"
@@ -329,7 +329,7 @@ def test_timeout_gives_504_and_graceful_shutdown_finishes_requests_in_flight(wei
 
 def test_cli_parses_and_says_how_to_install_the_extra(monkeypatch, weights, capsys):
     from yolov3.cli import build_parser
-    from yolov3.infer import serve
+    from yolov3.apps import serve
 
     args = build_parser().parse_args(["serve", "--weights", "w.pt", "--port", "9000", "--max-batch", "16",
                                       "--conf", "0.4", "--token", "t"])  # fmt: skip
@@ -354,7 +354,7 @@ def test_package_and_cli_import_without_the_web_stack(tmp_path):
 
     code = ("import sys\nfor m in ('starlette', 'uvicorn', 'multipart', 'prometheus_client'):\n"
             "    sys.modules[m] = None\n"
-            "import yolov3, yolov3.infer.serve\nfrom yolov3.cli import build_parser, main\n"
+            "import yolov3, yolov3.apps.serve\nfrom yolov3.cli import build_parser, main\n"
             "build_parser().parse_args(['serve', '--weights', 'x.pt'])\n"
             "sys.exit(main(['serve', '--weights', 'x.pt']))\n")  # fmt: skip
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)

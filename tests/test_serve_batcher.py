@@ -1,4 +1,4 @@
-"""``MicroBatcher`` (``yolov3/infer/serve/batcher.py``): batches up to ``max_batch``, waits only for
+"""``MicroBatcher`` (``yolov3/apps/serve/batcher.py``): batches up to ``max_batch``, waits only for
 announced requests and at most ``max_wait_ms``, one forward pass at a time in one thread, per-settings
 groups, failures to their waiters, a drained queue on close; and through a live server, concurrent
 requests get byte for byte the answers they get one by one.
@@ -17,9 +17,9 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
+from yolov3.apps.serve.batcher import MicroBatcher
 from yolov3.config import InferConfig
 from yolov3.infer.results import Detections
-from yolov3.infer.serve.batcher import MicroBatcher
 
 
 class Recorder:
@@ -196,9 +196,9 @@ def test_concurrent_requests_equal_the_same_requests_one_by_one(tmp_path):
     from prometheus_client.parser import text_string_to_metric_families
     from serve_helpers import live_server, photo, save_tiny_model
 
+    from yolov3.apps.serve import ServeOptions
+    from yolov3.apps.serve.app import create_app
     from yolov3.infer.detector import Detector
-    from yolov3.infer.serve import ServeOptions
-    from yolov3.infer.serve.app import create_app
 
     weights = save_tiny_model(tmp_path / "tiny.pt")
     bodies = [

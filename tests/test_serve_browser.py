@@ -1,4 +1,4 @@
-"""The page ``yolov3 serve`` ships (``yolov3/infer/serve/static/index.html``) in a real browser:
+"""The page ``yolov3 serve`` ships (``yolov3/apps/serve/static/index.html``) in a real browser:
 headless Chromium (Debian's ``chromium`` package, driven by Playwright) opens it against a live server.
 
 - It uploads a photo, waits for the boxes, and the page must list as many boxes as the API returns for
@@ -31,10 +31,10 @@ pytest.importorskip("starlette", reason="the serve extra is not installed")
 
 from serve_helpers import chromium, live_server, photo, save_tiny_model  # noqa: E402
 
+from yolov3.apps.serve import ServeOptions  # noqa: E402
+from yolov3.apps.serve.app import create_app  # noqa: E402
 from yolov3.config import InferConfig  # noqa: E402
 from yolov3.infer.detector import Detector  # noqa: E402
-from yolov3.infer.serve import ServeOptions  # noqa: E402
-from yolov3.infer.serve.app import create_app  # noqa: E402
 
 README_PICTURE = Path(__file__).resolve().parents[1] / "docs" / "images" / "serve_page.png"
 VIEWPORT = {"width": 1280, "height": 760}

@@ -1,4 +1,4 @@
-"""``decode_image`` (``yolov3/infer/serve/uploads.py``): an upload decodes to exactly the array
+"""``decode_image`` (``yolov3/apps/serve/uploads.py``): an upload decodes to exactly the array
 ``yolov3.data.images.read_image`` gives for the same file (the reference: ``yolov3 detect``'s reader),
 EXIF orientation included; truncated files of each format are refused, never filled in."""
 
@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from yolov3.apps.serve.uploads import UploadError, decode_image
 from yolov3.data.images import read_image
-from yolov3.infer.serve.uploads import UploadError, decode_image
 
 LIMIT = 10_000_000
 

@@ -1,4 +1,4 @@
-"""Detection at scale (``yolov3.infer.shard``): ``torchrun`` detect / val against one process, a rank
+"""Detection at scale (``yolov3.apps.detect.shard``): ``torchrun`` detect / val against one process, a rank
 killed mid-job then ``--resume``, and resumes refused for another run's folder.
 
 The reference throughout is a plain one-process run over the same images with the same model (what
@@ -21,8 +21,8 @@ import numpy as np
 import pytest
 import torch
 
+from yolov3.apps.detect.shard import manifest_differences, media_names, read_part, shard_files
 from yolov3.cli import main
-from yolov3.infer.shard import manifest_differences, media_names, read_part, shard_files
 from yolov3.model import YOLOv3
 from yolov3.modelfile import ModelMeta, save_model
 
@@ -247,9 +247,9 @@ def test_torchrun_val_scores_like_one_process(tmp_path) -> None:
 
 
 def test_webcam_is_neither_resumed_nor_split(tmp_path) -> None:
+    from yolov3.apps.detect.shard import Job
     from yolov3.distributed import DistInfo
     from yolov3.errors import UserError
-    from yolov3.infer.shard import Job
     from yolov3.infer.sources import Source
 
     webcam = Source("0", webcam=0)

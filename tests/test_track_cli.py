@@ -15,12 +15,12 @@ import pytest
 import torch
 
 import yolov3
+from yolov3.apps.track.bytetrack import ByteTracker, pairwise_iou
+from yolov3.apps.track.runner import TrackReport, run_track, track
 from yolov3.cli import main
 from yolov3.data.synth_video import VideoSynthConfig, generate_video, read_mot
 from yolov3.infer.detector import Detector
 from yolov3.infer.results import Detections
-from yolov3.infer.track.bytetrack import ByteTracker, pairwise_iou
-from yolov3.infer.track.runner import TrackReport, run_track, track
 from yolov3.model import YOLOv3
 from yolov3.modelfile import ModelMeta, save_model
 
@@ -162,7 +162,7 @@ def test_a_root_tracks_each_sequence_on_its_own(root, tmp_path, capsys):
 
 
 def test_each_sequence_tracks_at_its_seqinfo_frame_rate(root, tmp_path, monkeypatch):
-    from yolov3.infer.track import runner
+    from yolov3.apps.track import runner
 
     made = []
 
@@ -272,8 +272,8 @@ def test_bad_sources(tmp_path, weights, capsys):
 
 
 def test_plot_draws_each_trail_in_its_track_colour():
+    from yolov3.apps.track.results import TrackedDetections
     from yolov3.infer.draw import class_colour
-    from yolov3.infer.track.results import TrackedDetections
 
     image = np.zeros((100, 120, 3), np.uint8)
     r = TrackedDetections(np.array([[70, 40, 110, 90]], np.float32), np.array([0.9], np.float32),

@@ -408,7 +408,7 @@ def path_oracle():
 
 
 def test_run_track_eval_scores_each_sequence_against_its_gt(root, tmp_path):
-    from yolov3.infer.track.runner import run_track
+    from yolov3.apps.track.runner import run_track
 
     report = run_track(root, path_oracle(), tmp_path, progress=False, evaluate=True)
     written = json.loads((tmp_path / "mot_metrics.json").read_text())
@@ -429,7 +429,7 @@ def test_run_track_eval_scores_each_sequence_against_its_gt(root, tmp_path):
 
 def test_eval_of_a_run_that_missed_everything(root, tmp_path):
     """A detector that finds nothing: every expected object a miss, MOTA 0, HOTA 0."""
-    from yolov3.infer.track.runner import evaluate_run
+    from yolov3.apps.track.runner import evaluate_run
 
     (tmp_path / "mot").mkdir()
     (tmp_path / "mot" / "seq-00.txt").write_text("")  # seq-01: no file at all

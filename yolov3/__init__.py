@@ -25,7 +25,7 @@ __all__ = [
 
 _LAZY = {"YOLOv3": "yolov3.model", "decode": "yolov3.decode", "decode_all": "yolov3.decode",
          "Detector": "yolov3.infer.detector", "load": "yolov3.infer.detector",
-         "Detections": "yolov3.infer.results", "detect": "yolov3.infer.runner",
+         "Detections": "yolov3.infer.results", "detect": "yolov3.apps.detect.runner",
          "load_backend": "yolov3.infer.backends", "val": "yolov3.evaluate.api",
          "load_dataset": "yolov3.data.dataset_config", "check_dataset": "yolov3.data.check",
          "convert_dataset": "yolov3.data.convert", "build_model": "yolov3.builder",
@@ -33,8 +33,8 @@ _LAZY = {"YOLOv3": "yolov3.model", "decode": "yolov3.decode", "decode_all": "yol
          "DetectionDataset": "yolov3.data.dataset", "build_loader": "yolov3.data.loader",
          "preprocess_true_boxes": "yolov3.data.targets", "train": "yolov3.engine.trainer",
          "YoloLoss": "yolov3.loss", "export_weights": "yolov3.export",
-         "track": "yolov3.infer.track.runner", "TrackedDetections": "yolov3.infer.track.results",
-         "run_track": "yolov3.infer.track.runner", "evaluate_run": "yolov3.infer.track.runner"}  # fmt: skip
+         "track": "yolov3.apps.track.runner", "TrackedDetections": "yolov3.apps.track.results",
+         "run_track": "yolov3.apps.track.runner", "evaluate_run": "yolov3.apps.track.runner"}  # fmt: skip
 
 
 def __getattr__(name: str) -> Any:

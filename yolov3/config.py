@@ -229,7 +229,7 @@ TRACKERS = ("bytetrack",)
 
 @dataclass(frozen=True)
 class TrackConfig:
-    """How detections become tracks (``yolov3.infer.track.bytetrack``, ByteTrack: Zhang et al. 2022).
+    """How detections become tracks (``yolov3.apps.track.bytetrack``, ByteTrack: Zhang et al. 2022).
 
     Scores split each frame's detections: ``>= high_threshold`` are matched first (IoU >= ``match_iou``
     with the tracks' predicted boxes), then those in ``[low_threshold, high_threshold)`` rescue still

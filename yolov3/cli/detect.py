@@ -1,13 +1,13 @@
 """``yolov3 detect SOURCE --weights W``: detect on an image, folder, glob, video file or webcam index.
 
 Writes into ``--out`` (default ``runs/detect/exp``, numbered when it exists) what
-``yolov3.infer.runner`` describes: annotated images and videos, ``results.jsonl``,
+``yolov3.apps.detect.runner`` describes: annotated images and videos, ``results.jsonl``,
 ``coco_results.json`` and, with ``--save-txt``, YOLO labels. Unreadable images / frames are reported
 and skipped. Defaults are the seed's test settings (``InferConfig``: score 0.3, NMS IoU 0.45) at the
 input size the model file records (the size it was trained at).
 
 Under ``torchrun --nproc_per_node N -m yolov3 detect ...`` the files are shared out over the processes
-and rank 0 merges the results (``yolov3.infer.shard``); ``--resume OUT`` alone continues a killed run,
+and rank 0 merges the results (``yolov3.apps.detect.shard``); ``--resume OUT`` alone continues a killed run,
 with the source, weights, settings and outputs its ``OUT/run.json`` records (any given again must be
 the same).
 """
@@ -47,8 +47,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from yolov3.apps.detect.runner import SaveOptions, detect, format_speed, resumed_run
     from yolov3.distributed import cleanup, env_dist_info
-    from yolov3.infer.runner import SaveOptions, detect, format_speed, resumed_run
 
     if args.resume and args.out and Path(args.out) != Path(args.resume):
         raise UserError(f"--resume {args.resume} and --out {args.out}: give one (--resume is the --out)")

@@ -23,7 +23,7 @@ RUNTIMES = [
 ]  # fmt: skip
 EXTRAS = [
     ("serve", ["starlette", "uvicorn", "orjson", "python-multipart", "prometheus-client"], "yolov3 serve"),
-    ("ray", ["ray"], "Ray Data detection (yolov3.infer.ray_data)"),
+    ("ray", ["ray"], "Ray Data detection (yolov3.apps.ray_data)"),
     ("dev", ["pytest", "motmetrics", "playwright"], "the test suite"),
 ]  # fmt: skip
 

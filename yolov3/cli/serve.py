@@ -1,6 +1,6 @@
 """``yolov3 serve --weights W``: an HTTP detection service with a browser page.
 
-Routes (``yolov3.infer.serve.app``): ``POST /v1/detect`` (an image -> the JSON of ``results.jsonl``,
+Routes (``yolov3.apps.serve.app``): ``POST /v1/detect`` (an image -> the JSON of ``results.jsonl``,
 or ``?annotated=1`` the drawn image), ``GET /v1/model``, ``/healthz``, ``/readyz``, ``/metrics``
 (Prometheus) and ``/`` (the page). Concurrent requests share forward passes (``--max-batch``,
 ``--max-wait-ms``). Listens on 127.0.0.1 unless ``--host`` says otherwise. Needs the ``serve`` extra:
@@ -14,11 +14,11 @@ import functools
 import os
 from pathlib import Path
 
+from yolov3.apps.serve import TOKEN_ENV, ServeOptions, require_installed
 from yolov3.cli import VERBS
 from yolov3.cli.common import add_infer_options, add_model_options, backend_options, infer_settings
 from yolov3.config import InferConfig
 from yolov3.errors import UserError
-from yolov3.infer.serve import TOKEN_ENV, ServeOptions, require_installed
 
 _DEFAULTS = ServeOptions()
 
@@ -64,8 +64,8 @@ def run(args: argparse.Namespace) -> int:
     require_installed()
     if not Path(args.weights).exists():  # fail now, not later in the background load
         raise UserError(f"{args.weights}: weights file not found")
+    from yolov3.apps.serve.server import run_server  # the optional web stack, present once checked
     from yolov3.infer.detector import Detector
-    from yolov3.infer.serve.server import run_server  # the optional web stack, present once checked
 
     options = ServeOptions(
         host=args.host, port=args.port, max_batch=args.max_batch, max_wait_ms=args.max_wait_ms,

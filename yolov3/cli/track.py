@@ -6,7 +6,7 @@ such sequence; or its ``img1``) is tracked sequence by sequence, each named afte
 seqinfo.ini frame rate; the rest of such a root (``videos/``) is not tracked.
 
 Writes into ``--out`` (default ``runs/track/exp``, numbered when it exists) what
-``yolov3.infer.track.runner`` describes: annotated videos / images with track ids and trails (a
+``yolov3.apps.track.runner`` describes: annotated videos / images with track ids and trails (a
 MOTChallenge sequence's frames in ``<name>/``), ``results.jsonl`` (a ``track_id`` per box),
 ``coco_results.json`` and ``mot/<sequence>.txt`` (MOTChallenge). ``--eval`` then scores each sequence
 against its ``gt/gt.txt`` (HOTA, DetA, AssA, MOTA, MOTP, IDF1, ID switches, FP, FN; rows less visible
@@ -88,8 +88,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from yolov3.infer.runner import SaveOptions
-    from yolov3.infer.track.runner import run_track
+    from yolov3.apps.detect.runner import SaveOptions
+    from yolov3.apps.track.runner import run_track
 
     given = {name: getattr(args, name) for name in _TRACK_OPTIONS}
     track_settings = TrackConfig().replace(**given)

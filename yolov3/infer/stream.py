@@ -63,7 +63,7 @@ class LiveSource:
         self.spec: str | int = int(text) if text.isdigit() else text
         self.kind = "webcam" if isinstance(self.spec, int) else "stream"
         self.name = f"webcam:{self.spec}" if self.kind == "webcam" else redact(text)
-        # what frames carry as their path: usable in file names (``yolov3.infer.runner.Writers``)
+        # what frames carry as their path: usable in file names (``yolov3.apps.detect.runner.Writers``)
         self.label = self.name if self.kind == "webcam" else "stream-" + _safe(urlsplit(text))
         self.keep_all, self.open_timeout, self.retries = keep_all, open_timeout, retries
         self.backoff, self.max_backoff = backoff, max_backoff

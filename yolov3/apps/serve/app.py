@@ -11,7 +11,7 @@
 ``GET /v1/model``        names, input size, runtime, anchors, strides, default settings, limits.
 ``GET /healthz``         200 while the process runs.
 ``GET /readyz``          503 until the model is loaded and warmed up, then 200.
-``GET /metrics``         Prometheus text (``yolov3.infer.serve.metrics``).
+``GET /metrics``         Prometheus text (``yolov3.apps.serve.metrics``).
 =======================  ===================================================================
 
 Every error is JSON ``{"error": message, "status": code}``: 400 (not an image, truncated, bad
@@ -44,14 +44,14 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
+from yolov3.apps.serve import ServeOptions
+from yolov3.apps.serve.batcher import MicroBatcher
+from yolov3.apps.serve.metrics import ServeMetrics
+from yolov3.apps.serve.uploads import UploadError, decode_image
 from yolov3.config import InferConfig, parse_classes, resolve_classes
 from yolov3.errors import UserError
 from yolov3.infer.detector import Detector
 from yolov3.infer.results import Detections
-from yolov3.infer.serve import ServeOptions
-from yolov3.infer.serve.batcher import MicroBatcher
-from yolov3.infer.serve.metrics import ServeMetrics
-from yolov3.infer.serve.uploads import UploadError, decode_image
 
 log = logging.getLogger("yolov3.serve")
 QUERY_OPTIONS = ("conf_threshold", "iou_threshold", "max_det", "classes", "annotated")

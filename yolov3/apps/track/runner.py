@@ -10,14 +10,14 @@ Sources: MOTChallenge sequences (a root of ``<name>/img1/`` folders, one such fo
 ``img1``), everything ``yolov3.infer.sources.open_source`` reads (a video, or a folder / glob of
 images taken as one sequence in name order), plus stream URLs and webcams (``yolov3.infer.stream``:
 newest frame only unless ``stream_buffer``; reconnects; an unopenable stream is a ``UserError``
-naming it). ``yolov3.infer.track.sequences`` says what a sequence is and how it is named; each starts a
+naming it). ``yolov3.apps.track.sequences`` says what a sequence is and how it is named; each starts a
 new tracker (ids from 1) at its own frame rate (a MOTChallenge sequence's ``seqinfo.ini`` frameRate).
 
 Settings: ``InferConfig`` for the detector and ``TrackConfig`` for the tracker, given as objects or
 as keywords by field name (``conf_threshold=0.2, track_buffer=60``). Unless set, the detector's
 ``conf_threshold`` is the tracker's ``low_threshold``: ByteTrack's second stage needs the low-score boxes.
 
-With ``out``, writes there what ``yolov3.infer.track.writers.TrackWriters`` writes: annotated media
+With ``out``, writes there what ``yolov3.apps.track.writers.TrackWriters`` writes: annotated media
 with track ids and trails (a MOTChallenge sequence's frames in ``<sequence>/``), ``results.jsonl``
 with ``track_id``, ``sequence`` and ``frame`` per record, ``coco_results.json`` and
 ``mot/<sequence>.txt``: MOTChallenge results ``frame, id, x, y, w, h, score, -1, -1, -1`` (1-based
@@ -36,18 +36,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from yolov3.config import InferConfig, TrackConfig
-from yolov3.console import Progress, note
-from yolov3.errors import UserError
-from yolov3.evaluate.mot import MIN_VISIBILITY, MOTEvaluation, evaluate_files
-from yolov3.files import make_dir
-from yolov3.infer.detector import Detector
-from yolov3.infer.runner import SaveOptions
-from yolov3.infer.sources import Frame, open_source
-from yolov3.infer.stream import LiveSource, is_stream
-from yolov3.infer.track.bytetrack import ByteTracker
-from yolov3.infer.track.results import TrackedDetections
-from yolov3.infer.track.sequences import (
+from yolov3.apps.detect.runner import SaveOptions
+from yolov3.apps.track.bytetrack import ByteTracker
+from yolov3.apps.track.results import TrackedDetections
+from yolov3.apps.track.sequences import (
     Sequence,
     SequenceFrame,
     find_sequences,
@@ -55,7 +47,15 @@ from yolov3.infer.track.sequences import (
     sequence_frames,
     untracked_media,
 )
-from yolov3.infer.track.writers import TrackWriters
+from yolov3.apps.track.writers import TrackWriters
+from yolov3.config import InferConfig, TrackConfig
+from yolov3.console import Progress, note
+from yolov3.errors import UserError
+from yolov3.evaluate.mot import MIN_VISIBILITY, MOTEvaluation, evaluate_files
+from yolov3.files import make_dir
+from yolov3.infer.detector import Detector
+from yolov3.infer.sources import Frame, open_source
+from yolov3.infer.stream import LiveSource, is_stream
 
 _TRACK_FIELDS = {f.name for f in dataclasses.fields(TrackConfig)}
 TRACKER_CLASSES = {"bytetrack": ByteTracker}  # TrackConfig.tracker -> the class that tracks
@@ -100,7 +100,7 @@ def open_track_source(
 def open_sequences(
     spec: str | os.PathLike | int, **live: Any
 ) -> tuple[Iterable[SequenceFrame], Iterable[Frame] | list[Sequence]]:
-    """``spec``'s frames, each with its sequence (``yolov3.infer.track.sequences``), and the source
+    """``spec``'s frames, each with its sequence (``yolov3.apps.track.sequences``), and the source
     (to close afterwards) or the MOTChallenge sequences. ``live``: ``open_track_source``'s keywords.
     A MOTChallenge root's other media are not tracked; a note says so."""
     sequences = None if is_stream(spec) else find_sequences(spec)

@@ -18,7 +18,7 @@ class TrackedDetections(Detections):
     """``Detections`` (boxes ``(x1, y1, x2, y2)`` original pixels, scores, class ids, names, path,
     size, image, speed) of the confirmed tracks seen on frame ``frame`` (0-based, in its sequence)
     of sequence ``sequence`` (the name of its MOTChallenge results file,
-    ``yolov3.infer.track.sequences``), with ``track_ids`` ``(N,)`` int64 (from 1, stable across the
+    ``yolov3.apps.track.sequences``), with ``track_ids`` ``(N,)`` int64 (from 1, stable across the
     frames of one sequence) and ``trails`` (track id -> its recent box centres ``(x, y)`` in pixels,
     oldest first)."""
 

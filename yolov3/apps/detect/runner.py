@@ -7,7 +7,7 @@ pixels, score, class; ``frame`` for video frames), ``coco_results.json`` (COCO r
 official category ids for Darknet's 80 COCO names, else 1..C; image id = the numeric file stem, else
 the running number) and, with ``save_txt``, ``labels/<stem>.txt`` in YOLO format (``class cx cy w h``
 normalised, ``+ score`` with ``save_conf``). Unreadable images / frames are reported and skipped.
-The two results files are merged at the end from per-process part files (``yolov3.infer.shard``), so
+The two results files are merged at the end from per-process part files (``yolov3.apps.detect.shard``), so
 one process, ``torchrun`` and a resumed run write the same files.
 """
 
@@ -23,6 +23,15 @@ from typing import Any
 import cv2
 import numpy as np
 
+from yolov3.apps.detect.shard import (
+    MANIFEST,
+    Job,
+    RankReport,
+    file_digest,
+    manifest_of,
+    media_names,
+    read_manifest,
+)
 from yolov3.config import InferConfig
 from yolov3.console import Progress
 from yolov3.data.dataset_config import load_dataset
@@ -33,7 +42,6 @@ from yolov3.evaluate.coco import coco_results, default_category_ids
 from yolov3.files import make_dir, next_run_dir
 from yolov3.infer.detector import Detector
 from yolov3.infer.results import Detections
-from yolov3.infer.shard import MANIFEST, Job, RankReport, file_digest, manifest_of, media_names, read_manifest
 from yolov3.infer.sources import Frame, open_source
 from yolov3.infer.video import VideoWriter
 
@@ -96,7 +104,7 @@ def show(image_bgr: np.ndarray) -> None:
 
 class Writers:
     """Every output file of a run: annotated media and YOLO labels directly, the JSON results through
-    the job's part file (``yolov3.infer.shard``), from which rank 0 merges ``results.jsonl`` and
+    the job's part file (``yolov3.apps.detect.shard``), from which rank 0 merges ``results.jsonl`` and
     ``coco_results.json``."""
 
     def __init__(self, out: Path, save: SaveOptions, names: list[str], job: Job) -> None:
@@ -163,7 +171,7 @@ def run_source(
     (the seed's per-image timing), writing the files of the module docstring into ``out``.
 
     ``info``: this process's place in a ``torchrun`` job (default: alone); it takes its shard of the
-    files and rank 0 merges (``yolov3.infer.shard``). ``resume``: skip what an earlier run into ``out``
+    files and rank 0 merges (``yolov3.apps.detect.shard``). ``resume``: skip what an earlier run into ``out``
     with the same ``manifest`` wrote (default manifest: the settings, source and outputs; ``detect``
     adds the weights). The returned report covers the whole run on rank 0, this rank's part elsewhere."""
     src, save, info = open_source(source), save or SaveOptions(), info or DistInfo()

@@ -15,10 +15,10 @@ from collections.abc import Callable
 
 import uvicorn
 
+from yolov3.apps.serve import ServeOptions
+from yolov3.apps.serve.app import create_app
 from yolov3.device import keep_freed_memory, one_malloc_arena
 from yolov3.infer.detector import Detector
-from yolov3.infer.serve import ServeOptions
-from yolov3.infer.serve.app import create_app
 
 log = logging.getLogger("yolov3.serve")
 

@@ -26,8 +26,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
+from yolov3.apps.track import kalman
 from yolov3.config import TrackConfig
-from yolov3.infer.track import kalman
 
 _REFUSED = 1e6  # the cost of a pair under the IoU gate: chosen only when nothing else is possible
 

@@ -3,7 +3,7 @@
 batches. Nothing here imports Ray (the ``ray`` extra installs it), and there is no scheduler of ours.
 
     import ray
-    from yolov3.infer.ray_data import RayDetector
+    from yolov3.apps.ray_data import RayDetector
     ds = ray.data.from_items([{"path": p} for p in paths])      # or read_images(..., include_paths=True)
     rows = ds.map_batches(RayDetector, fn_constructor_kwargs={"weights": "best.pt"}, batch_size=16,
                           concurrency=4, num_gpus=1)                       # num_gpus=0 on CPUs
@@ -12,7 +12,7 @@ batches. Nothing here imports Ray (the ``ray`` extra installs it), and there is 
 A batch (Ray's ``numpy`` format: column name -> array) carries ``image`` (decoded RGB uint8 arrays,
 as ``read_images(mode="RGB")`` gives) and / or ``path``; without ``image`` the paths are read here.
 The output is an Arrow table of fixed schema (``arrow_schema``); ``rows`` gives the same as dicts.
-Each output row has the fields of a ``results.jsonl`` line (``yolov3.infer.runner``): ``image`` (the
+Each output row has the fields of a ``results.jsonl`` line (``yolov3.apps.detect.runner``): ``image`` (the
 path), ``width``, ``height``, ``detections`` (``[{"box": [x1, y1, x2, y2] original pixels, "score",
 "class_id", "name"}]``), ``speed_ms``, plus ``error`` (None, or why the image could not be read: the
 row is kept, with no detections, so one bad file never fails the job). Ray keeps no global order, so

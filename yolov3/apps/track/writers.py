@@ -1,7 +1,7 @@
-"""The files of a tracking run: ``yolov3.infer.runner.Writers`` (annotated media, ``results.jsonl``,
+"""The files of a tracking run: ``yolov3.apps.detect.runner.Writers`` (annotated media, ``results.jsonl``,
 ``coco_results.json``) plus one MOTChallenge results file per sequence, ``mot/<sequence>.txt``.
 
-Annotated frames go where their source's layout says (``yolov3.infer.track.sequences``): a plain
+Annotated frames go where their source's layout says (``yolov3.apps.track.sequences``): a plain
 source's into the output folder as ``yolov3 detect`` writes them (``clip.mp4``, ``000001.jpg``), a
 MOTChallenge sequence's into a folder of its own, ``<sequence>/000001.jpg``, so that the frames of two
 sequences, named alike, do not overwrite each other. The JSON results of all go to one pair of files;
@@ -15,11 +15,11 @@ import dataclasses
 from pathlib import Path
 from typing import Any, TextIO
 
+from yolov3.apps.detect.runner import SaveOptions, Writers
+from yolov3.apps.detect.shard import StreamJob
+from yolov3.apps.track.results import TrackedDetections
 from yolov3.files import make_dir
-from yolov3.infer.runner import SaveOptions, Writers
-from yolov3.infer.shard import StreamJob
 from yolov3.infer.sources import Frame
-from yolov3.infer.track.results import TrackedDetections
 
 
 class _RunningIds:
