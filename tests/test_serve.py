@@ -328,8 +328,8 @@ def test_timeout_gives_504_and_graceful_shutdown_finishes_requests_in_flight(wei
 
 
 def test_cli_parses_and_says_how_to_install_the_extra(monkeypatch, weights, capsys):
-    from yolov3.cli import build_parser
     from yolov3.apps import serve
+    from yolov3.cli import build_parser
 
     args = build_parser().parse_args(["serve", "--weights", "w.pt", "--port", "9000", "--max-batch", "16",
                                       "--conf", "0.4", "--token", "t"])  # fmt: skip
