@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
+from yolov3.boxes import box_convert
 from yolov3.config import TrackConfig
 from yolov3.infer.track import kalman
 
@@ -70,14 +71,13 @@ class TrackOutput:
 
 
 def to_cxcywh(xyxy: np.ndarray) -> np.ndarray:
-    """``(N, 4)`` corners -> centre / size (NumPy; ``yolov3.boxes`` has the tensor versions)."""
-    return np.concatenate([(xyxy[:, :2] + xyxy[:, 2:4]) / 2, xyxy[:, 2:4] - xyxy[:, :2]], axis=1)
+    """``(N, 4)`` corners -> centre / size, the Kalman filter's measurement."""
+    return box_convert(xyxy, "xyxy", "cxcywh")
 
 
 def to_xyxy(cxcywh: np.ndarray) -> np.ndarray:
-    """``(N, 4)`` centre / size -> corners."""
-    half = np.abs(cxcywh[:, 2:4]) / 2
-    return np.concatenate([cxcywh[:, :2] - half, cxcywh[:, :2] + half], axis=1)
+    """``(N, 4)`` centre / size -> corners; a size the filter predicts negative counts as its magnitude."""
+    return box_convert(np.concatenate([cxcywh[:, :2], np.abs(cxcywh[:, 2:4])], axis=1), "cxcywh", "xyxy")
 
 
 def pairwise_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
