@@ -10,7 +10,7 @@ import pytest
 import torch
 import torchvision
 
-from yolov3.boxes import BOX_FORMATS, box_convert
+from yolov3.boxes import BOX_FORMATS, box_area, box_convert
 
 
 def random_boxes(n: int = 200, dtype: torch.dtype = torch.float64) -> dict[str, torch.Tensor]:
@@ -71,6 +71,12 @@ def test_normalised_yolo_matches_the_label_line_formulas() -> None:
     assert f32.dtype == np.float32  # an int size must not widen float32 boxes
     t = box_convert(torch.from_numpy(xyxy), "xyxy", "xywhn", size=(w, h))
     np.testing.assert_allclose(t.numpy(), box_convert(xyxy, "xyxy", "xywh") / [w, h, w, h], rtol=1e-15)
+
+
+def test_area_matches_torchvision() -> None:
+    boxes = random_boxes()["xyxy"]
+    assert torch.equal(box_area(boxes), torchvision.ops.box_area(boxes))
+    np.testing.assert_array_equal(box_area(boxes.numpy()), torchvision.ops.box_area(boxes).numpy())
 
 
 def test_errors_name_the_format() -> None:

@@ -97,6 +97,12 @@ def _from_xyxy(boxes: Boxes, fmt: str) -> Boxes:
     return _cat([(p1 + p2) * 0.5, p2 - p1], boxes)  # cxcywh
 
 
+def box_area(boxes: Boxes) -> Boxes:
+    """``(..., 4)`` corners -> ``(...)`` areas ``(x2 - x1) * (y2 - y1)`` (torchvision's ``box_area``),
+    NumPy or torch; negative where a box is inverted."""
+    return (boxes[..., 2] - boxes[..., 0]) * (boxes[..., 3] - boxes[..., 1])
+
+
 def box_iou_xywh(boxes1: Tensor, boxes2: Tensor, eps: float = 0.0) -> Tensor:
     """IoU of ``(..., 4)`` centre/size boxes, broadcast elementwise (the seed's ``bbox_iou``).
 
@@ -122,8 +128,7 @@ def box_giou_xywh(boxes1: Tensor, boxes2: Tensor, eps: float = 0.0) -> Tensor:
     b1, b2 = box_convert(boxes1, "cxcywh", "xyxy"), box_convert(boxes2, "cxcywh", "xyxy")
     b1 = torch.cat([torch.minimum(b1[..., :2], b1[..., 2:]), torch.maximum(b1[..., :2], b1[..., 2:])], -1)
     b2 = torch.cat([torch.minimum(b2[..., :2], b2[..., 2:]), torch.maximum(b2[..., :2], b2[..., 2:])], -1)
-    area1 = (b1[..., 2] - b1[..., 0]) * (b1[..., 3] - b1[..., 1])
-    area2 = (b2[..., 2] - b2[..., 0]) * (b2[..., 3] - b2[..., 1])
+    area1, area2 = box_area(b1), box_area(b2)
     left_up = torch.maximum(b1[..., :2], b2[..., :2])
     right_down = torch.minimum(b1[..., 2:], b2[..., 2:])
     inter = (right_down - left_up).clamp(min=0.0)

@@ -36,6 +36,7 @@ import cv2
 import numpy as np
 import yaml
 
+from yolov3.boxes import box_area
 from yolov3.console import Progress
 from yolov3.data.formats.coco import write_coco
 from yolov3.data.formats.yolo import format_labels
@@ -168,9 +169,7 @@ def _box_iou(a: np.ndarray, b: np.ndarray) -> float:
     iw = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
     ih = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
     inter = iw * ih
-    area_a = (a[2] - a[0]) * (a[3] - a[1])
-    area_b = (b[2] - b[0]) * (b[3] - b[1])
-    return inter / (area_a + area_b - inter)
+    return inter / (box_area(a) + box_area(b) - inter)
 
 
 def _covered(box: np.ndarray, over: list[np.ndarray]) -> float:

@@ -45,7 +45,7 @@ import torch
 import torchvision
 from torch import Tensor
 
-from yolov3.boxes import Letterbox, box_convert
+from yolov3.boxes import Letterbox, box_area, box_convert
 from yolov3.config import InferConfig
 from yolov3.decode import decode_cells
 from yolov3.infer.results import Detections
@@ -137,7 +137,7 @@ def soft_nms(
     # A sequential loop over few boxes: NumPy's per-call cost is a fraction of torch's.
     b = boxes.detach().double().cpu().numpy()
     s = scores.detach().double().cpu().numpy().copy()
-    area = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    area = box_area(b)
     alive = np.flatnonzero(s > score_threshold)
     keep, kept_scores = [], []
     while alive.size:
