@@ -36,7 +36,7 @@ import cv2
 import numpy as np
 import yaml
 
-from yolov3.boxes import box_area
+from yolov3.boxes import box_area, box_convert
 from yolov3.console import Progress
 from yolov3.data.formats.coco import write_coco
 from yolov3.data.formats.yolo import format_labels
@@ -191,7 +191,7 @@ def _place(rng: np.random.Generator, cfg: SynthConfig, boxes: list[np.ndarray]) 
         w = int(round(min(max(side * math.sqrt(aspect), cfg.min_size), hi)))
         h = int(round(min(max(side / math.sqrt(aspect), cfg.min_size), hi)))
         x1, y1 = int(rng.integers(0, cfg.size - w + 1)), int(rng.integers(0, cfg.size - h + 1))
-        box = np.array([x1, y1, x1 + w, y1 + h], np.float32)
+        box = box_convert(np.array([x1, y1, w, h], np.float32), "xywh", "xyxy")
         if all(_box_iou(box, other) <= cfg.max_iou for other in boxes) and all(
             _covered(earlier, boxes[k + 1 :] + [box]) <= cfg.max_cover for k, earlier in enumerate(boxes)
         ):
