@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from yolov3.boxes import box_convert
 from yolov3.data.types import Sample
 from yolov3.errors import UserError
 
@@ -35,7 +36,7 @@ def box_sizes(samples: Sequence[Sample], img_size: int) -> np.ndarray:
         scale = min(img_size / s.width, img_size / s.height)
         keep = ~np.asarray(s.iscrowd, bool) if len(s.iscrowd) == len(s.boxes) else slice(None)
         b = np.asarray(s.boxes, np.float64)[keep]
-        sizes.append(np.stack([b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]], axis=1) * scale)
+        sizes.append(box_convert(b, "xyxy", "xywh")[:, 2:] * scale)  # (n, 2) w, h at the input size
     out = np.concatenate(sizes) if sizes else np.zeros((0, 2))
     return out[(out[:, 0] > 0) & (out[:, 1] > 0)]
 

@@ -1,29 +1,106 @@
 """Box formats, IoU / GIoU and the letterbox geometry.
 
-One public box format, as torchvision: ``(x1, y1, x2, y2)`` in absolute pixels. The seed works in
-``(cx, cy, w, h)``; the two converters here are the only place the formats change. Functions take
-NumPy arrays or torch tensors where noted and broadcast over leading dimensions, like the seed's
+One public box format, as torchvision: ``(x1, y1, x2, y2)`` in absolute pixels. Other formats are
+met at the edges: the seed and the loss work in centre / size, COCO and MOTChallenge files in top-left
+corner / size, YOLO label files in centre / size divided by the image size, the tracker's Kalman
+filter in centre / size. ``box_convert`` is the one place a box changes format; nothing else in the
+package does that arithmetic (``tests/test_boxes.py`` checks it with a grep). Functions take NumPy
+arrays or torch tensors where noted and broadcast over leading dimensions, like the seed's
 ``bbox_iou`` / ``bbox_giou``.
+
+The seed calls centre / size ``xywh`` (hence ``box_iou_xywh`` / ``box_giou_xywh`` below, the seed's
+``bbox_iou`` / ``bbox_giou``); ``box_convert`` names formats as torchvision does, where ``xywh`` is the
+top-left corner and size and centre / size is ``cxcywh``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 import torch
 from torch import Tensor
 
+Boxes = TypeVar("Boxes", np.ndarray, Tensor)
 
-def box_xywh_to_xyxy(boxes: Tensor) -> Tensor:
-    """``(..., 4)`` centre / size -> corners, same units."""
+# torchvision.ops.box_convert's names, each also normalised by the image size with an ``n`` suffix
+# (``cxcywhn``: a YOLO label file's ``cx cy w h``; ultralytics' ``xywhn``).
+BOX_FORMATS = ("xyxy", "xywh", "cxcywh")
+
+
+def box_convert(
+    boxes: Boxes, in_fmt: str, out_fmt: str, size: tuple[float, float] | None = None
+) -> Boxes:
+    """``(..., 4)`` boxes from ``in_fmt`` to ``out_fmt``, NumPy or torch in, the same type out.
+
+    Formats (torchvision's): ``xyxy`` corners, ``xywh`` top-left corner and size (COCO, MOTChallenge),
+    ``cxcywh`` centre and size (the seed, the loss, the tracker's Kalman state). With an ``n`` suffix
+    the coordinates are divided by the image ``size`` ``(width, height)`` (``cxcywhn``: YOLO labels).
+    The arithmetic is torchvision's (``cx = (x1 + x2) / 2``, ``x1 = cx - w / 2``; halving is exact, so
+    ``* 0.5`` and ``/ 2`` agree to the bit); normalising scales after the pixel-free conversion, so
+    ``(x1 + x2) / 2 / width`` and ``(cx - w / 2) * width`` are what a hand-written line computes. Only
+    torch ops on tensors: traceable into ONNX. The input is never modified; same-format calls copy.
+    """
+    in_base, in_norm = _parse_format(in_fmt)
+    out_base, out_norm = _parse_format(out_fmt)
+    if (in_norm or out_norm) and in_norm != out_norm and size is None:
+        raise ValueError(f"box_convert {in_fmt} -> {out_fmt}: the image size (width, height) is needed")
+    out = _from_xyxy(_to_xyxy(boxes, in_base), out_base) if in_base != out_base else _copy(boxes[..., :4])
+    if in_norm and not out_norm:
+        out = out * _scale(out, size)
+    elif out_norm and not in_norm:
+        out = out / _scale(out, size)
+    return out
+
+
+def _parse_format(fmt: str) -> tuple[str, bool]:
+    base = fmt[:-1] if fmt.endswith("n") else fmt
+    if base not in BOX_FORMATS:
+        formats = ", ".join(f"{f} / {f}n" for f in BOX_FORMATS)
+        raise ValueError(f"box format {fmt!r}: expected one of {formats}")
+    return base, base != fmt
+
+
+def _cat(parts: list, like: Boxes) -> Boxes:
+    return torch.cat(parts, dim=-1) if isinstance(like, Tensor) else np.concatenate(parts, axis=-1)
+
+
+def _copy(boxes: Boxes) -> Boxes:
+    return boxes.clone() if isinstance(boxes, Tensor) else np.array(boxes, copy=True)
+
+
+def _scale(boxes: Boxes, size: tuple[float, float]) -> Boxes:
+    """``(4,)`` ``(w, h, w, h)`` in the boxes' float dtype (NumPy would widen float32 by an int64 array)."""
+    w, h = size
+    if isinstance(boxes, Tensor):
+        return boxes.new_tensor([w, h, w, h])
+    return np.asarray([w, h, w, h], dtype=boxes.dtype if boxes.dtype.kind == "f" else np.float64)
+
+
+def _to_xyxy(boxes: Boxes, fmt: str) -> Boxes:
+    if fmt == "xyxy":
+        return boxes[..., :4]
     xy, wh = boxes[..., :2], boxes[..., 2:4]
-    return torch.cat([xy - wh * 0.5, xy + wh * 0.5], dim=-1)
+    if fmt == "xywh":
+        return _cat([xy, xy + wh], boxes)
+    half = wh * 0.5  # cxcywh
+    return _cat([xy - half, xy + half], boxes)
 
 
-def box_xyxy_to_xywh(boxes: Tensor) -> Tensor:
-    """``(..., 4)`` corners -> centre / size, same units."""
-    return torch.cat([(boxes[..., :2] + boxes[..., 2:4]) * 0.5, boxes[..., 2:4] - boxes[..., :2]], dim=-1)
+def _from_xyxy(boxes: Boxes, fmt: str) -> Boxes:
+    p1, p2 = boxes[..., :2], boxes[..., 2:4]
+    if fmt == "xyxy":
+        return boxes
+    if fmt == "xywh":
+        return _cat([p1, p2 - p1], boxes)
+    return _cat([(p1 + p2) * 0.5, p2 - p1], boxes)  # cxcywh
+
+
+def box_area(boxes: Boxes) -> Boxes:
+    """``(..., 4)`` corners -> ``(...)`` areas ``(x2 - x1) * (y2 - y1)`` (torchvision's ``box_area``),
+    NumPy or torch; negative where a box is inverted."""
+    return (boxes[..., 2] - boxes[..., 0]) * (boxes[..., 3] - boxes[..., 1])
 
 
 def box_iou_xywh(boxes1: Tensor, boxes2: Tensor, eps: float = 0.0) -> Tensor:
@@ -34,7 +111,7 @@ def box_iou_xywh(boxes1: Tensor, boxes2: Tensor, eps: float = 0.0) -> Tensor:
     """
     area1 = boxes1[..., 2] * boxes1[..., 3]
     area2 = boxes2[..., 2] * boxes2[..., 3]
-    b1, b2 = box_xywh_to_xyxy(boxes1), box_xywh_to_xyxy(boxes2)
+    b1, b2 = box_convert(boxes1, "cxcywh", "xyxy"), box_convert(boxes2, "cxcywh", "xyxy")
     left_up = torch.maximum(b1[..., :2], b2[..., :2])
     right_down = torch.minimum(b1[..., 2:], b2[..., 2:])
     inter = (right_down - left_up).clamp(min=0.0)
@@ -48,11 +125,10 @@ def box_giou_xywh(boxes1: Tensor, boxes2: Tensor, eps: float = 0.0) -> Tensor:
     Corners are re-ordered with min/max first, as the seed does, so negative sizes are tolerated.
     ``eps`` guards the two divisions; 0 reproduces the seed exactly.
     """
-    b1, b2 = box_xywh_to_xyxy(boxes1), box_xywh_to_xyxy(boxes2)
+    b1, b2 = box_convert(boxes1, "cxcywh", "xyxy"), box_convert(boxes2, "cxcywh", "xyxy")
     b1 = torch.cat([torch.minimum(b1[..., :2], b1[..., 2:]), torch.maximum(b1[..., :2], b1[..., 2:])], -1)
     b2 = torch.cat([torch.minimum(b2[..., :2], b2[..., 2:]), torch.maximum(b2[..., :2], b2[..., 2:])], -1)
-    area1 = (b1[..., 2] - b1[..., 0]) * (b1[..., 3] - b1[..., 1])
-    area2 = (b2[..., 2] - b2[..., 0]) * (b2[..., 3] - b2[..., 1])
+    area1, area2 = box_area(b1), box_area(b2)
     left_up = torch.maximum(b1[..., :2], b2[..., :2])
     right_down = torch.minimum(b1[..., 2:], b2[..., 2:])
     inter = (right_down - left_up).clamp(min=0.0)

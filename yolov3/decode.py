@@ -35,9 +35,17 @@ def decode(raw: Tensor, anchors: Tensor | Sequence[Sequence[float]], stride: int
         indexing="ij",
     )
     grid = torch.stack([xs, ys], dim=-1)[None, :, :, None, :]  # (1, H, W, 1, 2): (x, y)
-    xy = (torch.sigmoid(p[..., 0:2]) + grid) * stride
-    wh = torch.exp(p[..., 2:4]) * anchors  # anchors broadcast over (.., A, 2)
-    return torch.cat([xy, wh, torch.sigmoid(p[..., 4:])], dim=-1)
+    return decode_cells(p, grid, anchors, stride)  # anchors broadcast over (.., A, 2)
+
+
+def decode_cells(t: Tensor, grid_xy: Tensor, anchor_wh: Tensor, stride: Tensor | int) -> Tensor:
+    """The seed's formulas on raw rows ``t (..., 5 + C)``: ``(cx, cy, w, h)`` input pixels, sigmoid
+    objectness, sigmoid class probabilities. ``grid_xy (..., 2)`` is each row's cell ``(x, y)``,
+    ``anchor_wh (..., 2)`` its anchor in input pixels, ``stride`` a number or ``(..., 1)``; all broadcast
+    against ``t``. ``decode`` passes whole maps, ``yolov3.infer.postprocess`` only the rows it keeps."""
+    xy = (torch.sigmoid(t[..., 0:2]) + grid_xy) * stride
+    wh = torch.exp(t[..., 2:4]) * anchor_wh
+    return torch.cat([xy, wh, torch.sigmoid(t[..., 4:])], dim=-1)
 
 
 def decode_all(

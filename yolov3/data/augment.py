@@ -25,6 +25,8 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
+from yolov3.boxes import box_area, box_convert
+
 GREY = 128  # the seed's letterbox fill; mosaic uses it too
 
 
@@ -153,10 +155,10 @@ def mosaic(
         cx1, cy1, cx2, cy2 = max(x1, 0), max(y1, 0), min(x1 + w, 2 * s), min(y1 + h, 2 * s)
         canvas[cy1:cy2, cx1:cx2] = image[cy1 - y1 : cy2 - y1, cx1 - x1 : cx2 - x1]
         b = np.array(b, dtype=np.float32, copy=True)
-        area = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1]) * r * r
+        area = box_area(b) * r * r
         b[:, [0, 2]] = np.clip(b[:, [0, 2]] * r + x1, cx1, cx2)
         b[:, [1, 3]] = np.clip(b[:, [1, 3]] * r + y1, cy1, cy2)
-        bw, bh = b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]
+        bw, bh = box_convert(b, "xyxy", "xywh")[:, 2:].T
         keep = (bw >= 2) & (bh >= 2) & (bw * bh >= min_visible * area)
         out.append(b[keep])
     return canvas, np.concatenate(out)

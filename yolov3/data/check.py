@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from yolov3.boxes import box_area
 from yolov3.data.dataset_config import load_dataset
 from yolov3.data.formats.common import LoadReport, Problem
 from yolov3.data.formats.yolo import label_path_for
@@ -91,7 +92,7 @@ def _split_stats(samples: list[Sample], num_classes: int, input_size: int) -> Sp
             continue
         st.per_class += np.bincount(s.classes, minlength=num_classes)[:num_classes]
         st.crowd_or_difficult += int((s.iscrowd | s.difficult).sum())
-        side = np.sqrt((s.boxes[:, 2] - s.boxes[:, 0]) * (s.boxes[:, 3] - s.boxes[:, 1]))
+        side = np.sqrt(box_area(s.boxes))
         sizes.append(side)
         if s.width and s.height:
             input_sizes.append(side * input_size / max(s.width, s.height))

@@ -36,6 +36,7 @@ import cv2
 import numpy as np
 import yaml
 
+from yolov3.boxes import box_area, box_convert
 from yolov3.console import Progress
 from yolov3.data.formats.coco import write_coco
 from yolov3.data.formats.yolo import format_labels
@@ -168,9 +169,7 @@ def _box_iou(a: np.ndarray, b: np.ndarray) -> float:
     iw = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
     ih = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
     inter = iw * ih
-    area_a = (a[2] - a[0]) * (a[3] - a[1])
-    area_b = (b[2] - b[0]) * (b[3] - b[1])
-    return inter / (area_a + area_b - inter)
+    return inter / (box_area(a) + box_area(b) - inter)
 
 
 def _covered(box: np.ndarray, over: list[np.ndarray]) -> float:
@@ -192,7 +191,7 @@ def _place(rng: np.random.Generator, cfg: SynthConfig, boxes: list[np.ndarray]) 
         w = int(round(min(max(side * math.sqrt(aspect), cfg.min_size), hi)))
         h = int(round(min(max(side / math.sqrt(aspect), cfg.min_size), hi)))
         x1, y1 = int(rng.integers(0, cfg.size - w + 1)), int(rng.integers(0, cfg.size - h + 1))
-        box = np.array([x1, y1, x1 + w, y1 + h], np.float32)
+        box = box_convert(np.array([x1, y1, w, h], np.float32), "xywh", "xyxy")
         if all(_box_iou(box, other) <= cfg.max_iou for other in boxes) and all(
             _covered(earlier, boxes[k + 1 :] + [box]) <= cfg.max_cover for k, earlier in enumerate(boxes)
         ):

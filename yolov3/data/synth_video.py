@@ -29,6 +29,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from yolov3.boxes import box_convert
 from yolov3.data.synth import CLASS_NAMES, _background, _rand_colour, _shape_mask, writable_dir
 from yolov3.errors import UserError
 
@@ -125,7 +126,7 @@ def draw_frame(
         region = img[y1 : y1 + h, x1 : x1 + w]
         img[y1 : y1 + h, x1 : x1 + w] = region * (1 - m.alpha) + m.fill * m.alpha
         owner[y1 : y1 + h, x1 : x1 + w][m.alpha[..., 0] > 0.5] = k
-        boxes.append((k, np.array([x1, y1, x1 + w, y1 + h], np.float32)))
+        boxes.append((k, box_convert(np.array([x1, y1, w, h], np.float32), "xywh", "xyxy")))
     img += rng.normal(0, 4, img.shape).astype(np.float32)
     out = []
     for k, box in boxes:
@@ -153,11 +154,10 @@ def write_sequence(out: Path, cfg: VideoSynthConfig, index: int) -> Path:
             bgr = cv2.cvtColor(img, cv2.COLOR_RGB2BGR)
             cv2.imwrite(str(seq / "img1" / f"{f + 1:06d}.jpg"), bgr, [cv2.IMWRITE_JPEG_QUALITY, 92])
             video.write(bgr)
-            for k, (x1, y1, x2, y2), vis in objs:
+            for k, box, vis in objs:
+                x, y, w, h = box_convert(np.asarray(box), "xyxy", "xywh").tolist()
                 cls = movers[k].class_id
-                lines.append(
-                    f"{f + 1},{k + 1},{x1:.0f},{y1:.0f},{x2 - x1:.0f},{y2 - y1:.0f},1,{cls + 1},{vis:.3f}"
-                )
+                lines.append(f"{f + 1},{k + 1},{x:.0f},{y:.0f},{w:.0f},{h:.0f},1,{cls + 1},{vis:.3f}")
             for m in movers:
                 _step(m, rng, cfg.size, cfg.max_speed)
     finally:

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from yolov3.boxes import box_convert
 from yolov3.config import COCO_ANCHORS, STRIDES, DataConfig
 
 # The seed's anchors as its encoder takes them: stride units, one row per scale (stride 8, 16, 32).
@@ -78,7 +79,7 @@ class _Layout:
     anchor_in_scale: np.ndarray  # (T,) float64, index of the anchor within its scale
     slots: np.ndarray  # (L,) label slots per scale: S^2 * A
     slot_base: np.ndarray  # (L,) offset of each scale's slots in the one label buffer
-    anchor_half: np.ndarray  # (T, 2) half (w, h), stride units
+    anchor_wh: np.ndarray  # (T, 2) (w, h), stride units
     anchor_area: np.ndarray  # (T,) w * h, stride units
     cell_max: np.ndarray  # (1, L, 1) S - 1, float64
 
@@ -102,7 +103,7 @@ def _layout(input_size: int, strides: tuple[int, ...], anchors: tuple[tuple[floa
         anchor_in_scale=(np.arange(len(scale_of)) - first[scale_of]).astype(np.float64),
         slots=slots,
         slot_base=np.concatenate([[0], np.cumsum(slots)[:-1]]),
-        anchor_half=wh * 0.5,
+        anchor_wh=wh,
         anchor_area=wh[:, 0] * wh[:, 1],
         cell_max=(sizes - 1)[None, :, None].astype(np.float64),
     )
@@ -170,7 +171,7 @@ def _encode_batch(
     n, num_images, total_slots = len(coor), len(parts), int(lay.slots.sum())
 
     # (N, 4) centre/size in the input's dtype, as the seed (int boxes give float64).
-    xywh = np.concatenate([(coor[:, 2:] + coor[:, :2]) * 0.5, coor[:, 2:] - coor[:, :2]], axis=-1)
+    xywh = box_convert(coor, "xyxy", "cxcywh")
     # (N, 5 + C) the row each positive slot receives: xywh, objectness 1, smoothed one-hot.
     rows = np.empty((n, 5 + num_classes), dtype=np.float32)
     rows[:, :4] = xywh
@@ -200,15 +201,13 @@ def _positive_anchors(
     for a box with none, its first best anchor over all scales."""
     # Per (box, scale), in stride units: the seed's bbox_iou terms of the box, and its cell.
     scaled = xywh.astype(np.float64)[:, None, :] / lay.strides  # (N, L, 4); seed: 1.0 * xywh / strides
-    half = scaled[..., 2:] * 0.5
     cell = np.minimum(np.maximum(np.floor(scaled[..., :2]), 0.0), lay.cell_max)  # clamp: the one deviation
     # (N, L) first label slot of the cell; the buffer is scale-major: (B, S, S, A) of scale 0, then 1...
     flat_cell = (cell[..., 1] * lay.sizes + cell[..., 0]) * lay.counts + lay.slot_base * num_images
     flat_cell += image_of[:, None] * lay.slots
     per_scale = np.concatenate(
         [
-            scaled[..., :2] - half,  # 0:2 box left-up
-            scaled[..., :2] + half,  # 2:4 box right-down
+            box_convert(scaled, "cxcywh", "xyxy"),  # 0:2 box left-up, 2:4 right-down
             (scaled[..., 2] * scaled[..., 3])[..., None],  # 4 box area
             cell + 0.5,  # 5:7 anchor centre (the seed: floor(c).astype(int32) + 0.5)
             flat_cell[..., None],  # 7 first label slot of the cell
@@ -216,8 +215,10 @@ def _positive_anchors(
         axis=-1,
     )
     g = per_scale[:, lay.scale_of]  # (N, T, 8): the same terms repeated for each anchor of the scale
-    left_up = np.maximum(g[..., 0:2], g[..., 5:7] - lay.anchor_half)
-    right_down = np.minimum(g[..., 2:4], g[..., 5:7] + lay.anchor_half)
+    anchor_wh = np.broadcast_to(lay.anchor_wh, g.shape[:-1] + (2,))
+    anchors = box_convert(np.concatenate([g[..., 5:7], anchor_wh], axis=-1), "cxcywh", "xyxy")  # (N, T, 4)
+    left_up = np.maximum(g[..., 0:2], anchors[..., :2])
+    right_down = np.minimum(g[..., 2:4], anchors[..., 2:])
     inter = np.maximum(right_down - left_up, 0.0)
     inter_area = inter[..., 0] * inter[..., 1]
     iou = inter_area / (g[..., 4] + lay.anchor_area - inter_area)  # (N, T); union >= anchor area > 0

@@ -29,6 +29,7 @@ try:
 except ImportError:  # optional: pycocotools gives the same numbers, slower
     FasterCOCO = COCOeval_faster = None
 
+from yolov3.boxes import box_convert
 from yolov3.data.types import Sample
 from yolov3.errors import UserError
 from yolov3.infer.results import Detections
@@ -76,14 +77,14 @@ def coco_ground_truth(
             crowd |= np.asarray(sample.iscrowd, bool)
         if len(sample.difficult) == n:
             crowd |= np.asarray(sample.difficult, bool)
-        for box, cls, is_crowd in zip(np.asarray(sample.boxes, np.float64), sample.classes, crowd):
-            w, h = float(box[2] - box[0]), float(box[3] - box[1])
+        xywh = box_convert(np.asarray(sample.boxes, np.float64).reshape(-1, 4), "xyxy", "xywh").tolist()
+        for (x, y, w, h), cls, is_crowd in zip(xywh, sample.classes, crowd):
             anns.append(
                 {
                     "id": len(anns) + 1,
                     "image_id": image_id,
                     "category_id": cats[int(cls)],
-                    "bbox": [float(box[0]), float(box[1]), w, h],
+                    "bbox": [x, y, w, h],
                     "area": w * h,
                     "iscrowd": int(is_crowd),
                 }
@@ -118,7 +119,7 @@ def coco_results(
         return []
     counts = [len(d) for d in detections]
     boxes = np.concatenate([np.asarray(d.boxes, np.float64).reshape(-1, 4) for d in detections])
-    xywh = np.concatenate([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]], axis=1).tolist()
+    xywh = box_convert(boxes, "xyxy", "xywh").tolist()
     scores = np.concatenate([np.asarray(d.scores, np.float64).reshape(-1) for d in detections]).tolist()
     classes = np.concatenate([np.asarray(d.class_ids, np.int64).reshape(-1) for d in detections])
     cats = np.asarray(category_ids, np.int64)[classes].tolist() if len(classes) else []

@@ -47,6 +47,7 @@ from typing import Any
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
+from yolov3.boxes import box_convert
 from yolov3.data.synth_video import read_mot
 from yolov3.errors import UserError
 from yolov3.files import atomic_writer
@@ -61,8 +62,9 @@ def box_iou_xywh(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """``(N, M)`` IoU of boxes ``a`` ``(N, 4)`` and ``b`` ``(M, 4)`` given as ``(x, y, w, h)``
     (top-left corner and size, pixels); 0 where a union is empty."""
     a, b = np.asarray(a, np.float64).reshape(-1, 4), np.asarray(b, np.float64).reshape(-1, 4)
-    lt = np.maximum(a[:, None, :2], b[None, :, :2])
-    rb = np.minimum(a[:, None, :2] + a[:, None, 2:], b[None, :, :2] + b[None, :, 2:])
+    a_xyxy, b_xyxy = box_convert(a, "xywh", "xyxy"), box_convert(b, "xywh", "xyxy")
+    lt = np.maximum(a_xyxy[:, None, :2], b_xyxy[None, :, :2])
+    rb = np.minimum(a_xyxy[:, None, 2:], b_xyxy[None, :, 2:])
     inter = np.prod(np.clip(rb - lt, 0, None), axis=2)
     union = np.prod(a[:, 2:], axis=1)[:, None] + np.prod(b[:, 2:], axis=1)[None, :] - inter
     return np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from yolov3.boxes import box_area
 from yolov3.infer.results import Detections
 
 
@@ -31,8 +32,7 @@ def box_iou_np(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """``(N, 4) x (M, 4) -> (N, M)`` IoU of x1, y1, x2, y2 boxes, float64 (torchvision's ``box_iou``
     formula in NumPy: on the few boxes of one image torch's per-call cost would dominate)."""
     a, b = np.asarray(a, np.float64).reshape(-1, 4), np.asarray(b, np.float64).reshape(-1, 4)
-    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
-    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    area_a, area_b = box_area(a), box_area(b)
     wh = np.clip(
         np.minimum(a[:, None, 2:], b[None, :, 2:]) - np.maximum(a[:, None, :2], b[None, :, :2]), 0, None
     )

@@ -23,6 +23,7 @@ import torch
 import torchvision
 from torch import Tensor, nn
 
+from yolov3.boxes import box_convert
 from yolov3.config import ONNX_MIN_OPSET, InferConfig
 from yolov3.export.heads import ExportHead, raw_output_names, scores_argmax_class
 from yolov3.modelfile import META_KEY, ModelMeta
@@ -79,8 +80,8 @@ class NmsHead(nn.Module):
         cxcywh, scores = scores_argmax_class(decoded)  # (B, N, 4), (B, C, N)
         hw = image_hw.to(decoded.dtype)
         limit = torch.stack([hw[1], hw[0], hw[1], hw[0]])  # (4,): W, H, W, H
-        xyxy = torch.cat([cxcywh[..., :2] - cxcywh[..., 2:] / 2, cxcywh[..., :2] + cxcywh[..., 2:] / 2], -1)
-        boxes = torch.minimum(xyxy.clamp(min=0), limit)  # (B, N, 4) x1, y1, x2, y2 input pixels
+        xyxy = box_convert(cxcywh, "cxcywh", "xyxy")  # (B, N, 4) x1, y1, x2, y2 input pixels
+        boxes = torch.minimum(xyxy.clamp(min=0), limit)
         sel = _NonMaxSuppression.apply(boxes, scores, self.max_det, self.iou, self.conf)  # (K, 3)
         b, c, i = sel[:, 0], sel[:, 1], sel[:, 2]
         n, num_classes = boxes.shape[1], scores.shape[1]

@@ -45,8 +45,9 @@ import torch
 import torchvision
 from torch import Tensor
 
-from yolov3.boxes import Letterbox
+from yolov3.boxes import Letterbox, box_area, box_convert
 from yolov3.config import InferConfig
+from yolov3.decode import decode_cells
 from yolov3.infer.results import Detections
 
 SEED_SETTINGS = InferConfig()
@@ -63,7 +64,7 @@ def select_candidates(
 
     Returns ``image_index (K,)`` int64, ``boxes (K, 4)`` float32 ``(x1, y1, x2, y2)`` network-input px,
     ``conf (K,)`` and ``probs (K, C)`` — the rows of ``yolov3.decode.decode_all`` whose conf passes
-    (same formulas: ``xy = (sigmoid(t_xy) + grid) * stride``, ``wh = exp(t_wh) * anchor``).
+    (the same function, ``yolov3.decode.decode_cells``, on the selected rows).
     """
     rows, meta = [], []  # per scale: selected raw rows (K_s, 5 + C); (K_s, 6) image, x, y, aw, ah, stride
     for raw, scale_anchors, stride in zip(raws, anchors, strides, strict=True):
@@ -74,12 +75,10 @@ def select_candidates(
         rows.append(p[bi, ai, :, yi, xi].float())  # (K_s, 5 + C)
         anchor_wh = _anchor_table(scale_anchors, stride, raw.device)[ai]  # (K_s, 3): aw, ah, stride
         meta.append(torch.cat([torch.stack([bi, xi, yi], dim=1).float(), anchor_wh], dim=1))
-    sel, meta = torch.cat(rows), torch.cat(meta)
-    stride = meta[:, 5:6]
-    xy = (torch.sigmoid(sel[:, 0:2]) + meta[:, 1:3]) * stride
-    half_wh = torch.exp(sel[:, 2:4]) * meta[:, 3:5] * 0.5
-    boxes = torch.cat([xy - half_wh, xy + half_wh], dim=1)
-    return meta[:, 0].long(), boxes, torch.sigmoid(sel[:, 4]), torch.sigmoid(sel[:, 5:])
+    meta = torch.cat(meta)
+    decoded = decode_cells(torch.cat(rows), meta[:, 1:3], meta[:, 3:5], meta[:, 5:6])  # (K, 5 + C)
+    boxes = box_convert(decoded[:, :4], "cxcywh", "xyxy")
+    return meta[:, 0].long(), boxes, decoded[:, 4], decoded[:, 5:]
 
 
 @functools.lru_cache(maxsize=64)
@@ -138,7 +137,7 @@ def soft_nms(
     # A sequential loop over few boxes: NumPy's per-call cost is a fraction of torch's.
     b = boxes.detach().double().cpu().numpy()
     s = scores.detach().double().cpu().numpy().copy()
-    area = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    area = box_area(b)
     alive = np.flatnonzero(s > score_threshold)
     keep, kept_scores = [], []
     while alive.size:
@@ -220,8 +219,7 @@ def decoded_candidates(decoded: Tensor, conf_threshold: float) -> tuple[Tensor, 
     sigmoid objectness and class probabilities, as ``yolov3.decode.decode_all`` gives them)."""
     bi, ni = torch.nonzero(decoded[..., 4] > conf_threshold, as_tuple=True)
     sel = decoded[bi, ni].float()  # (K, 5 + C)
-    xy, half_wh = sel[:, 0:2], sel[:, 2:4] * 0.5
-    return bi, torch.cat([xy - half_wh, xy + half_wh], dim=1), sel[:, 4], sel[:, 5:]
+    return bi, box_convert(sel[:, :4], "cxcywh", "xyxy"), sel[:, 4], sel[:, 5:]
 
 
 def _check_batch(batch: int, letterboxes: Sequence[Letterbox] | None,

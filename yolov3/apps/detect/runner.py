@@ -35,6 +35,7 @@ from yolov3.apps.detect.shard import (
 from yolov3.config import InferConfig
 from yolov3.console import Progress
 from yolov3.data.dataset_config import load_dataset
+from yolov3.data.formats.yolo import format_label_text
 from yolov3.device import select_device
 from yolov3.distributed import DistInfo, broadcast_object, env_dist_info, init_distributed
 from yolov3.errors import UserError
@@ -70,16 +71,6 @@ class DetectReport:
     total: int = 0
     total_skipped: int = 0
     img_size: int | None = None
-
-
-def yolo_lines(r: Detections, with_conf: bool) -> list[str]:
-    """YOLO label lines ``class cx cy w h [score]`` normalised to the image size."""
-    out = []
-    for (x1, y1, x2, y2), s, c in zip(r.boxes.tolist(), r.scores.tolist(), r.class_ids.tolist()):
-        vals = [(x1 + x2) / 2 / r.width, (y1 + y2) / 2 / r.height, (x2 - x1) / r.width, (y2 - y1) / r.height]
-        line = f"{c} " + " ".join(f"{v:.6f}" for v in vals)
-        out.append(line + (f" {s:.5f}" if with_conf else ""))
-    return out
 
 
 def format_speed(speed: dict[str, float]) -> str:
@@ -123,7 +114,9 @@ class Writers:
         if self.save.txt:
             label = self.out / "labels" / (f"{stem}_{frame}.txt" if frame is not None else f"{stem}.txt")
             make_dir(label.parent, "labels folder")
-            label.write_text("".join(line + "\n" for line in yolo_lines(r, self.save.conf)))
+            d = r.numpy()
+            scores = d.scores if self.save.conf else None
+            label.write_text(format_label_text(d.boxes, d.class_ids, d.width, d.height, scores))
         if self.save.media or self.save.view:
             fallback = f"{stem}.mp4" if frame is not None else Path(r.path).name  # no file list: a stream
             self._draw(r, frame, self.media[key[0]] if self.media else fallback, source_frame.fps)

@@ -27,6 +27,7 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from yolov3.apps.track import kalman
+from yolov3.boxes import box_area, box_convert
 from yolov3.config import TrackConfig
 
 _REFUSED = 1e6  # the cost of a pair under the IoU gate: chosen only when nothing else is possible
@@ -70,14 +71,13 @@ class TrackOutput:
 
 
 def to_cxcywh(xyxy: np.ndarray) -> np.ndarray:
-    """``(N, 4)`` corners -> centre / size (NumPy; ``yolov3.boxes`` has the tensor versions)."""
-    return np.concatenate([(xyxy[:, :2] + xyxy[:, 2:4]) / 2, xyxy[:, 2:4] - xyxy[:, :2]], axis=1)
+    """``(N, 4)`` corners -> centre / size, the Kalman filter's measurement."""
+    return box_convert(xyxy, "xyxy", "cxcywh")
 
 
 def to_xyxy(cxcywh: np.ndarray) -> np.ndarray:
-    """``(N, 4)`` centre / size -> corners."""
-    half = np.abs(cxcywh[:, 2:4]) / 2
-    return np.concatenate([cxcywh[:, :2] - half, cxcywh[:, :2] + half], axis=1)
+    """``(N, 4)`` centre / size -> corners; a size the filter predicts negative counts as its magnitude."""
+    return box_convert(np.concatenate([cxcywh[:, :2], np.abs(cxcywh[:, 2:4])], axis=1), "cxcywh", "xyxy")
 
 
 def pairwise_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -85,9 +85,7 @@ def pairwise_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     lt = np.maximum(a[:, None, :2], b[None, :, :2])
     rb = np.minimum(a[:, None, 2:4], b[None, :, 2:4])
     inter = np.prod(np.clip(rb - lt, 0, None), axis=2)
-    area_a = np.prod(a[:, 2:4] - a[:, :2], axis=1)
-    area_b = np.prod(b[:, 2:4] - b[:, :2], axis=1)
-    union = area_a[:, None] + area_b[None, :] - inter
+    union = box_area(a)[:, None] + box_area(b)[None, :] - inter
     return np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
 
 

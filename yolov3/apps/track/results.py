@@ -9,6 +9,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from yolov3.boxes import box_convert
 from yolov3.infer.draw import class_colour
 from yolov3.infer.results import Detections
 
@@ -39,9 +40,10 @@ class TrackedDetections(Detections):
         """MOTChallenge result lines ``frame, id, x, y, w, h, score, -1, -1, -1`` (1-based frame,
         top-left corner and size in pixels)."""
         d = self.numpy()
+        xywh = box_convert(d.boxes.astype(np.float64), "xyxy", "xywh").tolist()
         return [
-            f"{self.frame + 1},{int(t)},{x1:.2f},{y1:.2f},{x2 - x1:.2f},{y2 - y1:.2f},{s:.4f},-1,-1,-1"
-            for (x1, y1, x2, y2), s, t in zip(d.boxes.tolist(), d.scores.tolist(), self.track_ids.tolist())
+            f"{self.frame + 1},{int(t)},{x:.2f},{y:.2f},{w:.2f},{h:.2f},{s:.4f},-1,-1,-1"
+            for (x, y, w, h), s, t in zip(xywh, d.scores.tolist(), self.track_ids.tolist())
         ]
 
     def plot(

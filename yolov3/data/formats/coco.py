@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from yolov3.boxes import box_convert
 from yolov3.data.formats.common import (
     LabelError,
     LoadReport,
@@ -85,7 +86,8 @@ def _read_annotation(
         raise LabelError(where, f"bbox {bbox!r} is not 4 numbers") from None
     if not all(np.isfinite([x, y, w, h])):
         raise LabelError(where, f"bbox {bbox!r} is not 4 finite numbers")
-    return image_id, [x, y, x + w, y + h], index_of[cat], bool(ann.get("iscrowd", 0))
+    box = box_convert(np.array([x, y, w, h]), "xywh", "xyxy").tolist()
+    return image_id, box, index_of[cat], bool(ann.get("iscrowd", 0))
 
 
 def read_coco(
@@ -170,9 +172,9 @@ def write_coco(
         # A Sample built without flags has an empty iscrowd: every box is then a normal one (zip over
         # the empty array would silently drop all of them).
         crowds = sample.iscrowd if len(sample.iscrowd) else np.zeros(len(sample.boxes), bool)
-        for box, cls, crowd in zip(sample.boxes.astype(np.float64), sample.classes, crowds, strict=True):
-            x, y, w, h = box[0], box[1], box[2] - box[0], box[3] - box[1]
-            bbox = [float(fmt_num(v)) for v in (x, y, w, h)]
+        xywh = box_convert(sample.boxes.astype(np.float64).reshape(-1, 4), "xyxy", "xywh")
+        for box, cls, crowd in zip(xywh, sample.classes, crowds, strict=True):
+            bbox = [float(fmt_num(v)) for v in box]
             out_anns.append(
                 {
                     "id": len(out_anns) + 1,

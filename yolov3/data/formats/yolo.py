@@ -8,7 +8,9 @@ like that); an empty one is a negative sample. A line with more than 5 fields is
 ultralytics segment ``cls x1 y1 x2 y2 ...`` and its bounding box taken.
 
 Sizes come from the image headers (the format has none). Writing uses 7 decimals: a round trip
-through this format restores boxes within 1e-3 px for images up to 10,000 px.
+through this format restores boxes within 1e-3 px for images up to 10,000 px. ``format_label_text``
+is the one writer of these lines: data conversion, the synthetic data sets and ``yolov3 detect
+--save-txt`` (which may append the score) all call it.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from yolov3.boxes import box_convert
 from yolov3.data.formats.common import (
     MAX_COORDINATE,
     LabelError,
@@ -58,8 +61,8 @@ def parse_label_line(line: str, num_classes: int | None, where: str) -> tuple[in
     if len(values) % 2 or len(values) < 6:
         raise LabelError(where, f"{len(fields)} fields: neither a box (5) nor a segment (1 + x,y pairs)")
     xs, ys = values[0::2], values[1::2]
-    x1, x2, y1, y2 = min(xs), max(xs), min(ys), max(ys)
-    return cls, [(x1 + x2) / 2, (y1 + y2) / 2, x2 - x1, y2 - y1]
+    bounds = np.array([min(xs), min(ys), max(xs), max(ys)])
+    return cls, box_convert(bounds, "xyxy", "cxcywh").tolist()
 
 
 def _parse_all(text: str, num_classes: int | None) -> tuple[np.ndarray, np.ndarray, list[int]] | None:
@@ -137,8 +140,7 @@ def read_yolo_images(
                 "to 0..1 (pixel coordinates written by mistake?)",
                 "not-normalised",
             )
-        cx, cy, bw, bh = norm.T
-        boxes = np.stack([(cx - bw / 2) * w, (cy - bh / 2) * h, (cx + bw / 2) * w, (cy + bh / 2) * h], 1)
+        boxes = box_convert(norm, "cxcywhn", "xyxy", size=(w, h))
         sample = make_sample(image, boxes, classes, w, h)
         samples.append(sanitize(sample, report, lambda i, label=label, lines=lines: f"{label}:{lines[i]}"))
     return samples
@@ -172,14 +174,21 @@ def _fmt_norm(value: float) -> str:
     return f"{value:.7f}".rstrip("0").rstrip(".") or "0"
 
 
+def format_label_text(
+    boxes: np.ndarray, classes: np.ndarray, width: int, height: int, scores: np.ndarray | None = None
+) -> str:
+    """A label file's text: a line ``cls cx cy w h`` (``+ score`` when ``scores`` are given) per box of
+    ``boxes (N, 4)`` ``(x1, y1, x2, y2)`` pixels of a ``width x height`` image; every number with at
+    most 7 decimals, trailing zeros dropped."""
+    norm = box_convert(np.asarray(boxes, np.float64).reshape(-1, 4), "xyxy", "cxcywhn", size=(width, height))
+    columns = [norm] if scores is None else [norm, np.asarray(scores, np.float64).reshape(-1, 1)]
+    rows = zip(np.asarray(classes).tolist(), np.concatenate(columns, axis=1).tolist())
+    return "".join(" ".join([str(int(cls)), *map(_fmt_norm, values)]) + "\n" for cls, values in rows)
+
+
 def format_labels(sample: Sample) -> str:
     """The label file text for ``sample`` (needs ``width`` / ``height``)."""
-    w, h = sample.width, sample.height
-    lines = []
-    for (x1, y1, x2, y2), cls in zip(sample.boxes.astype(np.float64), sample.classes):
-        values = ((x1 + x2) / 2 / w, (y1 + y2) / 2 / h, (x2 - x1) / w, (y2 - y1) / h)
-        lines.append(" ".join([str(int(cls)), *map(_fmt_norm, values)]) + "\n")
-    return "".join(lines)
+    return format_label_text(sample.boxes, sample.classes, sample.width, sample.height)
 
 
 def write_yolo_split(samples: list[Sample], out: Path, split: str, link: str = "hard") -> str:
