@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from darknet_cfgs import TWO_CONVS, TWO_CONVS_FLOATS
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -17,29 +18,6 @@ from yolov3.darknet.weights import WeightsHeader, conv_units, load_darknet_weigh
 from yolov3.errors import UserError
 
 CFG_DIR = Path(__file__).resolve().parents[1] / "yolov3" / "cfg"
-
-TWO_CONVS = """[net]
-width=32
-height=32
-channels=3
-[convolutional]
-batch_normalize=1
-filters=2
-size=3
-stride=1
-pad=1
-activation=leaky
-[convolutional]
-filters=12
-size=1
-stride=1
-pad=1
-activation=linear
-[yolo]
-mask=0,1
-anchors=4,5, 6,7
-classes=1
-"""
 
 
 def write_reference(path: Path, floats: np.ndarray, major=0, minor=2, revision=0, seen=7) -> bytes:
@@ -182,9 +160,6 @@ def small_model_and_file(tmp_path_factory):
     return model, raw
 
 
-# TWO_CONVS's floats, counted by hand from the cfg: conv 0 has BatchNorm (bias, scale, mean, variance:
-# 4 x 2) and 2 x 3 x 3 x 3 weights; conv 1 has 12 biases and 12 x 2 x 1 x 1 weights.
-TWO_CONVS_FLOATS = [4 * 2 + 2 * 3 * 3 * 3, 12 + 12 * 2]  # [62, 36]
 HEADER_BYTES = 20  # version 0.2: three int32 and a 64-bit seen
 
 
