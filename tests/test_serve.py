@@ -393,3 +393,6 @@ def test_options_out_of_range_name_the_option(field, value, flag):
 
     with pytest.raises(UserError, match=flag):
         ServeOptions(**{field: value})
+    with pytest.raises(UserError) as err:
+        ServeOptions(port=70000)
+    assert str(err.value) == "port (--port) = 70000: expected a port in [0, 65535]"

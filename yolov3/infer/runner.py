@@ -23,7 +23,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from yolov3.config import InferConfig
+from yolov3.config import InferConfig, bad_setting
 from yolov3.console import Progress
 from yolov3.data.dataset_config import load_dataset
 from yolov3.device import select_device
@@ -44,7 +44,12 @@ class SaveOptions:
     txt: bool = False  # YOLO labels
     conf: bool = False  # the score as a 6th column of the YOLO labels
     view: bool = False  # show each result in a window (a GUI build of OpenCV)
-    line_width: int | None = None
+    line_width: int | None = None  # box lines, pixels; None: from the image size
+
+    def __post_init__(self) -> None:
+        lw = self.line_width
+        if lw is not None and (isinstance(lw, bool) or not isinstance(lw, int) or lw < 1):
+            bad_setting("line_width", lw, "a whole number of pixels >= 1")
 
 
 @dataclass
