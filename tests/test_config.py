@@ -137,6 +137,31 @@ def test_training_counts_and_clock_are_validated_naming_the_option(field, value,
     assert words in str(err.value)
 
 
+@pytest.mark.parametrize(
+    ("cls", "field", "value", "words"),
+    [
+        (ModelConfig, "name", "", "name (--model) = '': expected a model name or a path to a Darknet .cfg"),
+        (ModelConfig, "width", 0.0, "width (--width) = 0.0: expected a channel multiplier > 0"),
+        (ModelConfig, "width", math.nan, "width (--width) = nan: expected a channel multiplier > 0"),
+        (ModelConfig, "anchors", [[[10, -13]]], "anchors (--anchors) = [[[10, -13]]]: expected per scale"),
+        (ModelConfig, "anchors", [[10, 13]], "expected per scale, a list of [w, h] pairs"),
+        (DataConfig, "img_size", 100, "img_size (--img-size) = 100: expected a positive multiple of 32"),
+        (DataConfig, "workers", -1, "workers (--workers) = -1: expected a whole number >= 0"),
+        (DataConfig, "max_boxes_per_scale", 0, "max_boxes_per_scale (--max-boxes-per-scale) = 0: expected a "
+         "whole number >= 1"),
+        (DataConfig, "label_smoothing", 1.0, "label_smoothing (--label-smoothing) = 1.0: expected a "
+         "number in [0, 1)"),
+        (DataConfig, "positive_iou", -0.1, "positive_iou (--positive-iou) = -0.1: expected an IoU in [0, 1)"),
+    ],
+)  # fmt: skip
+def test_model_and_data_settings_are_validated_naming_the_option(cls, field, value, words):
+    with pytest.raises(ConfigError) as err:
+        cls(**{field: value})
+    assert words in str(err.value)
+    with pytest.raises(ConfigError, match=field):  # the same check when read from a YAML section
+        from_dict(cls, {field: value}, "config.yaml: section")
+
+
 def test_inference_settings_defaults_and_overrides():
     seed = InferConfig()
     assert (seed.img_size, seed.conf_threshold, seed.iou_threshold, seed.max_det, seed.nms) == (

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from darknet_cfgs import MINI
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -20,80 +21,6 @@ from yolov3.darknet.cfg import Conv, MaxPool
 from yolov3.errors import UserError
 
 CFG_DIR = Path(__file__).resolve().parents[1] / "yolov3" / "cfg"
-
-# A miniature cfg using every section type (fast to build; the property tests mutate it).
-MINI = """[net]
-width=64
-height=64
-channels=3
-
-[convolutional]
-batch_normalize=1
-filters=8
-size=3
-stride=1
-pad=1
-activation=leaky
-
-[maxpool]
-size=2
-stride=2
-
-[maxpool]
-size=2
-stride=1
-
-[convolutional]
-batch_normalize=1
-filters=8
-size=3
-stride=1
-pad=1
-activation=leaky
-
-[shortcut]
-from=-2
-activation=linear
-
-[convolutional]
-size=1
-stride=1
-pad=1
-filters=21
-activation=linear
-
-[yolo]
-mask = 3,4,5
-anchors = 10,14,  23,27,  37,58,  81,82,  135,169,  344,319
-classes=2
-num=6
-jitter=.3
-ignore_thresh = .7
-truth_thresh = 1
-random=1
-
-[route]
-layers = -3
-
-[upsample]
-stride=2
-
-[route]
-layers = -1, 0
-
-[convolutional]
-size=1
-stride=1
-pad=1
-filters=21
-activation=linear
-
-[yolo]
-mask = 0,1,2
-anchors = 10,14,  23,27,  37,58,  81,82,  135,169,  344,319
-classes=2
-num=6
-"""
 
 
 def n_params(model: torch.nn.Module) -> int:

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from darknet_cfgs import TWO_CONVS, TWO_CONVS_FLOATS
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -17,29 +18,6 @@ from yolov3.darknet.weights import WeightsHeader, conv_units, load_darknet_weigh
 from yolov3.errors import UserError
 
 CFG_DIR = Path(__file__).resolve().parents[1] / "yolov3" / "cfg"
-
-TWO_CONVS = """[net]
-width=32
-height=32
-channels=3
-[convolutional]
-batch_normalize=1
-filters=2
-size=3
-stride=1
-pad=1
-activation=leaky
-[convolutional]
-filters=12
-size=1
-stride=1
-pad=1
-activation=linear
-[yolo]
-mask=0,1
-anchors=4,5, 6,7
-classes=1
-"""
 
 
 def write_reference(path: Path, floats: np.ndarray, major=0, minor=2, revision=0, seen=7) -> bytes:
@@ -182,15 +160,60 @@ def small_model_and_file(tmp_path_factory):
     return model, raw
 
 
+HEADER_BYTES = 20  # version 0.2: three int32 and a 64-bit seen
+
+
+def truncation_error(size: int, mode: str) -> str | None:
+    """What loading the first ``size`` bytes of a whole TWO_CONVS file must say (None: it loads)."""
+    if size < 16:
+        return f"{size} bytes is too short for a Darknet weights header"
+    if size < HEADER_BYTES:
+        return f"{size} bytes is too short for a version 0.2 header"
+    if (size - HEADER_BYTES) % 4:
+        return f"{size - HEADER_BYTES} bytes after the 20-byte header is not a whole number of float32"
+    n = (size - HEADER_BYTES) // 4
+    if mode == "prefix" and n == TWO_CONVS_FLOATS[0]:
+        return None  # ends exactly after convolution 0: a backbone file, which prefix mode takes
+    return f"{n} floats after the header; this model (2 convolutions) needs {sum(TWO_CONVS_FLOATS)}"
+
+
+@pytest.mark.parametrize("mode", ["exact", "prefix", "transfer"])
+def test_every_truncation_is_an_error_naming_the_file_and_what_is_short(tmp_path, small_model_and_file, mode):
+    """Each cut of a whole file, byte by byte: a ``UserError`` naming the file and what is missing (the
+    header, a whole float, or floats a named convolution needs), and the model left as it was."""
+    model, good = small_model_and_file
+    assert len(good) == HEADER_BYTES + 4 * sum(TWO_CONVS_FLOATS)
+    path = tmp_path / "cut.weights"
+    for size in range(len(good)):
+        path.write_bytes(good[:size])
+        before = state(model)
+        expected = truncation_error(size, mode)
+        if expected is None:
+            load_darknet_weights(model, path, mode=mode)
+            continue
+        with pytest.raises(UserError) as info:
+            load_darknet_weights(model, path, mode=mode)
+        msg = str(info.value)
+        assert msg.startswith(f"{path}: ") and expected in msg, (size, msg)
+        n = (size - HEADER_BYTES) // 4
+        if size >= HEADER_BYTES and not (size - HEADER_BYTES) % 4:
+            k, at = (0, 0) if n < TWO_CONVS_FLOATS[0] else (1, TWO_CONVS_FLOATS[0])  # the one cut short
+            assert f"; convolution #{k} " in msg, msg
+            assert f"needs {TWO_CONVS_FLOATS[k]} floats at float {at}, only {n - at} remain" in msg, msg
+            if mode == "transfer":
+                assert "transfer needs a full network file" in msg
+        assert all(torch.equal(model.state_dict()[k], v) for k, v in before.items()), size
+
+
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data())
-def test_malformed_weights_raise_user_error_only(tmp_path, small_model_and_file, data):
+def test_malformed_weights_raise_user_error_naming_the_file(tmp_path, small_model_and_file, data):
+    """Random bytes, a whole file with bytes added, or a random header: loads, or a ``UserError`` whose
+    message starts with the file's path (never another exception)."""
     model, good = small_model_and_file
-    kind = data.draw(st.sampled_from(["random", "truncate", "extend", "header"]))
+    kind = data.draw(st.sampled_from(["random", "extend", "header"]))
     if kind == "random":
         raw = data.draw(st.binary(max_size=600))
-    elif kind == "truncate":
-        raw = good[: data.draw(st.integers(0, len(good) - 1))]
     elif kind == "extend":
         raw = good + data.draw(st.binary(min_size=1, max_size=64))
     else:
@@ -200,5 +223,5 @@ def test_malformed_weights_raise_user_error_only(tmp_path, small_model_and_file,
     mode = data.draw(st.sampled_from(["exact", "prefix", "transfer"]))
     try:
         load_darknet_weights(model, path, mode=mode)
-    except UserError:
-        pass
+    except UserError as exc:
+        assert str(exc).startswith(f"{path}: "), str(exc)

@@ -110,7 +110,9 @@ def test_bad_settings_and_output_folder_are_named(tmp_path, weights, capsys) -> 
     cases = [("--conf", "-1", "conf_threshold (--conf-threshold) = -1.0: expected a score in [0, 1]"),
              ("--iou-threshold", "0", "iou_threshold (--iou-threshold) = 0.0: expected an IoU in (0, 1]"),
              ("--max-det", "0", "max_det (--max-det) = 0: expected a positive whole number"),
-             ("--img", "100", "img_size (--img-size) = 100: expected a positive multiple of 32")]  # fmt: skip
+             ("--img", "100", "img_size (--img-size) = 100: expected a positive multiple of 32"),
+             ("--line-width", "0", "line_width (--line-width) = 0: expected a whole number of pixels >= 1"),
+    ]  # fmt: skip
     for option, value, words in cases:
         assert main(["detect", str(img), "--weights", str(weights), option, value]) == 2
         assert words in capsys.readouterr().err

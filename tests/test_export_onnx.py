@@ -10,7 +10,7 @@ import pytest
 import torch
 from onnx import TensorProto, helper
 
-from yolov3.config import InferConfig
+from yolov3.config import ConfigError, InferConfig
 from yolov3.darknet.synthetic import randomize
 from yolov3.decode import decode_all
 from yolov3.errors import UserError
@@ -176,7 +176,6 @@ def test_the_check_fails_when_the_file_differs(small, tmp_path, monkeypatch):
         (ExportSettings(format="torchscript", nms=True), "--nms"),
         (ExportSettings(opset=13), "--opset 13"),
         (ExportSettings(nms=True, outputs="raw"), "--nms with --outputs raw"),
-        (ExportSettings(format="tflite"), "--format 'tflite'"),
     ],
 )
 def test_settings_a_format_cannot_hold_are_refused_by_name(small, tmp_path, settings, flag):
@@ -185,6 +184,23 @@ def test_settings_a_format_cannot_hold_are_refused_by_name(small, tmp_path, sett
         export_model(model, meta, tmp_path / "x", settings)
     assert str(err.value).startswith(flag)
     assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "words"),
+    [
+        ("format", "tflite", "format (--format) = 'tflite': expected one of onnx, torchscript, darknet, "
+         "openvino"),
+        ("batch", 0, "batch (--batch) = 0: expected a whole number >= 1"),
+        ("outputs", "boxes", "outputs (--outputs) = 'boxes': expected raw or decoded"),
+        ("calib_images", 0, "calib_images (--calib-images) = 0: expected a whole number >= 1"),
+        ("int8_max_drop", -1.0, "int8_max_drop (--int8-max-drop) = -1.0: expected mAP@0.5 points >= 0"),
+    ],
+)  # fmt: skip
+def test_values_out_of_range_are_refused_when_the_settings_are_made(field, value, words):
+    with pytest.raises(ConfigError) as err:
+        ExportSettings(**{field: value})
+    assert str(err.value) == words
 
 
 def _foreign(path, inputs, outputs) -> None:

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from darknet_cfgs import SMALL_TINY
 
 from yolov3 import YOLOv3
 from yolov3.builder import build_model
@@ -24,64 +25,6 @@ from yolov3.model.fuse import fuse_conv_bn
 from yolov3.modelfile import FORMAT_VERSION, ModelMeta, load_model, save_model
 
 LEGACY = Path(__file__).parent / "fixtures" / "legacy_v0"
-
-# yolov3-tiny's layout at a fraction of its channels: fast, and uses maxpool/route/upsample.
-SMALL_TINY = """[net]
-width=64
-height=64
-channels=3
-[convolutional]
-batch_normalize=1
-filters=8
-size=3
-stride=2
-pad=1
-activation=leaky
-[maxpool]
-size=2
-stride=2
-[convolutional]
-batch_normalize=1
-filters=16
-size=3
-stride=1
-pad=1
-activation=leaky
-[maxpool]
-size=2
-stride=2
-[maxpool]
-size=2
-stride=1
-[convolutional]
-size=1
-stride=1
-pad=1
-filters=21
-activation=linear
-[yolo]
-mask=3,4,5
-anchors=10,14, 23,27, 37,58, 81,82, 135,169, 344,319
-classes=2
-num=6
-[route]
-layers=-4
-[upsample]
-stride=2
-[route]
-layers=-1,2
-[convolutional]
-size=1
-stride=1
-pad=1
-filters=21
-activation=linear
-[yolo]
-mask=0,1,2
-anchors=10,14, 23,27, 37,58, 81,82, 135,169, 344,319
-classes=2
-num=6
-"""
 
 
 def outputs(model: torch.nn.Module, x: torch.Tensor) -> list[torch.Tensor]:

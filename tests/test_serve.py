@@ -153,7 +153,8 @@ def bad_requests(image: bytes) -> dict[str, tuple[dict, int, str]]:
         "empty body": ({"content": b""}, 400, "empty"),
         "truncated JPEG": ({"content": image[: len(image) // 2]}, 400, "truncated"),
         "truncated PNG": ({"content": png_header(64, 64)[:-12] + b"\x00" * 30}, 400, "decode"),
-        "30,000 x 30,000 PNG header": ({"content": png_header(30_000, 30_000)}, 413, "30000x30000"),
+        "3,000 x 3,000 PNG header": ({"content": png_header(3_000, 3_000)}, 413, "3000x3000"),
+        "30,000 x 30,000 PNG header": ({"content": png_header(30_000, 30_000)}, 413, "900000000 pixels"),
         "bad threshold": ({"content": image, "params": {"conf_threshold": "x"}}, 400, "parse"),
         "threshold out of range": (
             {"content": image, "params": {"conf_threshold": "3"}},
@@ -392,3 +393,6 @@ def test_options_out_of_range_name_the_option(field, value, flag):
 
     with pytest.raises(UserError, match=flag):
         ServeOptions(**{field: value})
+    with pytest.raises(UserError) as err:
+        ServeOptions(port=70000)
+    assert str(err.value) == "port (--port) = 70000: expected a port in [0, 65535]"

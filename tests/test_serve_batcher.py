@@ -5,11 +5,14 @@ requests get byte for byte the answers they get one by one.
 
 The reference for the batching is a fake detector that records every call it gets (the images it was
 handed, from which thread, how many calls overlapped); for the answers, the same requests sent one by one.
+Waits are timed on a fake clock (``FakeClockLoop``), never by sleeping: exact, and as fast on a loaded
+machine as on an idle one.
 """
 
 from __future__ import annotations
 
 import asyncio
+import selectors
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -53,8 +56,37 @@ def image(value: int) -> np.ndarray:
     return np.full((4, 4, 3), value, np.uint8)
 
 
+class _JumpingSelector(selectors.DefaultSelector):
+    """Where the loop would sleep until its next timer, the fake clock jumps there instead."""
+
+    def __init__(self, loop: FakeClockLoop) -> None:
+        super().__init__()
+        self.loop = loop
+
+    def select(self, timeout: float | None = None):  # noqa: ANN201
+        if timeout:  # every task waits on a timer (or on a thread: see FakeClockLoop)
+            self.loop.now += timeout
+            timeout = 0
+        return super().select(timeout)
+
+
+class FakeClockLoop(asyncio.SelectorEventLoop):
+    """An event loop whose ``time()`` starts at 0 and moves only by jumping to the next due timer when
+    nothing is ready (``asyncio.sleep``, ``wait_for`` timeouts: the batcher's waits). Work in a thread
+    takes no fake time, and a timer due while a thread works fires at once: the waits timed here are
+    those during which no thread runs."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        super().__init__(_JumpingSelector(self))
+
+    def time(self) -> float:
+        return self.now
+
+
 def run(coro):  # noqa: ANN001, ANN201
-    return asyncio.run(coro)
+    with asyncio.Runner(loop_factory=FakeClockLoop) as runner:
+        return runner.run(coro)
 
 
 async def submit_all(batcher: MicroBatcher, values: list[int], settings: list[InferConfig] | None = None):
@@ -83,9 +115,10 @@ def test_a_lone_request_does_not_wait_but_an_announced_one_is_waited_for():
         rec = Recorder()
         b = MicroBatcher(rec, max_batch=8, max_wait_ms=2000)
         b.start()
-        t0 = time.perf_counter()
+        clock = asyncio.get_running_loop().time
+        t0 = clock()
         await b.submit(image(1), None, InferConfig())
-        lone = time.perf_counter() - t0
+        lone = clock() - t0
         b.announce()  # a second request is being read...
         b.announce()
 
@@ -93,16 +126,16 @@ def test_a_lone_request_does_not_wait_but_an_announced_one_is_waited_for():
             await asyncio.sleep(0.2)
             return await b.submit(image(3), None, InferConfig())
 
-        t0 = time.perf_counter()
+        t0 = clock()
         await asyncio.gather(b.submit(image(2), None, InferConfig()), later())
-        joined = time.perf_counter() - t0
+        joined = clock() - t0
         await b.close()
         return rec, lone, joined
 
     rec, lone, joined = run(main())
-    assert lone < 0.5  # not the 2 s wait
+    assert lone == 0.0  # not the 2 s wait
     assert [n for n, _, _ in rec.calls] == [1, 2]  # the late one joined the first one's batch
-    assert 0.15 < joined < 1.5
+    assert joined == pytest.approx(0.2)  # ran as soon as it came, not at the 2 s deadline
 
 
 def test_wait_is_bounded_by_max_wait_ms():
@@ -112,13 +145,14 @@ def test_wait_is_bounded_by_max_wait_ms():
         b.start()
         b.announce()
         b.announce()  # this one never comes
-        t0 = time.perf_counter()
+        clock = asyncio.get_running_loop().time
+        t0 = clock()
         await b.submit(image(1), None, InferConfig())
-        waited = time.perf_counter() - t0
+        waited = clock() - t0
         await b.close()
         return waited
 
-    assert 0.12 < run(main()) < 1.0
+    assert run(main()) == pytest.approx(0.150)
 
 
 def test_one_forward_pass_at_a_time_in_one_thread_and_settings_kept_apart():

@@ -56,12 +56,21 @@ class ConfigError(UserError, ValueError):
 
 @dataclass
 class ModelConfig:
-    """The network. Its class count is not a setting: it comes from the data set's names."""
+    """The network. Its class count is not a setting: it comes from the data set's names. Invalid
+    values raise ``ConfigError`` naming the setting when the object is made."""
 
     name: str = "yolov3"  # yolov3 | yolov3-tiny | yolov3-spp | yolov3-voc | path to a Darknet .cfg
     # input pixels, one row per scale (increasing stride); None: the model's own (COCO for yolov3)
     anchors: list[list[list[float]]] | None = None
     width: float = 1.0  # channel multiplier for the native YOLOv3
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name:
+            bad_setting("name", self.name, "a model name or a path to a Darknet .cfg", "--model")
+        if not _positive(self.width):
+            bad_setting("width", self.width, "a channel multiplier > 0")
+        if self.anchors is not None and not _anchor_table(self.anchors):
+            bad_setting("anchors", self.anchors, "per scale, a list of [w, h] pairs of input pixels > 0")
 
 
 @dataclass
@@ -77,6 +86,19 @@ class DataConfig:
     multi_scale: bool = False  # a new size in 320..608 step 32 per batch
     workers: int = 2
     cache: bool = False
+
+    def __post_init__(self) -> None:
+        """Sizes and counts a loader can use; invalid values raise ``ConfigError`` naming the setting."""
+        size = self.img_size
+        if not _whole(size) or size < 32 or size % 32:
+            bad_setting("img_size", size, "a positive multiple of 32")
+        for name, low in (("max_boxes_per_scale", 1), ("workers", 0)):
+            if not _whole(getattr(self, name)) or getattr(self, name) < low:
+                bad_setting(name, getattr(self, name), f"a whole number >= {low}")
+        if not 0.0 <= self.label_smoothing < 1.0:
+            bad_setting("label_smoothing", self.label_smoothing, "a number in [0, 1)")
+        if not 0.0 <= self.positive_iou < 1.0:
+            bad_setting("positive_iou", self.positive_iou, "an IoU in [0, 1)")
 
 
 @dataclass
@@ -120,10 +142,10 @@ class TrainConfig:
         for name, low in (("epochs", 0), ("batch", 1), ("accumulate", 1), ("val_interval", 1),
                           ("save_period", 0), ("max_bad_steps", 1), ("patience", 0)):  # fmt: skip
             if not _whole(getattr(self, name)) or getattr(self, name) < low:
-                _bad(name, getattr(self, name), f"a whole number >= {low}")
+                bad_setting(name, getattr(self, name), f"a whole number >= {low}")
         for name in ("time", "warmup_epochs", "clip_grad"):
             if not getattr(self, name) >= 0:  # also refuses NaN
-                _bad(name, getattr(self, name), "a number >= 0")
+                bad_setting(name, getattr(self, name), "a number >= 0")
 
 
 @dataclass(frozen=True)
@@ -151,22 +173,22 @@ class InferConfig:
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.conf_threshold <= 1.0:
-            _bad("conf_threshold", self.conf_threshold, "a score in [0, 1]")
+            bad_setting("conf_threshold", self.conf_threshold, "a score in [0, 1]")
         if not 0.0 < self.iou_threshold <= 1.0:
-            _bad("iou_threshold", self.iou_threshold, "an IoU in (0, 1]")
+            bad_setting("iou_threshold", self.iou_threshold, "an IoU in (0, 1]")
         if not _whole(self.max_det) or self.max_det < 1:
-            _bad("max_det", self.max_det, "a positive whole number")
+            bad_setting("max_det", self.max_det, "a positive whole number")
         size = self.img_size
         if size is not None and (not _whole(size) or size < 32 or size % 32):
-            _bad("img_size", self.img_size, "a positive multiple of 32")
+            bad_setting("img_size", self.img_size, "a positive multiple of 32")
         if self.nms not in NMS_METHODS:
-            _bad("nms", self.nms, f"one of {', '.join(NMS_METHODS)}")
+            bad_setting("nms", self.nms, f"one of {', '.join(NMS_METHODS)}")
         if self.amp not in AMP_MODES:
-            _bad("amp", self.amp, f"one of {', '.join(AMP_MODES)}")
+            bad_setting("amp", self.amp, f"one of {', '.join(AMP_MODES)}")
         if self.classes is not None:
             object.__setattr__(self, "classes", parse_classes(self.classes))
             if any(isinstance(c, int) and c < 0 for c in self.classes):
-                _bad("classes", list(self.classes), "class indices >= 0")
+                bad_setting("classes", list(self.classes), "class indices >= 0")
 
     def replace(self, **changes: Any) -> InferConfig:
         """A copy with ``changes`` (None values mean "not given" and keep the current value); an
@@ -192,7 +214,7 @@ def parse_classes(value: Any) -> tuple[int | str, ...] | None:
     out: list[int | str] = []
     for item in items:
         if isinstance(item, bool) or not isinstance(item, (int, str)):
-            _bad("classes", value, "class indices or names")
+            bad_setting("classes", value, "class indices or names")
         for part in ([item] if isinstance(item, int) else [p.strip() for p in item.split(",")]):
             if isinstance(part, int) or part.lstrip("-").isdigit():
                 out.append(int(part))
@@ -253,18 +275,19 @@ class TrackConfig:
 
     def __post_init__(self) -> None:
         if self.tracker not in TRACKERS:
-            _bad("tracker", self.tracker, f"one of {', '.join(TRACKERS)}")
+            bad_setting("tracker", self.tracker, f"one of {', '.join(TRACKERS)}")
         for name in ("high_threshold", "low_threshold", "new_track_threshold"):
             if not 0.0 <= getattr(self, name) <= 1.0:
-                _bad(name, getattr(self, name), "a score in [0, 1]")
+                bad_setting(name, getattr(self, name), "a score in [0, 1]")
         if self.low_threshold > self.high_threshold:
-            _bad("low_threshold", self.low_threshold, f"at most high_threshold ({self.high_threshold})")
+            bad_setting("low_threshold", self.low_threshold,
+                        f"at most high_threshold ({self.high_threshold})")  # fmt: skip
         for name in ("match_iou", "low_match_iou", "unconfirmed_match_iou"):
             if not 0.0 < getattr(self, name) <= 1.0:
-                _bad(name, getattr(self, name), "an IoU in (0, 1]")
+                bad_setting(name, getattr(self, name), "an IoU in (0, 1]")
         for name in ("track_buffer", "trail"):
             if not _whole(getattr(self, name)) or getattr(self, name) < 0:
-                _bad(name, getattr(self, name), "a whole number >= 0")
+                bad_setting(name, getattr(self, name), "a whole number >= 0")
 
     def replace(self, **changes: Any) -> TrackConfig:
         """A copy with ``changes`` (None means "not given"); an unknown name is an error."""
@@ -277,8 +300,23 @@ def _whole(x: Any) -> bool:
     return isinstance(x, numbers.Integral) and not isinstance(x, bool)
 
 
-def _bad(name: str, value: Any, expected: str) -> None:
-    flag = "--" + name.replace("_", "-")
+def _positive(x: Any) -> bool:
+    return isinstance(x, numbers.Real) and not isinstance(x, bool) and x > 0  # also refuses NaN
+
+
+def _anchor_table(anchors: Any) -> bool:
+    """True for a non-empty list of scales, each a non-empty list of ``[w, h]`` with both > 0."""
+    rows = (list, tuple)
+    return (isinstance(anchors, rows) and len(anchors) > 0
+            and all(isinstance(scale, rows) and len(scale) > 0 for scale in anchors)
+            and all(isinstance(a, rows) and len(a) == 2 and all(map(_positive, a))
+                    for scale in anchors for a in scale))  # fmt: skip
+
+
+def bad_setting(name: str, value: Any, expected: str, flag: str | None = None) -> typing.NoReturn:
+    """The ``ConfigError`` every settings object raises when made with a value out of range:
+    ``name (--flag) = value: expected ...``; ``flag``: the command-line option, by default the name's."""
+    flag = flag or "--" + name.replace("_", "-")
     raise ConfigError(f"{name} ({flag}) = {value!r}: expected {expected}")
 
 
@@ -408,6 +446,6 @@ def to_dict(obj: Any) -> dict[str, Any]:
 __all__ = [
     "AMP_MODES", "COCO_ANCHORS", "EXPORT_FORMATS", "MAP_CONF_THRESHOLD", "NMS_METHODS", "ONNX_MIN_OPSET",
     "RETIRED_KEYS", "SEED_TEST_SIZE", "SECTIONS", "STRIDES", "TRAIN_OPTIONS", "ConfigError", "DataConfig",
-    "InferConfig", "ModelConfig", "TrainConfig", "check_sections", "from_dict", "load_yaml", "nearest",
-    "parse_classes", "resolve_classes", "to_dict", "upgrade_saved", "TRACKERS", "TrackConfig",
+    "InferConfig", "ModelConfig", "TrainConfig", "bad_setting", "check_sections", "from_dict", "load_yaml",
+    "nearest", "parse_classes", "resolve_classes", "to_dict", "upgrade_saved", "TRACKERS", "TrackConfig",
 ]  # fmt: skip

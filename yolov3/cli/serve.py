@@ -45,7 +45,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--max-pixels",
         type=int,
         default=_DEFAULTS.max_pixels,
-        help="largest image, width x height, checked before decoding (default 50,000,000; 413 above)",
+        help="largest image, width x height, checked before decoding (default $YOLOV3_MAX_PIXELS, else "
+        "178,956,970: yolov3.data.images.MAX_PIXELS; 413 above)",
     )
     g.add_argument(
         "--token",

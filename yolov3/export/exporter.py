@@ -25,7 +25,7 @@ import onnx
 import torch
 from torch import nn
 
-from yolov3.config import EXPORT_FORMATS, InferConfig
+from yolov3.config import EXPORT_FORMATS, InferConfig, bad_setting
 from yolov3.console import note
 from yolov3.device import select_device
 from yolov3.errors import UserError
@@ -56,7 +56,8 @@ class ExportSettings:
     and, with ``nms``, the score threshold, NMS IoU and max detections baked into the graph.
     ``int8``: post-training quantization (onnx, openvino) calibrated on ``calib_images`` train images
     of the data set ``data`` and refused when mAP@0.5 on its val split drops more than
-    ``int8_max_drop`` points."""
+    ``int8_max_drop`` points. A value out of range raises ``ConfigError`` naming the setting when the
+    object is made; combinations a format cannot hold are refused by ``validate_settings``."""
 
     format: str = "onnx"
     batch: int = 1
@@ -70,6 +71,18 @@ class ExportSettings:
     calib_images: int = 300
     int8_max_drop: float = 1.0
     infer: InferConfig = field(default_factory=InferConfig)
+
+    def __post_init__(self) -> None:
+        if self.format not in FORMATS:
+            bad_setting("format", self.format, f"one of {', '.join(FORMATS)}")
+        if self.outputs not in (None, "raw", "decoded"):
+            bad_setting("outputs", self.outputs, "raw or decoded")
+        for name in ("batch", "opset", "calib_images"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                bad_setting(name, value, "a whole number >= 1")
+        if not self.int8_max_drop >= 0:  # also refuses NaN
+            bad_setting("int8_max_drop", self.int8_max_drop, "mAP@0.5 points >= 0")
 
     @property
     def output_kind(self) -> str:
@@ -100,12 +113,6 @@ class ExportReport:
 
 def validate_settings(s: ExportSettings) -> None:
     """Refuse settings the format cannot hold, naming the setting."""
-    if s.format not in FORMATS:
-        raise UserError(f"--format {s.format!r}: expected one of {', '.join(FORMATS)}")
-    if s.batch < 1:
-        raise UserError(f"--batch {s.batch}: must be >= 1")
-    if s.outputs not in (None, "raw", "decoded"):
-        raise UserError(f"--outputs {s.outputs!r}: expected raw or decoded")
     if s.nms and s.outputs == "raw":
         raise UserError("--nms with --outputs raw: NMS needs decoded boxes (drop --outputs raw)")
     if s.format == "onnx" and s.opset < MIN_OPSET:
@@ -146,10 +153,6 @@ def _validate_int8(s: ExportSettings) -> None:
     if s.half or s.nms or s.outputs == "decoded" or s.dynamic:
         raise UserError("--int8: quantizes a float32 raw-map export with a fixed input size; drop --half, "
                         "--nms, --outputs decoded and --dynamic")  # fmt: skip
-    if s.calib_images < 1:
-        raise UserError(f"--calib-images {s.calib_images}: must be >= 1")
-    if s.int8_max_drop < 0:
-        raise UserError(f"--int8-max-drop {s.int8_max_drop}: must be >= 0 (mAP@0.5 points)")
 
 
 def with_model_size(s: ExportSettings, meta: ModelMeta) -> ExportSettings:

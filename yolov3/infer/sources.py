@@ -4,8 +4,9 @@ URL or a webcam index.
 ``open_source(spec)`` decides the kind and yields ``Frame`` objects in order. Images are decoded to
 RGB uint8 (``yolov3.data.images.read_image``); a file that cannot be decoded, or a video frame that
 cannot be read, comes back as a ``Frame`` with ``error`` set and no image, so the caller reports it
-and goes on. A folder without images, a glob that matches nothing or a path that does not exist is
-a ``UserError`` raised at once.
+and goes on; so does an image or video over the pixel limit (``yolov3.data.images.check_pixels``: a
+video's stated frame size before its first frame is decoded, then each frame's). A folder without
+images, a glob that matches nothing or a path that does not exist is a ``UserError`` raised at once.
 
 URLs: an ``http(s)://`` URL whose path ends in an image suffix is fetched once (at most
 ``URL_MAX_BYTES``, ``URL_TIMEOUT`` seconds) and decoded like a file; any other URL with a stream scheme
@@ -30,7 +31,15 @@ from urllib.parse import urlsplit
 import cv2
 import numpy as np
 
-from yolov3.data.images import ImageError, decode_image, is_image_file, list_images, read_image
+from yolov3.data.images import (
+    ImageError,
+    PixelLimitError,
+    check_pixels,
+    decode_image,
+    is_image_file,
+    list_images,
+    read_image,
+)
 from yolov3.errors import UserError
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv")
@@ -159,16 +168,20 @@ class Source:
 
 
 def _read_video(cap: cv2.VideoCapture, name: str, count: int | None) -> Iterator[Frame]:
-    """Frames as RGB; an unreadable frame inside the stated length is reported and skipped."""
+    """Frames as RGB; an unreadable frame inside the stated length is reported and skipped; a frame
+    over the pixel limit (the stated size checked before the first read) is reported and ends it."""
     limit = count if count and count > 0 else None  # None: a stream, or a container without a count
     fps = cap.get(cv2.CAP_PROP_FPS)
     fps = fps if 0 < fps < 1000 else 30.0
     index, bad = 0, 0
     try:
+        # 0 x 0 when the container does not say: then each frame is checked as it arrives
+        check_pixels(int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)), name)
         while limit is None or index < limit:
             ok, frame = cap.read()
             if ok and frame is not None:
                 bad = 0
+                check_pixels(frame.shape[1], frame.shape[0], name)
                 yield Frame(name, cv2.cvtColor(frame, cv2.COLOR_BGR2RGB), index, fps=fps)
             elif limit is None or bad >= _MAX_BAD_FRAMES:
                 return
@@ -176,6 +189,8 @@ def _read_video(cap: cv2.VideoCapture, name: str, count: int | None) -> Iterator
                 bad += 1
                 yield Frame(name, None, index, "unreadable video frame", fps)
             index += 1
+    except PixelLimitError as exc:
+        yield Frame(name, None, index, exc.reason, fps)
     finally:
         cap.release()
 

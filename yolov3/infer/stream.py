@@ -5,7 +5,9 @@ frame, so each result is at most about one model period plus one frame interval 
 the run (``keep_all`` keeps every frame instead, in a bounded queue that holds the reader back when
 full). A stream that cannot be opened within ``open_timeout`` seconds is a ``UserError`` naming it;
 a stream that drops is reopened after ``backoff`` seconds, doubling up to ``max_backoff``, at most
-``retries`` times in a row, and then ends with a last ``StreamFrame`` whose ``error`` says so.
+``retries`` times in a row, and then ends with a last ``StreamFrame`` whose ``error`` says so. A
+stream over the pixel limit (``yolov3.data.images.check_pixels``) is a ``UserError`` when its stated
+frame size is, else ends at the first frame that is, with the same last ``StreamFrame``.
 Credentials in a URL (``user:password@``) never appear in names or messages.
 
 ``capture`` (a callable ``spec -> object with read() / isOpened() / release() / get()``, default
@@ -25,6 +27,7 @@ from urllib.parse import urlsplit
 
 import cv2
 
+from yolov3.data.images import PixelLimitError, check_pixels
 from yolov3.errors import UserError
 from yolov3.infer.sources import Frame, is_stream, opencv_capture, redact  # noqa: F401 (is_stream: re-export)
 
@@ -106,6 +109,12 @@ class LiveSource:
     def start(self) -> None:
         """Open the source (errors as ``open``) and start the reader thread."""
         cap = self.open()
+        try:  # 0 x 0 when the source does not say: then each frame is checked as it arrives (_read)
+            check_pixels(int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)),
+                         self.name)  # fmt: skip
+        except PixelLimitError:
+            cap.release()
+            raise
         fps = cap.get(cv2.CAP_PROP_FPS)
         self.fps = fps if 0 < fps < 1000 else 30.0
         self._thread = threading.Thread(target=self._read, args=(cap,), daemon=True, name=f"read {self.name}")
@@ -153,6 +162,11 @@ class LiveSource:
             while not self._stop.is_set():
                 ok, image = cap.read() if cap is not None else (False, None)
                 if ok and image is not None:
+                    try:
+                        check_pixels(image.shape[1], image.shape[0], self.name)
+                    except PixelLimitError as exc:
+                        self.error = str(exc)
+                        return
                     failures = 0
                     # kept BGR here: only the frames handed out are converted (in __iter__)
                     self._put(StreamFrame(self.label, image, index, None, self.fps, time.monotonic()))

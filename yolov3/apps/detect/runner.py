@@ -32,7 +32,7 @@ from yolov3.apps.detect.shard import (
     media_names,
     read_manifest,
 )
-from yolov3.config import InferConfig
+from yolov3.config import InferConfig, bad_setting
 from yolov3.console import Progress
 from yolov3.data.dataset_config import load_dataset
 from yolov3.data.formats.yolo import format_label_text
@@ -53,7 +53,12 @@ class SaveOptions:
     txt: bool = False  # YOLO labels
     conf: bool = False  # the score as a 6th column of the YOLO labels
     view: bool = False  # show each result in a window (a GUI build of OpenCV)
-    line_width: int | None = None
+    line_width: int | None = None  # box lines, pixels; None: from the image size
+
+    def __post_init__(self) -> None:
+        lw = self.line_width
+        if lw is not None and (isinstance(lw, bool) or not isinstance(lw, int) or lw < 1):
+            bad_setting("line_width", lw, "a whole number of pixels >= 1")
 
 
 @dataclass

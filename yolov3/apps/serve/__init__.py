@@ -16,6 +16,7 @@ from __future__ import annotations
 import importlib.util
 from dataclasses import dataclass
 
+from yolov3.config import bad_setting
 from yolov3.errors import UserError
 
 # module imported -> the distribution that provides it
@@ -50,24 +51,26 @@ class ServeOptions:
     max_batch: int = 8  # images per forward pass
     max_wait_ms: float = 5.0  # how long a batch waits for more requests that are on their way
     max_bytes: int = 20 * 2**20  # request body (413 above)
-    max_pixels: int = 50_000_000  # width * height from the header, before decoding (413 above)
+    # width * height from the header, before decoding (413 above); None: the process's pixel limit,
+    # ``yolov3.data.images.pixel_limit()`` ($YOLOV3_MAX_PIXELS, else MAX_PIXELS), read per request
+    max_pixels: int | None = None
     token: str | None = None  # bearer token for /v1/* and /metrics
     timeout_s: float = 30.0  # a detection request waiting longer gets 504
     graceful_s: float = 30.0  # on shutdown, how long requests in flight may take to finish
 
     def __post_init__(self) -> None:
-        checks = {  # field -> (holds, the command-line option that sets it)
-            "port": (0 <= self.port <= 65535, "--port"),
-            "max_batch": (self.max_batch >= 1, "--max-batch"),
-            "max_wait_ms": (self.max_wait_ms >= 0, "--max-wait-ms"),
-            "max_bytes": (self.max_bytes >= 1, "--max-upload-mb"),
-            "max_pixels": (self.max_pixels >= 1, "--max-pixels"),
-            "timeout_s": (self.timeout_s > 0, "--timeout"),
-            "graceful_s": (self.graceful_s >= 0, "--graceful-timeout"),
+        checks = {  # field -> (holds, what is expected, the command-line option that sets it)
+            "port": (0 <= self.port <= 65535, "a port in [0, 65535]", "--port"),
+            "max_batch": (self.max_batch >= 1, "a whole number >= 1", "--max-batch"),
+            "max_wait_ms": (self.max_wait_ms >= 0, "milliseconds >= 0", "--max-wait-ms"),
+            "max_bytes": (self.max_bytes >= 1, "bytes >= 1", "--max-upload-mb"),
+            "max_pixels": (self.max_pixels is None or self.max_pixels >= 1, "pixels >= 1", "--max-pixels"),
+            "timeout_s": (self.timeout_s > 0, "seconds > 0", "--timeout"),
+            "graceful_s": (self.graceful_s >= 0, "seconds >= 0", "--graceful-timeout"),
         }
-        for name, (ok, flag) in checks.items():
-            if not ok:
-                raise UserError(f"{name} ({flag}) = {getattr(self, name)!r}: out of range")
+        for name, (ok, expected, flag) in checks.items():
+            if not ok:  # NaN fails every comparison: refused too
+                bad_setting(name, getattr(self, name), expected, flag)
 
 
 __all__ = ["REQUIREMENTS", "TOKEN_ENV", "ServeOptions", "missing_requirements", "require_installed"]

@@ -49,6 +49,7 @@ from yolov3.apps.serve.batcher import MicroBatcher
 from yolov3.apps.serve.metrics import ServeMetrics
 from yolov3.apps.serve.uploads import UploadError, decode_image
 from yolov3.config import InferConfig, parse_classes, resolve_classes
+from yolov3.data.images import pixel_limit
 from yolov3.errors import UserError
 from yolov3.infer.detector import Detector
 from yolov3.infer.results import Detections
@@ -179,7 +180,7 @@ def model_info(d: Detector, batcher: MicroBatcher, options: ServeOptions) -> dic
         "source": getattr(d.backend, "source", None), "device": str(d.device),
         "anchors": [[list(a) for a in scale] for scale in d.anchors], "strides": list(d.strides),
         "settings": asdict(d.settings), "max_batch": batcher.max_batch,
-        "max_bytes": options.max_bytes, "max_pixels": options.max_pixels,
+        "max_bytes": options.max_bytes, "max_pixels": options.max_pixels or pixel_limit(),
         "token_required": options.token is not None,
     }  # fmt: skip
 

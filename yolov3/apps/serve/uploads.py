@@ -1,8 +1,9 @@
 """An upload's bytes -> an RGB uint8 array, decoded as ``yolov3 detect`` reads a file.
 
 Checks, in order: the body is not empty, the header names an image format (PIL), the header's
-``width * height`` is within ``max_pixels`` (before any pixel is decoded: a 30,000 x 30,000 PNG of a
-few kilobytes is refused here), the file is whole, then the pixels are decoded by OpenCV exactly as
+``width * height`` is within ``max_pixels`` (``yolov3.data.images.check_pixels``, the one pixel check,
+and PIL's own guard; before any pixel is decoded: a 30,000 x 30,000 PNG of a few kilobytes is refused
+here), the file is whole, then the pixels are decoded by OpenCV exactly as
 ``yolov3.data.images.read_image`` decodes a file (``IMREAD_COLOR``: EXIF orientation applied), so the
 server and ``yolov3 detect`` see the same array.
 
@@ -20,6 +21,7 @@ import cv2
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from yolov3.data.images import PixelLimitError, open_header
 from yolov3.errors import UserError
 
 _JPEG_END = b"\xff\xd9"
@@ -34,21 +36,18 @@ class UploadError(UserError):
         super().__init__(message)
 
 
-def decode_image(data: bytes, max_pixels: int) -> np.ndarray:
+def decode_image(data: bytes, max_pixels: int | None) -> np.ndarray:
     """``(H, W, 3)`` uint8 RGB from an encoded image; ``UploadError`` 400 (not an image, truncated,
-    corrupt) or 413 (more than ``max_pixels`` pixels)."""
+    corrupt) or 413 (more than ``max_pixels`` pixels; None: ``yolov3.data.images.pixel_limit()``)."""
     if not data:
         raise UploadError(400, "empty body: send the image file as the body or as a multipart field")
     try:
-        im = Image.open(io.BytesIO(data))
-    except Image.DecompressionBombError as exc:  # PIL's own guard, where the process has it on
-        raise UploadError(413, f"image over PIL's pixel limit: {exc}") from exc
+        im = open_header(io.BytesIO(data), "upload", max_pixels, "--max-pixels")
+    except PixelLimitError as exc:
+        raise UploadError(413, str(exc)) from exc
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
         raise UploadError(400, f"not an image PIL or OpenCV can read ({_starts(data)})") from exc
     w, h = im.size
-    if w * h > max_pixels:
-        raise UploadError(413, f"{im.format} image of {w}x{h} = {w * h:,} pixels: over the limit of "
-                               f"{max_pixels:,} (--max-pixels)")  # fmt: skip
     if not (im.format == "PNG" or (im.format == "JPEG" and _JPEG_END in data[-_TAIL:])):
         try:
             im.load()  # every pixel: a truncated or corrupt file fails here
