@@ -15,6 +15,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from yolov3.apps.serve.uploads import UploadError
+from yolov3.apps.serve.uploads import decode_image as decode_upload
 from yolov3.data.images import (
     MAX_PIXELS,
     MAX_PIXELS_ENV,
@@ -26,8 +28,6 @@ from yolov3.data.images import (
     read_image,
 )
 from yolov3.errors import UserError
-from yolov3.infer.serve.uploads import UploadError
-from yolov3.infer.serve.uploads import decode_image as decode_upload
 from yolov3.infer.sources import open_source
 from yolov3.infer.stream import LiveSource
 
@@ -43,7 +43,7 @@ def _fresh(code: str) -> str:
 
 def test_importing_the_detector_leaves_pils_guard_alone():
     pil_alone = _fresh("import PIL.Image; print(PIL.Image.MAX_IMAGE_PIXELS)")
-    after = _fresh("import yolov3.infer.detector, yolov3.infer.sources, yolov3.infer.serve.uploads, "
+    after = _fresh("import yolov3.infer.detector, yolov3.infer.sources, yolov3.apps.serve.uploads, "
                    "PIL.Image; print(PIL.Image.MAX_IMAGE_PIXELS)")  # fmt: skip
     assert after == pil_alone != "None"
 

@@ -10,7 +10,7 @@ end-of-image marker (``FF D9``, which cannot occur inside the compressed data) i
 is an ``ImageError`` before the decoder sees it.
 
 One pixel limit (``check_pixels``) for every image and frame decoded: files and fetched bytes here,
-uploads to the server (``yolov3.infer.serve.uploads``), video and stream frames
+uploads to the server (``yolov3.apps.serve.uploads``), video and stream frames
 (``yolov3.infer.sources``, ``yolov3.infer.stream``). Its size is ``MAX_PIXELS`` unless
 ``$YOLOV3_MAX_PIXELS`` (or the caller, e.g. ``yolov3 serve --max-pixels``) says otherwise. Headers are
 read by PIL with PIL's own decompression-bomb guard left as PIL sets it: nothing here changes
