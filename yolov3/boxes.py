@@ -16,13 +16,16 @@ top-left corner and size and centre / size is ``cxcywh``.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
-import torch
-from torch import Tensor
 
-Boxes = TypeVar("Boxes", np.ndarray, Tensor)
+if TYPE_CHECKING:
+    from torch import Tensor
+
+# torch is imported only by the functions that take tensors: the data tools (synthetic data, labels)
+# use box_convert on NumPy arrays and run before torch is installed (``make demo``)
+Boxes = TypeVar("Boxes", np.ndarray, "Tensor")
 
 # torchvision.ops.box_convert's names, each also normalised by the image size with an ``n`` suffix
 # (``cxcywhn``: a YOLO label file's ``cx cy w h``; ultralytics' ``xywhn``).
@@ -62,18 +65,26 @@ def _parse_format(fmt: str) -> tuple[str, bool]:
     return base, base != fmt
 
 
+def _is_numpy(boxes: Boxes) -> bool:
+    return isinstance(boxes, np.ndarray)
+
+
 def _cat(parts: list, like: Boxes) -> Boxes:
-    return torch.cat(parts, dim=-1) if isinstance(like, Tensor) else np.concatenate(parts, axis=-1)
+    if _is_numpy(like):
+        return np.concatenate(parts, axis=-1)
+    import torch
+
+    return torch.cat(parts, dim=-1)
 
 
 def _copy(boxes: Boxes) -> Boxes:
-    return boxes.clone() if isinstance(boxes, Tensor) else np.array(boxes, copy=True)
+    return np.array(boxes, copy=True) if _is_numpy(boxes) else boxes.clone()
 
 
 def _scale(boxes: Boxes, size: tuple[float, float]) -> Boxes:
     """``(4,)`` ``(w, h, w, h)`` in the boxes' float dtype (NumPy would widen float32 by an int64 array)."""
     w, h = size
-    if isinstance(boxes, Tensor):
+    if not _is_numpy(boxes):
         return boxes.new_tensor([w, h, w, h])
     return np.asarray([w, h, w, h], dtype=boxes.dtype if boxes.dtype.kind == "f" else np.float64)
 
@@ -109,6 +120,8 @@ def box_iou_xywh(boxes1: Tensor, boxes2: Tensor, eps: float = 0.0) -> Tensor:
     ``eps`` is added to the union; 0 reproduces the seed exactly (and divides by zero for two
     empty boxes, as the seed does).
     """
+    import torch
+
     area1 = boxes1[..., 2] * boxes1[..., 3]
     area2 = boxes2[..., 2] * boxes2[..., 3]
     b1, b2 = box_convert(boxes1, "cxcywh", "xyxy"), box_convert(boxes2, "cxcywh", "xyxy")
@@ -125,6 +138,8 @@ def box_giou_xywh(boxes1: Tensor, boxes2: Tensor, eps: float = 0.0) -> Tensor:
     Corners are re-ordered with min/max first, as the seed does, so negative sizes are tolerated.
     ``eps`` guards the two divisions; 0 reproduces the seed exactly.
     """
+    import torch
+
     b1, b2 = box_convert(boxes1, "cxcywh", "xyxy"), box_convert(boxes2, "cxcywh", "xyxy")
     b1 = torch.cat([torch.minimum(b1[..., :2], b1[..., 2:]), torch.maximum(b1[..., :2], b1[..., 2:])], -1)
     b2 = torch.cat([torch.minimum(b2[..., :2], b2[..., 2:]), torch.maximum(b2[..., :2], b2[..., 2:])], -1)
