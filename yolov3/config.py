@@ -39,7 +39,7 @@ COCO_ANCHORS: tuple[tuple[tuple[float, float], ...], ...] = (
 STRIDES: tuple[int, int, int] = (8, 16, 32)
 
 NMS_METHODS = ("greedy", "soft", "diou")
-EXPORT_FORMATS = ("onnx", "torchscript", "darknet", "openvino")  # yolov3 export --format
+EXPORT_FORMATS = ("onnx", "torchscript", "darknet", "openvino")  # --format; yolov3.export.formats.EXPORTERS
 ONNX_MIN_OPSET = 17  # the oldest opset the ONNX exporter writes
 OPENVINO_HINTS = ("auto", "latency", "throughput")  # auto: latency at batch 1, throughput above
 AMP_MODES = ("auto", "bf16", "fp16", "off")
