@@ -57,7 +57,7 @@ LAYERS: tuple[Layer, ...] = (
           "one room per application: track, serve, Ray Data"),
     Layer("engine", (("yolov3.engine",),), "training"),
     Layer("export", (("yolov3.export",),), "exporters, each checked by running the file it wrote"),
-    Layer("recipes", (("yolov3.benchmark",), ("yolov3.demo", "yolov3.demo_data")),
+    Layer("recipes", (("yolov3.benchmark", "yolov3.benchmark_plan"), ("yolov3.demo", "yolov3.demo_data")),
           "benchmark (export + val on every runtime) and the demo (train + evaluate)"),
     Layer("command line and package API", (("yolov3", "yolov3.__main__", "yolov3.cli", "yolov3.tools"),),
           "yolov3 <verb>, the lazy public API, these checks"),
