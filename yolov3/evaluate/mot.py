@@ -10,10 +10,10 @@ corner and size in pixels, frame numbers and ids are integers.
 Which ground truth counts (``prepare``, in ``yolov3.evaluate.mot_frames``): a row is *expected* when its
 flag (7th value) is not 0 and its visibility (9th; 1 when absent) is at least ``min_visibility``
 (default 0.3: an object mostly hidden is not asked of a detector). The other rows are *ignored*, the way
-TrackEval treats MOTChallenge's distractor classes: in each frame the result boxes are matched one-to-
-one with every ground-truth box (IoU >= 0.5, largest total IoU); a result box matched with an ignored
-row is left out of the scoring, and an ignored row is never a miss. Classes are not compared (results
-files carry none).
+TrackEval treats MOTChallenge's distractor classes: in each frame the result boxes are matched
+one-to-one with every ground-truth box (IoU >= 0.5, largest total IoU); a result box matched with an
+ignored row is left out of the scoring, and an ignored row is never a miss. Classes are not compared
+(results files carry none).
 
 Per sequence, then combined over sequences as TrackEval combines them (counts summed; MOTP, AssA and
 LocA weighted by their matches):
