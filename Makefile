@@ -57,6 +57,8 @@ bench: $(TEST_STAMP)
 
 lint: $(TEST_STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/python -m yolov3.tools.imports
+	$(BIN)/python -m yolov3.tools.sizes
 
 clean:
 	rm -rf $(VENV) runs build *.egg-info

@@ -24,11 +24,10 @@ from yolov3.builder import build_model
 from yolov3.config import DataConfig, ModelConfig, TrainConfig
 from yolov3.data.synth import SynthConfig, generate
 from yolov3.data.targets import encode_targets
-from yolov3.device import autocast, cpu_supports_bf16
+from yolov3.device import cpu_supports_bf16
 from yolov3.distributed import DistInfo
-from yolov3.engine.builders import build_run_data, load_spec, to_device_batch
-from yolov3.engine.schedule import build_optimizer
-from yolov3.loss import YoloLoss
+from yolov3.engine.builders import build_run_data, load_spec
+from yolov3.engine.step import build_step
 from yolov3.model import YOLOv3
 
 
@@ -53,30 +52,25 @@ def synthetic_batch(model: YOLOv3, batch: int, size: int, seed: int = 0) -> dict
 
 
 class Step:
-    """One training step (forward under autocast, loss in fp32, backward, Adam)."""
+    """The trainer's step (``yolov3.engine.step.TrainStep``: forward under autocast, loss in fp32,
+    backward, gradient norm, Adam) on a freshly seeded network."""
 
     def __init__(self, device: torch.device, amp, channels_last: bool, compile: bool = False,
                  num_classes: int = 80, model: ModelConfig | None = None) -> None:  # fmt: skip
-        """``model``: the network to build (default the native YOLOv3)."""
+        """``amp``: the autocast dtype (None: fp32); ``model``: the network to build (default the
+        native YOLOv3)."""
         torch.manual_seed(0)
         net = build_model(model, num_classes) if model is not None else YOLOv3(num_classes)
         self.model = net.to(device).train()
         if channels_last:
             self.model.to(memory_format=torch.channels_last)
-        self.net = torch.compile(self.model) if compile else self.model
-        self.opt = build_optimizer(self.model, TrainConfig())
-        self.crit = YoloLoss(self.model.anchors, self.model.strides, num_classes)
-        self.device, self.amp, self.channels_last = device, amp, channels_last
+        amp_mode = {None: "off", torch.bfloat16: "bf16", torch.float16: "fp16"}[amp]
+        cfg = TrainConfig(amp=amp_mode, channels_last=channels_last)
+        self.step = build_step(self.model, cfg, device, net=torch.compile(self.model) if compile else None)
+        self.device = device
 
     def __call__(self, batch: dict) -> float:
-        images, labels, bboxes = to_device_batch(batch, self.device, self.channels_last)
-        with autocast(self.device, self.amp):
-            raws = self.net(images)
-        loss = self.crit(raws, labels, bboxes)["total"]
-        loss.backward()
-        self.opt.step()
-        self.opt.zero_grad(set_to_none=True)
-        return float(loss.detach())
+        return self.step(batch)["total"]
 
 
 def sync(device: torch.device) -> None:

@@ -9,8 +9,9 @@ Each line: ``{"what", "settings", "images_per_s", "ms", "peak_mem_gib", "card", 
 ``"error"`` and the others still run; one that would start after ``--budget-s`` prints ``"skipped"``.
 
 1. ``train_step_fp32``: the plain-PyTorch baseline every ratio is taken against, measured in this run:
-   native YOLOv3 + the project's loss (``yolov3.loss.YoloLoss``) + Adam, one synthetic batch (random
-   images, random boxes encoded by the project's target encoder) kept on the device, fp32, NCHW.
+   native YOLOv3 stepped by the trainer's step (``yolov3.engine.step``: the project's loss, Adam), one
+   synthetic batch (random images, random boxes encoded by the project's target encoder) kept on the
+   device, fp32, NCHW.
 2. ``train_step_bf16_cl``: the same with bf16 autocast and channels_last.
 3. ``loss_parity``: the first-step loss of fp32, bf16 and compiled bf16 from the same weights and batch.
 4. ``train_step_compiled``: 2. with ``torch.compile`` of the model (the loss stays eager).
@@ -48,12 +49,11 @@ from yolov3.config import DataConfig, InferConfig, ModelConfig, TrainConfig
 from yolov3.darknet.synthetic import randomize
 from yolov3.data.synth import SynthConfig, generate
 from yolov3.data.targets import TargetEncoder
-from yolov3.device import autocast
 from yolov3.engine.schedule import schedule_steps
+from yolov3.engine.step import build_step
 from yolov3.engine.trainer import Trainer
 from yolov3.infer.backends.pytorch import TorchBackend
 from yolov3.infer.postprocess import postprocess
-from yolov3.loss import YoloLoss
 from yolov3.model.fuse import prepare_for_inference
 from yolov3.modelfile import ModelMeta
 
@@ -131,28 +131,24 @@ class Bench:
 
 
 def _train_step(bench: Bench, mode: str) -> tuple[float, float, float]:
-    """``(images/s, ms per step, first loss)`` of the plain step in ``mode``: fp32 | bf16_cl | compiled."""
+    """``(images/s, ms per step, first loss)`` of the trainer's step (``yolov3.engine.step``) in
+    ``mode``: fp32 | bf16_cl | compiled."""
     model = bench.model()
-    criterion = YoloLoss(model.anchors, model.strides, model.num_classes)
     images, labels, bboxes = bench.batch(model)
-    amp = None if mode == "fp32" else torch.bfloat16
-    if mode != "fp32":
+    fast = mode != "fp32"
+    if fast:
         model = model.to(memory_format=torch.channels_last)
-        images = images.contiguous(memory_format=torch.channels_last)
-    opt = torch.optim.Adam(model.parameters(), lr=1e-4)
     net = torch.compile(model, backend=bench.s["compile_backend"]) if mode == "compiled" else model
     model.train()
+    cfg = TrainConfig(lr_init=1e-4, amp="bf16" if fast else "off", channels_last=fast)
+    train_step = build_step(model, cfg, bench.device, net=net)
+    batch = {"images": images, "labels": labels, "bboxes": bboxes}
     first = []
 
     def step() -> None:
-        with autocast(bench.device, amp):
-            raws = net(images)
-        loss = criterion(raws, labels, bboxes)["total"]
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        loss = train_step(batch)["total"]
         if not first:
-            first.append(float(loss.detach()))
+            first.append(loss)
 
     ms = _timed(bench, step)
     return 1e3 * bench.s["batch"] / ms, ms, first[0]

@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from yolov3 import benchmark as bench
+from yolov3 import benchmark_plan
 from yolov3.cli import main
 from yolov3.darknet.synthetic import randomize, sparsify_head
 from yolov3.data.dataset_config import load_dataset
@@ -133,7 +134,7 @@ def test_failing_row_and_cpu_without_bf16_are_reported_not_raised(tmp_path, weig
         raise RuntimeError("exporter broke\nsecond line")
 
     monkeypatch.setattr(bench, "export_weights", refuse)
-    monkeypatch.setattr(bench, "cpu_supports_bf16", lambda: False)
+    monkeypatch.setattr(benchmark_plan, "cpu_supports_bf16", lambda: False)
     out = tmp_path / "b"
     argv = ["benchmark", "--weights", str(weights), "--formats", "onnx-fp32", "torch-bf16", "--out", str(out),
             "--runs", "1", "--device", "cpu"]  # fmt: skip

@@ -10,12 +10,12 @@ import pytest
 import torch
 from onnx import TensorProto, helper
 
-from yolov3.config import ConfigError, InferConfig
+from yolov3.config import EXPORT_FORMATS, ConfigError, InferConfig
 from yolov3.darknet.synthetic import randomize
 from yolov3.decode import decode_all
 from yolov3.errors import UserError
 from yolov3.export import ExportCheckError, ExportSettings, export_model
-from yolov3.export import exporter as exporter_module
+from yolov3.export import formats as formats_module
 from yolov3.infer.backends.onnxfile import inspect_onnx
 from yolov3.infer.backends.ort import OnnxRuntimeBackend
 from yolov3.model import YOLOv3
@@ -159,11 +159,18 @@ def test_the_check_fails_when_the_file_differs(small, tmp_path, monkeypatch):
     """A file that does not reproduce the model is refused (the check can fail)."""
     model, meta = small
     other = YOLOv3(3, width=0.125).eval()  # same interface, other weights
-    real = exporter_module.export_onnx
-    monkeypatch.setattr(exporter_module, "export_onnx", lambda m, *a, **k: real(other, *a, **k))
+    real = formats_module.export_onnx
+    monkeypatch.setattr(formats_module, "export_onnx", lambda m, *a, **k: real(other, *a, **k))
     with pytest.raises(ExportCheckError, match="raw_8.*differs from PyTorch.*the file was removed"):
         export_model(model, meta, tmp_path / "bad.onnx", ExportSettings(infer=InferConfig(img_size=IMG)))
     assert not (tmp_path / "bad.onnx").exists()
+
+
+def test_the_formats_the_settings_accept_are_the_exporter_table():
+    """``config.EXPORT_FORMATS`` (what ``ExportSettings`` and ``yolov3 export --format`` accept, kept in
+    the settings layer below export) names exactly the exporters ``export_model`` dispatches to."""
+    assert EXPORT_FORMATS == tuple(formats_module.EXPORTERS) == formats_module.FORMATS
+    assert all(callable(e.write) for e in formats_module.EXPORTERS.values())
 
 
 @pytest.mark.parametrize(

@@ -29,6 +29,7 @@ from yolov3.engine.logging import RunLogger
 from yolov3.engine.options import OPTIONS, build_configs
 from yolov3.errors import UserError
 from yolov3.files import WriteError, next_run_dir
+from yolov3.loss import YoloLoss
 from yolov3.model import YOLOv3
 from yolov3.modelfile import CheckpointError, load_model, read_checkpoint, write_torch
 
@@ -108,7 +109,7 @@ def test_empty_dataset_stops_before_training(tmp_path):
 
 def test_non_finite_loss_skipped_then_stops_with_checkpoint(data_yaml, tmp_path, monkeypatch):
     calls = {"n": 0}
-    real = trainer_mod.YoloLoss.forward
+    real = YoloLoss.forward
 
     def sometimes_nan(self, raws, labels, bboxes):
         out = real(self, raws, labels, bboxes)
@@ -117,7 +118,7 @@ def test_non_finite_loss_skipped_then_stops_with_checkpoint(data_yaml, tmp_path,
             out = {k: v * float("nan") for k, v in out.items()}
         return out
 
-    monkeypatch.setattr(trainer_mod.YoloLoss, "forward", sometimes_nan)
+    monkeypatch.setattr(YoloLoss, "forward", sometimes_nan)
     with pytest.raises(trainer_mod.TrainingStopped, match="3 consecutive non-finite"):
         trainer_mod.train(*configs(data_yaml, tmp_path, epochs=5, max_bad_steps=3))
     run = tmp_path / "run"

@@ -16,16 +16,19 @@ Each knob has one name, used by the YAML key, the Python API keyword and the com
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import numbers
-import typing
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, TypeVar
 
-import yaml
-
-from yolov3.errors import UserError
+from yolov3.config_io import (
+    ConfigError,
+    bad_setting,
+    build_dataclass,
+    check_keys,
+    load_yaml,
+    nearest,
+    to_dict,
+)
 
 T = TypeVar("T")
 
@@ -39,7 +42,7 @@ COCO_ANCHORS: tuple[tuple[tuple[float, float], ...], ...] = (
 STRIDES: tuple[int, int, int] = (8, 16, 32)
 
 NMS_METHODS = ("greedy", "soft", "diou")
-EXPORT_FORMATS = ("onnx", "torchscript", "darknet", "openvino")  # yolov3 export --format
+EXPORT_FORMATS = ("onnx", "torchscript", "darknet", "openvino")  # --format; yolov3.export.formats.EXPORTERS
 ONNX_MIN_OPSET = 17  # the oldest opset the ONNX exporter writes
 OPENVINO_HINTS = ("auto", "latency", "throughput")  # auto: latency at batch 1, throughput above
 AMP_MODES = ("auto", "bf16", "fp16", "off")
@@ -48,10 +51,6 @@ SEED_TEST_SIZE = 544
 # mAP integrates precision over recall down to the low-score tail: evaluation keeps every box above
 # this score instead of the seed's 0.3 display threshold.
 MAP_CONF_THRESHOLD = 0.001
-
-
-class ConfigError(UserError, ValueError):
-    """A configuration value that is missing, unknown or does not parse."""
 
 
 @dataclass
@@ -194,7 +193,7 @@ class InferConfig:
         """A copy with ``changes`` (None values mean "not given" and keep the current value); an
         unknown name is an error naming the nearest setting."""
         given = {k: v for k, v in changes.items() if v is not None}
-        _check_keys(type(self), given, "inference settings")
+        check_keys(type(self), given, "inference settings")
         return dataclasses.replace(self, **given)
 
     @classmethod
@@ -215,7 +214,7 @@ def parse_classes(value: Any) -> tuple[int | str, ...] | None:
     for item in items:
         if isinstance(item, bool) or not isinstance(item, (int, str)):
             bad_setting("classes", value, "class indices or names")
-        for part in ([item] if isinstance(item, int) else [p.strip() for p in item.split(",")]):
+        for part in [item] if isinstance(item, int) else [p.strip() for p in item.split(",")]:
             if isinstance(part, int) or part.lstrip("-").isdigit():
                 out.append(int(part))
             elif part:
@@ -292,7 +291,7 @@ class TrackConfig:
     def replace(self, **changes: Any) -> TrackConfig:
         """A copy with ``changes`` (None means "not given"); an unknown name is an error."""
         given = {k: v for k, v in changes.items() if v is not None}
-        _check_keys(type(self), given, "tracker settings")
+        check_keys(type(self), given, "tracker settings")
         return dataclasses.replace(self, **given)
 
 
@@ -313,13 +312,6 @@ def _anchor_table(anchors: Any) -> bool:
                     for scale in anchors for a in scale))  # fmt: skip
 
 
-def bad_setting(name: str, value: Any, expected: str, flag: str | None = None) -> typing.NoReturn:
-    """The ``ConfigError`` every settings object raises when made with a value out of range:
-    ``name (--flag) = value: expected ...``; ``flag``: the command-line option, by default the name's."""
-    flag = flag or "--" + name.replace("_", "-")
-    raise ConfigError(f"{name} ({flag}) = {value!r}: expected {expected}")
-
-
 # Keys older versions of this project wrote into a run's config.yaml / checkpoint, read no more.
 # A resumed run drops them; a config file that still sets one gets an error saying why.
 RETIRED_KEYS: dict[str, dict[str, str]] = {
@@ -328,68 +320,15 @@ RETIRED_KEYS: dict[str, dict[str, str]] = {
 }
 
 
-def nearest(key: str, known: typing.Iterable[str]) -> str:
-    """`` (did you mean 'x'?)`` for the closest of ``known`` to a misspelt or shortened ``key`` (a
-    setting that starts with it, else the most similar spelling), else ``""``."""
-    known = list(known)
-    match = [k for k in known if k.startswith(key)] or difflib.get_close_matches(key, known, n=1, cutoff=0.5)
-    return f" (did you mean {match[0]!r}?)" if match else ""
-
-
-def _check_keys(cls: type, data: dict[str, Any], where: str) -> None:
-    names = [f.name for f in dataclasses.fields(cls)]
-    for key in data:
-        if key not in names:
-            raise ConfigError(
-                f"{where}: unknown key {key!r}{nearest(str(key), names)}; known: {', '.join(names)}"
-            )
-
-
-def _coerce(value: Any, hint: Any, where: str) -> Any:
-    """Convert a YAML / command-line value to the annotated type, or raise naming ``where``."""
-    origin = typing.get_origin(hint)
-    args = typing.get_args(hint)
-    if value is None:
-        if type(None) in args or hint is Any:
-            return None
-        raise ConfigError(f"{where}: null is not allowed here")
-    if origin is typing.Union or str(origin) == "<class 'types.UnionType'>":
-        inner = [a for a in args if a is not type(None)]
-        return _coerce(value, inner[0], where) if len(inner) == 1 else value
-    try:
-        if hint is bool:
-            if isinstance(value, str):
-                low = value.lower()
-                if low in ("1", "true", "yes", "on"):
-                    return True
-                if low in ("0", "false", "no", "off"):
-                    return False
-                raise ValueError(value)
-            return bool(value)
-        if hint in (int, float, str):
-            if hint is int and isinstance(value, float) and not value.is_integer():
-                raise ValueError(value)
-            return hint(value)
-        if origin in (list, tuple):
-            if isinstance(value, str):
-                value = yaml.safe_load(value)
-            return origin(_coerce(v, args[0] if args else Any, where) for v in value)
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"{where}: cannot read {value!r} as {getattr(hint, '__name__', hint)}") from exc
-    return value
-
-
 def from_dict(cls: type[T], data: dict[str, Any] | None, where: str = "config") -> T:
-    """Build dataclass ``cls`` from ``data``; an unknown key is an error naming it and the nearest
-    valid one, a retired key an error saying what replaced it."""
+    """Build dataclass ``cls`` from ``data`` (``build_dataclass``); a retired key of its section is an
+    error saying what replaced it."""
     data = dict(data or {})
     section = _SECTION_OF.get(cls, "")
     for key in data:
         if key in RETIRED_KEYS.get(section, {}):
             raise ConfigError(f"{where}: {key!r} is no longer a setting: {RETIRED_KEYS[section][key]}")
-    _check_keys(cls, data, where)
-    hints = typing.get_type_hints(cls)
-    return cls(**{k: _coerce(v, hints[k], f"{where}.{k}") for k, v in data.items()})
+    return build_dataclass(cls, data, where)
 
 
 SECTIONS: dict[str, type] = {"model": ModelConfig, "data": DataConfig, "train": TrainConfig}
@@ -420,27 +359,6 @@ def upgrade_saved(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {section: {k: v for k, v in (config.get(section) or {}).items()
                       if k not in RETIRED_KEYS.get(section, {})}
             for section in SECTIONS}  # fmt: skip
-
-
-def load_yaml(path: str | Path) -> dict[str, Any]:
-    """Read a YAML mapping, with the file named in every error."""
-    path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text())
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read ({exc.strerror})") from exc
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
-    return data
-
-
-def to_dict(obj: Any) -> dict[str, Any]:
-    """A dataclass as plain data, for saving the resolved config next to a run."""
-    return dataclasses.asdict(obj)
 
 
 __all__ = [

@@ -36,9 +36,9 @@ from yolov3.config import DataConfig, InferConfig, ModelConfig, TrainConfig
 from yolov3.data.dataset_config import load_dataset
 from yolov3.data.synth import CLASS_NAMES, SynthConfig
 from yolov3.demo_data import DEFAULT_CACHE, DEFAULT_OUT, Recipe, prepare_data, recipes, synth_config
-from yolov3.device import autocast, autocast_dtype, keep_freed_memory, select_device
+from yolov3.device import autocast_dtype, keep_freed_memory, select_device
 from yolov3.engine.logging import read_columns
-from yolov3.engine.schedule import build_optimizer
+from yolov3.engine.step import build_step
 from yolov3.engine.trainer import train
 from yolov3.evaluate.evaluator import evaluate
 from yolov3.evaluate.plots import plot_loss_curves, plot_pr_curves
@@ -46,7 +46,6 @@ from yolov3.evaluate.report import write_summary
 from yolov3.files import writable_dir
 from yolov3.infer.detector import Detector
 from yolov3.infer.draw import tile_grid
-from yolov3.loss import YoloLoss
 
 PLAN_FILE = "plan.json"
 MIN_TRAIN_SECONDS = 30.0  # a model worth evaluating, even when the deadline is (nearly) gone
@@ -73,30 +72,24 @@ def synth_anchors(cfg: SynthConfig, num_scales: int = 3) -> list[list[list[float
 
 def measure_speed(model_cfg: ModelConfig, num_classes: int, img_size: int, batch: int, device: torch.device,
                   amp: str = "auto", steps: int = 8) -> float:  # fmt: skip
-    """Seconds per training image on ``device``: forward, the seed's loss, backward and the trainer's
-    Adam step on random images, channels-last as the demo trains; the median of ``steps`` after one
-    warm-up step (a best-of-few reads faster than training then runs)."""
+    """Seconds per training image on ``device``: the trainer's step (``yolov3.engine.step``: forward,
+    the seed's loss, backward, Adam) on random images, channels-last as the demo trains; the median of
+    ``steps`` after one warm-up step (a best-of-few reads faster than training then runs)."""
     if device.type == "cpu":
         keep_freed_memory()  # as the trainer will
     model = build_model(model_cfg, num_classes).to(device).train().to(memory_format=torch.channels_last)
-    criterion = YoloLoss(model.anchors, model.strides, model.num_classes)
-    opt = build_optimizer(model, TrainConfig(lr_init=1e-4))
-    dtype = autocast_dtype(device, amp)
-    x = torch.rand(batch, 3, img_size, img_size, device=device).contiguous(memory_format=torch.channels_last)
+    step = build_step(model, TrainConfig(lr_init=1e-4, amp=amp, channels_last=True), device)
     labels = [torch.zeros(batch, img_size // s, img_size // s, 3, 5 + num_classes, device=device)
               for s in model.strides]  # fmt: skip
     boxes = [torch.zeros(batch, DataConfig.max_boxes_per_scale, 4, device=device) for _ in model.strides]
+    images = torch.rand(batch, 3, img_size, img_size, device=device)
+    data = {"images": images, "labels": labels, "bboxes": boxes}
     times = []
     for i in range(steps + 1):
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         t0 = time.perf_counter()
-        with autocast(device, dtype):
-            raws = model(x)
-        loss = criterion(raws, labels, boxes)["total"]
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        step(data)
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         if i:

@@ -17,7 +17,7 @@ import argparse
 
 from yolov3.cli import VERBS
 
-GROUPS = ("torch", "onnx", "openvino")  # also in yolov3.benchmark, which imports torch
+GROUPS = ("torch", "onnx", "openvino")  # also in yolov3.benchmark_plan, which imports torch
 
 
 def register(sub: argparse._SubParsersAction) -> None:

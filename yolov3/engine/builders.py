@@ -180,6 +180,17 @@ class _SkipBatches(Sampler):
         return max(len(self.inner) - self.k, 0)
 
 
+def set_epoch(loader: DataLoader, epoch: int) -> None:
+    """Tell whatever in ``loader`` keys its shuffling or augmentation by the epoch (dataset, sampler,
+    batch sampler, the batch sampler's sampler) which epoch this is."""
+    inner = getattr(loader.batch_sampler, "sampler", None)
+    candidates = (loader.dataset, loader.sampler, loader.batch_sampler, inner)
+    holders = {id(h): h for h in candidates if h is not None}
+    for holder in holders.values():
+        if hasattr(holder, "set_epoch"):
+            holder.set_epoch(epoch)
+
+
 def rest_of_epoch(loader: DataLoader, k: int):
     """An iterator over ``loader``'s current epoch from batch ``k`` on (a mid-epoch resume).
 

@@ -42,6 +42,17 @@ class TrainState:
     bad_steps: int = 0
     metrics: dict[str, float] = field(default_factory=dict)
 
+    @classmethod
+    def from_checkpoint(cls, ckpt: dict[str, Any]) -> TrainState:
+        """Where the run that saved ``ckpt`` (a resumable ``last.pt``) stopped."""
+        return cls(
+            step=int(ckpt["step"]),
+            epoch=int(ckpt["epoch"]),
+            epoch_step=int(ckpt["epoch_step"]),
+            best_fitness=float(ckpt["best_fitness"]),
+            metrics=dict(ckpt.get("metrics") or {}),
+        )
+
 
 def rng_state() -> dict[str, Any]:
     """Every RNG the training loop and the loader draw from, as tensors / lists / numbers."""

@@ -27,7 +27,7 @@ import torch
 from yolov3 import distributed as ddp
 from yolov3.config import DataConfig, InferConfig, ModelConfig, TrainConfig, from_dict, to_dict, upgrade_saved
 from yolov3.console import Progress
-from yolov3.device import autocast, autocast_dtype, keep_freed_memory, select_device
+from yolov3.device import keep_freed_memory, select_device
 from yolov3.engine import builders
 from yolov3.engine.budget import Budget, Patience
 from yolov3.engine.ema import ModelEMA
@@ -41,11 +41,12 @@ from yolov3.engine.logging import (
     stop_message,
 )
 from yolov3.engine.options import build_configs, resume_checkpoint
-from yolov3.engine.schedule import build_optimizer, lr_at, schedule_steps, set_lr
+from yolov3.engine.schedule import lr_at, schedule_steps, set_lr
 from yolov3.engine.state import TrainingStopped, TrainState, check_resumable, rng_state, set_rng_state
+from yolov3.engine.step import build_step
 from yolov3.engine.validate import fitness, validate
 from yolov3.files import make_dir, next_run_dir
-from yolov3.loss import LOSS_TERMS, YoloLoss
+from yolov3.loss import LOSS_TERMS
 from yolov3.modelfile import CheckpointError, ModelMeta, read_checkpoint, write_torch
 
 
@@ -145,14 +146,12 @@ class Trainer:
             model.to(memory_format=torch.channels_last)
         self.raw_model = model
         self.ema = ModelEMA(model, self.cfg.ema_decay) if self.cfg.ema and self.dist.is_main else None
-        self.optimizer = build_optimizer(model, self.cfg)
-        self.amp_dtype = autocast_dtype(self.device, self.cfg.amp)
-        use_scaler = self.amp_dtype == torch.float16
-        self.scaler = torch.amp.GradScaler(self.device.type, enabled=use_scaler)
         self.model = ddp.wrap_model(model, self.dist, self.device, self.cfg.sync_bn)
         if self.cfg.compile:
             self.model = torch.compile(self.model)
-        self.criterion = YoloLoss(model.anchors, model.strides, model.num_classes, self.cfg.ignore_iou)
+        self.train_step = build_step(model, self.cfg, self.device, net=self.model, ema=self.ema)
+        self.optimizer, self.scaler = self.train_step.optimizer, self.train_step.scaler
+        self.criterion, self.amp_dtype = self.train_step.criterion, self.train_step.amp_dtype
 
     def config_dict(self) -> dict[str, Any]:
         return {"model": to_dict(self.model_cfg), "data": to_dict(self.data_cfg), "train": to_dict(self.cfg)}
@@ -180,9 +179,7 @@ class Trainer:
             return kept
         return {
             **kept,
-            "optimizer": self.optimizer.state_dict(),
-            "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else None,
-            "ema": self.ema.state_dict() if self.ema else None,
+            **self.train_step.state_dict(),  # optimizer, scaler, ema
             "epoch_step": self.state.epoch_step,
             "rng": self.rng_step or rng_state(),
             "rng_epoch": self.rng_epoch,
@@ -201,14 +198,8 @@ class Trainer:
 
     def _restore(self, ckpt: dict[str, Any]) -> None:
         self.raw_model.load_state_dict(ckpt["model"])
-        self.optimizer.load_state_dict(ckpt["optimizer"])
-        if ckpt.get("scaler") and self.scaler.is_enabled():
-            self.scaler.load_state_dict(ckpt["scaler"])
-        if self.ema and ckpt.get("ema"):
-            self.ema.load_state_dict(ckpt["ema"])
-        s = self.state
-        s.step, s.epoch, s.epoch_step = int(ckpt["step"]), int(ckpt["epoch"]), int(ckpt["epoch_step"])
-        s.best_fitness, s.metrics = float(ckpt["best_fitness"]), dict(ckpt.get("metrics") or {})
+        self.train_step.load_state_dict(ckpt)
+        self.state = s = TrainState.from_checkpoint(ckpt)
         self.rng_epoch, self.rng_step = ckpt.get("rng_epoch"), ckpt.get("rng")
         self.budget.warm_end = ckpt.get("warm_end")
         self.patience = Patience(self.cfg.patience, **{k: v for k, v in (ckpt.get("patience") or {}).items()
@@ -253,12 +244,7 @@ class Trainer:
     def _epoch_batches(self, epoch: int):
         """The epoch's loader iterator; on a mid-epoch resume, from the first batch not yet trained."""
         loader = self.data.train_loader
-        inner = getattr(loader.batch_sampler, "sampler", None)
-        candidates = (loader.dataset, loader.sampler, loader.batch_sampler, inner)
-        holders = {id(h): h for h in candidates if h is not None}
-        for holder in holders.values():  # shuffling and augmentation keyed by the epoch
-            if hasattr(holder, "set_epoch"):
-                holder.set_epoch(epoch)
+        builders.set_epoch(loader, epoch)
         skip = self.state.epoch_step if epoch == self.state.epoch else 0
         resumed_state = (self.rng_epoch if skip else self.rng_step) if self._resuming else None
         if resumed_state is not None:  # continue the uninterrupted run's random streams
@@ -310,18 +296,17 @@ class Trainer:
         return not ddp.all_true(not self.budget.must_stop(self._val_estimate), self.dist, self.device)
 
     def train_batch(self, batch: dict, i: int, n_batches: int) -> dict[str, float] | None:
-        """Forward, loss, backward for one batch; an optimiser step at the end of each accumulation
-        window. Returns the loss terms, or None when the batch was skipped (non-finite loss)."""
+        """Forward, loss, backward for one batch (``self.train_step``: ``yolov3.engine.step``);
+        an optimiser step at the end of each accumulation window. Returns the loss terms, or None when
+        the batch was skipped (non-finite loss)."""
         images, labels, bboxes = builders.to_device_batch(batch, self.device, self.cfg.channels_last)
         last = (i + 1) % self.cfg.accumulate == 0 or i + 1 == n_batches
         sync = contextlib.nullcontext() if last or not self.dist.enabled else self.model.no_sync()
         with sync:
-            with autocast(self.device, self.amp_dtype):
-                raws = self.model(images)
-            terms = self.criterion(raws, labels, bboxes)
+            terms = self.train_step.loss(images, labels, bboxes)
             finite = ddp.all_true(bool(torch.isfinite(terms["total"])), self.dist, self.device)
             if finite:
-                self.scaler.scale(terms["total"] / self.cfg.accumulate).backward()
+                self.train_step.backward(terms)
                 self._last_terms = {k: float(v.detach()) for k, v in terms.items()}
         if not finite:
             self._bad_batch(batch, terms)
@@ -337,22 +322,15 @@ class Trainer:
             lr = lr_at(self.state.step + 1, self.cfg.lr_init, self.cfg.lr_end, self.warmup_steps,
                        self.total_steps, time_progress)  # fmt: skip
             set_lr(self.optimizer, lr)
-            self.scaler.unscale_(self.optimizer)
-            params = [p for p in self.raw_model.parameters() if p.grad is not None]
-            max_norm = self.cfg.clip_grad if self.cfg.clip_grad > 0 else math.inf
-            norm = torch.nn.utils.clip_grad_norm_(params, max_norm) if params else torch.zeros(())
-            bad = not self.scaler.is_enabled() and not bool(torch.isfinite(norm))
+            stepped, norm = self.train_step.apply()  # unscale, clip, optimiser and EMA
+            bad = not stepped
             if bad:
                 self._bad_batch(None, {"grad_norm": norm})
         if not bad:
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
             self.state.step += 1
             self.state.bad_steps = 0
             if self.budget.warm_end is None and self.state.step >= self.warmup_steps:
                 self.budget.warm_end = self.budget.used()
-            if self.ema:
-                self.ema.update(self.raw_model)
         self.optimizer.zero_grad(set_to_none=True)
         self._window_bad = False  # the next accumulation window starts clean
         self.state.epoch_step = i + 1

@@ -16,7 +16,7 @@ from typing import Any
 import torch.distributed as dist
 
 from yolov3.config import InferConfig, load_yaml
-from yolov3.data.dataset_config import load_dataset
+from yolov3.data.dataset_config import DatasetSpec, load_dataset
 from yolov3.data.types import Sample
 from yolov3.device import select_device
 from yolov3.distributed import DistInfo, broadcast_object, env_dist_info, init_distributed
@@ -100,21 +100,11 @@ def val(
     ``Detector.load`` takes them (``threads``, ``hint``...)."""
     settings = (settings or InferConfig.for_map()).replace(**overrides)
     spec = load_dataset(data)
-    if split not in ("train", "val", "test"):
-        raise UserError(f"split {split!r}: expected train, val or test")
-    samples = getattr(spec, split)
-    check_labelled(samples, f"{data}: split '{split}'")
-    if names is None and Path(weights).suffix == ".weights":
-        names = spec.names  # Darknet weights carry no names (their count is checked on load)
+    samples = _labelled_split(spec, data, split)
     info = env_dist_info()
     dev = init_distributed(info, select_device(device))
-    det = Detector.load(weights, cfg=cfg, names=names, device=str(dev), backend=backend,
-                        batch_size=batch_size, settings=settings,
-                        backend_options=backend_options)  # fmt: skip
-    if len(det.names) != len(spec.names):
-        raise UserError(f"{weights} predicts {len(det.names)} classes but {data} has {len(spec.names)} class "
-                        "names: the weights were not trained on this data set")  # fmt: skip
-    det.warmup()
+    det = _detector(weights, spec, data, names, cfg=cfg, device=str(dev), backend=backend,
+                    batch_size=batch_size, settings=settings, backend_options=backend_options)  # fmt: skip
     gt_file = coco_gt or (coco_annotation_file(data, split) if coco else None)
     score = {"coco": coco, "coco_gt": gt_file, "category_ids": spec.category_ids,
              "coco_backend": coco_backend}  # fmt: skip
@@ -126,7 +116,35 @@ def val(
                             "coco_gt": str(gt_file) if gt_file else None}  # fmt: skip
     result.summary = {**head, **result.summary}
     if out is not None and info.is_main:
-        write_summary(result.summary, Path(out) / "summary.json")
-        if plots:
-            save_plots(result, out)
+        _save(result, Path(out), plots)
     return result
+
+
+def _labelled_split(spec: DatasetSpec, data: str | os.PathLike, split: str) -> list[Sample]:
+    """The samples of ``split`` (train | val | test), refused when an image has no label file."""
+    if split not in ("train", "val", "test"):
+        raise UserError(f"split {split!r}: expected train, val or test")
+    samples = getattr(spec, split)
+    check_labelled(samples, f"{data}: split '{split}'")
+    return samples
+
+
+def _detector(weights: str | os.PathLike, spec: DatasetSpec, data: str | os.PathLike,
+              names: str | os.PathLike | list[str] | None, **load: Any) -> Detector:  # fmt: skip
+    """``Detector.load(weights, **load)``, warmed up. Darknet weights carry no names: they take the data
+    set's. The weights must predict the data set's classes (by count)."""
+    if names is None and Path(weights).suffix == ".weights":
+        names = spec.names
+    det = Detector.load(weights, names=names, **load)
+    if len(det.names) != len(spec.names):
+        raise UserError(f"{weights} predicts {len(det.names)} classes but {data} has {len(spec.names)} class "
+                        "names: the weights were not trained on this data set")  # fmt: skip
+    det.warmup()
+    return det
+
+
+def _save(result: Evaluation, out: Path, plots: bool) -> None:
+    """``out/summary.json``, and the plots with ``plots``."""
+    write_summary(result.summary, out / "summary.json")
+    if plots:
+        save_plots(result, out)

@@ -44,7 +44,7 @@ from yolov3.evaluate.coco import (
     coco_results,
 )
 from yolov3.evaluate.curves import ConfidenceCurves, confidence_curves, confusion_matrix
-from yolov3.evaluate.voc import ClassCurve, class_curves, match_all
+from yolov3.evaluate.voc import ClassCurve, MatchTable, class_curves, match_all
 from yolov3.infer.detector import Detector
 from yolov3.infer.results import Detections
 
@@ -129,8 +129,20 @@ def evaluate_detections(
         "instances": int(table.npos.sum()),
         "detections": int(len(table.scores)),
     }
+    summary["per_class"] = _per_class(names, curves, table)
+    if coco:
+        summary["coco"] = _coco_stats(detections, samples, names, coco_gt, category_ids, coco_backend)
+    matrix = confusion_matrix(detections, gts, nc, matrix_conf, 0.5)
+    summary["confusion_matrix"] = matrix.tolist()
+    summary["matrix_conf"] = matrix_conf
+    return Evaluation(summary, curves, conf, matrix, list(names))
+
+
+def _per_class(names: Sequence[str], curves: list[ClassCurve], table: MatchTable) -> dict[str, dict]:
+    """Each class's AP@0.5, AP@.5:.95 (None without instances), instances and detections."""
+    nc = len(names)
     counts = np.bincount(table.classes, minlength=nc)[:nc] if len(table.classes) else np.zeros(nc, int)
-    summary["per_class"] = {
+    return {
         name: {
             "ap50": _none_if_nan(c.ap[0]),
             "ap50_95": _none_if_nan(np.mean(c.ap)) if c.npos else None,
@@ -139,12 +151,6 @@ def evaluate_detections(
         }  # fmt: skip
         for name, c, n in zip(names, curves, counts)
     }
-    if coco:
-        summary["coco"] = _coco_stats(detections, samples, names, coco_gt, category_ids, coco_backend)
-    matrix = confusion_matrix(detections, gts, nc, matrix_conf, 0.5)
-    summary["confusion_matrix"] = matrix.tolist()
-    summary["matrix_conf"] = matrix_conf
-    return Evaluation(summary, curves, conf, matrix, list(names))
 
 
 def _coco_stats(detections, samples, names, coco_gt, category_ids, backend) -> dict[str, float]:  # noqa: ANN001

@@ -7,12 +7,13 @@ Inputs are MOTChallenge text files (``yolov3.data.synth_video.read_mot`` reads t
 results ``frame, id, x, y, w, h, score, ...`` (what ``yolov3 track`` writes); boxes are the top-left
 corner and size in pixels, frame numbers and ids are integers.
 
-Which ground truth counts (``prepare``): a row is *expected* when its flag (7th value) is not 0 and its
-visibility (9th; 1 when absent) is at least ``min_visibility`` (default 0.3: an object mostly hidden
-is not asked of a detector). The other rows are *ignored*, the way TrackEval treats MOTChallenge's
-distractor classes: in each frame the result boxes are matched one-to-one with every ground-truth box
-(IoU >= 0.5, largest total IoU); a result box matched with an ignored row is left out of the scoring,
-and an ignored row is never a miss. Classes are not compared (results files carry none).
+Which ground truth counts (``prepare``, in ``yolov3.evaluate.mot_frames``): a row is *expected* when its
+flag (7th value) is not 0 and its visibility (9th; 1 when absent) is at least ``min_visibility``
+(default 0.3: an object mostly hidden is not asked of a detector). The other rows are *ignored*, the way
+TrackEval treats MOTChallenge's distractor classes: in each frame the result boxes are matched
+one-to-one with every ground-truth box (IoU >= 0.5, largest total IoU); a result box matched with an
+ignored row is left out of the scoring, and an ignored row is never a miss. Classes are not compared
+(results files carry none).
 
 Per sequence, then combined over sequences as TrackEval combines them (counts summed; MOTP, AssA and
 LocA weighted by their matches):
@@ -47,99 +48,12 @@ from typing import Any
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from yolov3.boxes import box_convert
 from yolov3.data.synth_video import read_mot
 from yolov3.errors import UserError
+from yolov3.evaluate.mot_frames import EPS, MATCH_IOU, MIN_VISIBILITY, Frames, box_iou_xywh, prepare
 from yolov3.files import atomic_writer
 
-MIN_VISIBILITY = 0.3  # ground truth less visible than this is ignored (module docstring)
-MATCH_IOU = 0.5  # CLEAR's and identity's match threshold, and that of the ignored-row pre-match
 ALPHAS = np.arange(0.05, 0.99, 0.05)  # HOTA's localisation thresholds, TrackEval's very array (19)
-_EPS = np.finfo(float).eps  # TrackEval's tolerance at thresholds
-
-
-def box_iou_xywh(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """``(N, M)`` IoU of boxes ``a`` ``(N, 4)`` and ``b`` ``(M, 4)`` given as ``(x, y, w, h)``
-    (top-left corner and size, pixels); 0 where a union is empty."""
-    a, b = np.asarray(a, np.float64).reshape(-1, 4), np.asarray(b, np.float64).reshape(-1, 4)
-    a_xyxy, b_xyxy = box_convert(a, "xywh", "xyxy"), box_convert(b, "xywh", "xyxy")
-    lt = np.maximum(a_xyxy[:, None, :2], b_xyxy[None, :, :2])
-    rb = np.minimum(a_xyxy[:, None, 2:], b_xyxy[None, :, 2:])
-    inter = np.prod(np.clip(rb - lt, 0, None), axis=2)
-    union = np.prod(a[:, 2:], axis=1)[:, None] + np.prod(b[:, 2:], axis=1)[None, :] - inter
-    return np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
-
-
-@dataclass
-class Frames:
-    """One sequence ready to score: for each frame (in order), the expected ground-truth ids
-    ``gt_ids[t]`` ``(G_t,)`` and the scored result ids ``hyp_ids[t]`` ``(H_t,)``, both renumbered
-    0.. over the sequence, and their IoU ``iou[t]`` ``(G_t, H_t)``. ``ignored``: result boxes left out
-    for lying on ignored ground truth."""
-
-    gt_ids: list[np.ndarray]
-    hyp_ids: list[np.ndarray]
-    iou: list[np.ndarray]
-    num_gt_ids: int
-    num_hyp_ids: int
-    ignored: int = 0
-
-
-def _table(rows: np.ndarray) -> np.ndarray:
-    """MOTChallenge rows as ``(N, C)`` float64; no rows -> ``(0, 9)``."""
-    rows = np.asarray(rows, np.float64)
-    return rows.reshape(len(rows), -1) if rows.size else np.zeros((0, 9))
-
-
-def _rows_by_frame(frame_col: np.ndarray) -> dict[int, np.ndarray]:
-    order = np.argsort(frame_col, kind="stable")
-    keys, starts = np.unique(frame_col[order].astype(np.int64), return_index=True)
-    return dict(zip(keys.tolist(), np.split(order, starts[1:])))
-
-
-def _check_unique(ids: np.ndarray, frame: int, what: str) -> None:
-    if len(np.unique(ids)) != len(ids):
-        repeated = sorted({int(i) for i in ids if (ids == i).sum() > 1})
-        raise UserError(f"{what}: frame {frame} gives id {repeated[0]} twice; expected unique ids per frame")
-
-
-def prepare(
-    gt: np.ndarray, hyp: np.ndarray, min_visibility: float = MIN_VISIBILITY, where: str = "results"
-) -> Frames:
-    """Ground truth ``(N, >=6)`` and results ``(M, >=6)`` MOTChallenge rows -> ``Frames``, with the
-    ignored rows and the result boxes on them taken out (module docstring). ``where`` names the data
-    in errors (a frame giving one id twice)."""
-    gt, hyp = _table(gt), _table(hyp)
-    ones = np.ones(len(gt))
-    flag = gt[:, 6] if gt.shape[1] > 6 else ones
-    vis = gt[:, 8] if gt.shape[1] > 8 else ones
-    expected = (flag != 0) & (vis >= min_visibility)
-    gt_rows, hyp_rows = _rows_by_frame(gt[:, 0]), _rows_by_frame(hyp[:, 0])
-    none = np.zeros(0, np.int64)
-    out_g, out_h, out_iou, ignored = [], [], [], 0
-    for f in sorted(set(gt_rows) | set(hyp_rows)):
-        g, h = gt_rows.get(f, none), hyp_rows.get(f, none)
-        _check_unique(gt[g, 1], f, f"{where} (ground truth)")
-        _check_unique(hyp[h, 1], f, where)
-        iou = box_iou_xywh(gt[g, 2:6], hyp[h, 2:6])
-        keep = np.ones(len(h), bool)
-        if len(g) and len(h) and not expected[g].all():
-            pre = np.where(iou >= MATCH_IOU - _EPS, iou, 0.0)
-            r, c = linear_sum_assignment(-pre)
-            on_ignored = (pre[r, c] > _EPS) & ~expected[g][r]
-            keep[c[on_ignored]] = False
-            ignored += int(on_ignored.sum())
-        out_g.append(gt[g[expected[g]], 1])
-        out_h.append(hyp[h[keep], 1])
-        out_iou.append(iou[np.ix_(expected[g], keep)])
-    gt_ids, hyp_ids = _renumber(out_g), _renumber(out_h)
-    return Frames(gt_ids[0], hyp_ids[0], out_iou, gt_ids[1], hyp_ids[1], ignored)
-
-
-def _renumber(ids: list[np.ndarray]) -> tuple[list[np.ndarray], int]:
-    """Ids per frame -> the same ids as 0..K-1 (in increasing order of the original), and K."""
-    unique = np.unique(np.concatenate(ids)) if ids else np.zeros(0)
-    return [np.searchsorted(unique, x).astype(np.int64) for x in ids], len(unique)
 
 
 def clear_counts(fr: Frames, threshold: float = MATCH_IOU) -> dict[str, float]:
@@ -153,9 +67,9 @@ def clear_counts(fr: Frames, threshold: float = MATCH_IOU) -> dict[str, float]:
             fn, fp = fn + len(g), fp + len(h)  # TrackEval keeps `previous` across such a frame
             continue
         score = 1000.0 * (h[None, :] == previous[g][:, None]) + iou  # continuing a match comes first
-        score[iou < threshold - _EPS] = 0
+        score[iou < threshold - EPS] = 0
         r, c = linear_sum_assignment(-score)
-        ok = score[r, c] > _EPS
+        ok = score[r, c] > EPS
         r, c = r[ok], c[ok]
         before = last[g[r]]
         idsw += int(np.sum((before >= 0) & (before != h[c])))
@@ -191,10 +105,10 @@ def hota_counts(fr: Frames) -> dict[str, np.ndarray]:
     overlap = np.zeros((fr.num_gt_ids, fr.num_hyp_ids))  # soft co-occurrence of each id pair
     for g, h, iou in zip(fr.gt_ids, fr.hyp_ids, fr.iou):
         denom = iou.sum(0)[None, :] + iou.sum(1)[:, None] - iou
-        overlap[np.ix_(g, h)] += np.where(denom > _EPS, iou / np.where(denom > _EPS, denom, 1), 0.0)
+        overlap[np.ix_(g, h)] += np.where(denom > EPS, iou / np.where(denom > EPS, denom, 1), 0.0)
         gt_n[g] += 1
         hyp_n[h] += 1
-    alignment = overlap / np.maximum(gt_n[:, None] + hyp_n[None, :] - overlap, _EPS)
+    alignment = overlap / np.maximum(gt_n[:, None] + hyp_n[None, :] - overlap, EPS)
     tp, fn, fp, loc = np.zeros(n), np.zeros(n), np.zeros(n), np.zeros(n)
     pairs_g, pairs_h, pairs_iou = [], [], []
     for g, h, iou in zip(fr.gt_ids, fr.hyp_ids, fr.iou):
@@ -202,7 +116,7 @@ def hota_counts(fr: Frames) -> dict[str, np.ndarray]:
             fn, fp = fn + len(g), fp + len(h)
             continue
         r, c = linear_sum_assignment(-(alignment[np.ix_(g, h)] * iou))
-        hit = iou[r, c][None, :] >= ALPHAS[:, None] - _EPS  # (alphas, matches)
+        hit = iou[r, c][None, :] >= ALPHAS[:, None] - EPS  # (alphas, matches)
         tp += hit.sum(1)
         fn += len(g) - hit.sum(1)
         fp += len(h) - hit.sum(1)
@@ -214,7 +128,7 @@ def hota_counts(fr: Frames) -> dict[str, np.ndarray]:
     if pairs_g:
         pg, ph, piou = np.concatenate(pairs_g), np.concatenate(pairs_h), np.concatenate(pairs_iou)
         for a, alpha in enumerate(ALPHAS):
-            keep = piou >= alpha - _EPS
+            keep = piou >= alpha - EPS
             pair, count = np.unique(pg[keep] * fr.num_hyp_ids + ph[keep], return_counts=True)
             union = gt_n[pair // fr.num_hyp_ids] + hyp_n[pair % fr.num_hyp_ids] - count
             ass[a] = float(np.sum(count * count / np.maximum(1, union)))

@@ -14,35 +14,25 @@ data set's train images and kept only if its mAP on the val split stays within `
 
 from __future__ import annotations
 
-import copy
 import os
 import time
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-import onnx
 import torch
 from torch import nn
 
-from yolov3.config import EXPORT_FORMATS, InferConfig, bad_setting
+from yolov3.config import InferConfig, bad_setting
 from yolov3.console import note
 from yolov3.device import select_device
 from yolov3.errors import UserError
 from yolov3.export.check import ExportCheckError, check_inputs, compare_outputs, match_detections
-from yolov3.export.darknet import export_darknet
-from yolov3.export.onnx import MIN_OPSET, build_head, decoded_tensor_name, export_onnx, output_names
-from yolov3.export.openvino import export_openvino
+from yolov3.export.formats import EXPORTERS, FORMATS
+from yolov3.export.onnx import MIN_OPSET, build_head, output_names
 from yolov3.export.quantize import export_int8
-from yolov3.export.torchscript import export_torchscript
-from yolov3.infer.backends.opencv import OpenCVBackend
-from yolov3.infer.backends.openvino import OpenVINOBackend
-from yolov3.infer.backends.ort import ort_session
-from yolov3.infer.backends.pytorch import load_torchscript
 from yolov3.modelfile import ExportInfo, ModelMeta, load_model
 
-FORMATS = EXPORT_FORMATS
-SUFFIX = {"onnx": ".onnx", "torchscript": ".torchscript", "darknet": "", "openvino": ".xml"}
 INT8_FORMATS = ("onnx", "openvino")
 FLOAT_TOLERANCE = 1e-3
 # float16 through ~75 layers drifts far more on the tests' random small nets than on trained ones.
@@ -172,7 +162,7 @@ def default_path(weights: str | os.PathLike, s: ExportSettings) -> Path:
     weights = Path(weights)
     if s.format == "darknet":
         return weights.with_name(weights.stem + "_darknet")
-    return weights.with_name(weights.stem + ("_int8" if s.int8 else "") + SUFFIX[s.format])
+    return weights.with_name(weights.stem + ("_int8" if s.int8 else "") + EXPORTERS[s.format].suffix)
 
 
 def export_model(
@@ -189,20 +179,7 @@ def export_model(
         return export_int8(model, meta, out, s, export_model)
     meta = meta.replace(img_size=s.img_size, export=s.info())
     out = Path(out)
-    target = copy.deepcopy(model).half() if s.half and s.format != "openvino" else model
-    if s.format == "onnx":
-        files = [export_onnx(target, meta, out, s.batch, s.opset)]
-        run = _onnx_runner(files[0], device, s.output_kind == "nms")
-    elif s.format == "torchscript":
-        files = [export_torchscript(target, meta, out, s.batch)]
-        run = _torchscript_runner(files[0], device)
-    elif s.format == "openvino":
-        files = export_openvino(model, meta, out, s.batch)
-        backend = OpenVINOBackend(files[0], amp="off", hint="latency")
-        run = lambda x: backend(x.float().cpu())  # noqa: E731
-    else:
-        files = [Path(p) for p in export_darknet(model, meta, out).values()]
-        run = _darknet_runner(files, meta)
+    files, run = EXPORTERS[s.format].write(model, meta, out, s, device)
     try:
         report = _check(files, run, model, meta, s)
     except ExportCheckError as exc:
@@ -274,39 +251,3 @@ def _check_nms(
         raise ExportCheckError(f"{source}: {unmatched:.1%} of the in-graph NMS detections differ from "
                                "PyTorch's NMS on the same boxes (allowed 1%)")  # fmt: skip
     return err, f"max relative error {err:.2e}; {len(want)} detections, {unmatched:.2%} unmatched"
-
-
-def _onnx_runner(path: Path, device: torch.device, nms: bool):  # noqa: ANN202
-    """Run the file with ONNX Runtime; for an NMS export also return the decoded tensor inside it."""
-    model: str | bytes = str(path)
-    if nms:
-        proto = onnx.load(str(path))
-        proto.graph.output.append(
-            onnx.helper.make_tensor_value_info(decoded_tensor_name(proto), onnx.TensorProto.FLOAT, None)
-        )
-        model = proto.SerializeToString()
-    session = ort_session(model, device if device.type == "cuda" else torch.device("cpu"))
-    input_name = session.get_inputs()[0].name
-    return lambda x: session.run(None, {input_name: x.cpu().numpy()})
-
-
-def _torchscript_runner(path: Path, device: torch.device):  # noqa: ANN202
-    module, _ = load_torchscript(path, device)
-
-    def run(x: torch.Tensor) -> list[torch.Tensor]:
-        # One call per checked shape: skip the JIT's profiling and fusion passes (seconds, for nothing).
-        with torch.no_grad(), torch.jit.optimized_execution(False):
-            out = module(x)
-        return [o.float() for o in out] if isinstance(out, (tuple, list)) else [out.float()]
-
-    return run
-
-
-def _darknet_runner(files: list[Path], meta: ModelMeta):  # noqa: ANN202
-    """Read the written cfg + weights with OpenCV's Darknet importer (an independent reader)."""
-    cfg = next((f for f in files if f.suffix == ".cfg"), None)
-    weights = next((f for f in files if f.suffix == ".weights"), None)
-    if cfg is None or weights is None:
-        raise ExportCheckError(f"the Darknet export wrote {files}: expected a .cfg and a .weights")
-    backend = OpenCVBackend(weights, cfg, names=list(meta.names))
-    return lambda x: backend(x.float().cpu())

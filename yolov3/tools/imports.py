@@ -38,9 +38,9 @@ class Layer:
 
 # Lowest first. A module imports only from its own room or the layers below its own.
 LAYERS: tuple[Layer, ...] = (
-    Layer("foundation", (("yolov3.errors", "yolov3.files", "yolov3.console", "yolov3.config", "yolov3.device",
-                          "yolov3.distributed", "yolov3.boxes"),),
-          "errors, atomic files, console, typed settings, device choice, torchrun, box formats"),
+    Layer("foundation", (("yolov3.errors", "yolov3.files", "yolov3.console", "yolov3.config_io",
+                          "yolov3.config", "yolov3.device", "yolov3.distributed", "yolov3.boxes"),),
+          "errors, atomic files, console, typed settings + YAML, device choice, torchrun, box formats"),
     Layer("model", (("yolov3.model",),), "the native network: Darknet-53, the seed's head, BN folding"),
     Layer("darknet", (("yolov3.darknet",),), "Darknet cfg parse / write / build, .weights I/O"),
     Layer("builder", (("yolov3.builder", "yolov3.modelfile"),),
@@ -57,7 +57,7 @@ LAYERS: tuple[Layer, ...] = (
           "one room per application: track, serve, Ray Data"),
     Layer("engine", (("yolov3.engine",),), "training"),
     Layer("export", (("yolov3.export",),), "exporters, each checked by running the file it wrote"),
-    Layer("recipes", (("yolov3.benchmark",), ("yolov3.demo", "yolov3.demo_data")),
+    Layer("recipes", (("yolov3.benchmark", "yolov3.benchmark_plan"), ("yolov3.demo", "yolov3.demo_data")),
           "benchmark (export + val on every runtime) and the demo (train + evaluate)"),
     Layer("command line and package API", (("yolov3", "yolov3.__main__", "yolov3.cli", "yolov3.tools"),),
           "yolov3 <verb>, the lazy public API, these checks"),

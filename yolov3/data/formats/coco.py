@@ -90,17 +90,9 @@ def _read_annotation(
     return image_id, box, index_of[cat], bool(ann.get("iscrowd", 0))
 
 
-def read_coco(
-    path: str | os.PathLike, images_dir: str | os.PathLike, report: LoadReport, check_files: bool = True
-) -> tuple[list[Sample], list[str], list[int]]:
-    """``(samples, names, category_ids)`` of one COCO file; images under ``images_dir``.
-
-    ``check_files``: stat each image and skip (report) the missing ones.
-    """
-    path, images_dir = Path(path), Path(images_dir)
-    data = load_json(path)
-    names, ids = categories_of(data, str(path))
-    index_of = {cid: i for i, cid in enumerate(ids)}
+def _read_images(data: dict, path: Path, report: LoadReport) -> dict[object, dict]:
+    """``images`` by id: ``{file, w, h, anns: []}`` (width / height 0 when absent); a malformed entry
+    is reported and left out."""
     images: dict[object, dict] = {}
     for k, im in enumerate(data["images"]):
         try:
@@ -112,6 +104,21 @@ def read_coco(
             }
         except (KeyError, TypeError, ValueError):
             report.error(f"{path}: images[{k}]", f"expected id, file_name, width, height; got {im!r}")
+    return images
+
+
+def read_coco(
+    path: str | os.PathLike, images_dir: str | os.PathLike, report: LoadReport, check_files: bool = True
+) -> tuple[list[Sample], list[str], list[int]]:
+    """``(samples, names, category_ids)`` of one COCO file; images under ``images_dir``.
+
+    ``check_files``: stat each image and skip (report) the missing ones.
+    """
+    path, images_dir = Path(path), Path(images_dir)
+    data = load_json(path)
+    names, ids = categories_of(data, str(path))
+    index_of = {cid: i for i, cid in enumerate(ids)}
+    images = _read_images(data, path, report)
     for k, ann in enumerate(data.get("annotations", [])):
         aid = ann.get("id", "?") if isinstance(ann, dict) else "?"
         where = f"{path}: annotations[{k}] (id {aid})"
@@ -169,23 +176,7 @@ def write_coco(
             sample.width, sample.height = image_size(sample.image)
         place_image(sample.image, images_dir / file, link)
         out_images.append({"id": image_id, "file_name": file, "width": sample.width, "height": sample.height})
-        # A Sample built without flags has an empty iscrowd: every box is then a normal one (zip over
-        # the empty array would silently drop all of them).
-        crowds = sample.iscrowd if len(sample.iscrowd) else np.zeros(len(sample.boxes), bool)
-        xywh = box_convert(sample.boxes.astype(np.float64).reshape(-1, 4), "xyxy", "xywh")
-        for box, cls, crowd in zip(xywh, sample.classes, crowds, strict=True):
-            bbox = [float(fmt_num(v)) for v in box]
-            out_anns.append(
-                {
-                    "id": len(out_anns) + 1,
-                    "image_id": image_id,
-                    "category_id": ids[int(cls)],
-                    "bbox": bbox,
-                    "area": round(bbox[2] * bbox[3], 3),
-                    "iscrowd": int(crowd),
-                    "segmentation": [],
-                }
-            )
+        out_anns += _annotations(sample, image_id, ids, first_id=len(out_anns) + 1)
     categories = [{"id": i, "name": n, "supercategory": ""} for i, n in zip(ids, names)]
     json_path.parent.mkdir(parents=True, exist_ok=True)
     images_dir.mkdir(parents=True, exist_ok=True)
@@ -197,6 +188,29 @@ def write_coco(
         "categories": categories,
     }
     json_path.write_text(json.dumps(doc))
+
+
+def _annotations(sample: Sample, image_id: int, category_ids: list[int], first_id: int) -> list[dict]:
+    """The sample's boxes as COCO annotations, numbered from ``first_id``."""
+    # A Sample built without flags has an empty iscrowd: every box is then a normal one (zip over
+    # the empty array would silently drop all of them).
+    crowds = sample.iscrowd if len(sample.iscrowd) else np.zeros(len(sample.boxes), bool)
+    xywh = box_convert(sample.boxes.astype(np.float64).reshape(-1, 4), "xyxy", "xywh")
+    out = []
+    for box, cls, crowd in zip(xywh, sample.classes, crowds, strict=True):
+        bbox = [float(fmt_num(v)) for v in box]
+        out.append(
+            {
+                "id": first_id + len(out),
+                "image_id": image_id,
+                "category_id": category_ids[int(cls)],
+                "bbox": bbox,
+                "area": round(bbox[2] * bbox[3], 3),
+                "iscrowd": int(crowd),
+                "segmentation": [],
+            }
+        )
+    return out
 
 
 def _image_ids(samples: list[Sample]) -> list[int]:
