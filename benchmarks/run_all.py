@@ -170,6 +170,9 @@ def kept_rows(path: Path, rerun: set[str]) -> tuple[list[str], str]:
         return [], ""
     rows = [ln for ln in lines if ln.startswith("| bench") and ln.split("|")[1].strip() not in rerun]
     machine = next((ln for ln in lines if ln.startswith("Machine: ")), "")
+    earlier = next((ln for ln in lines if ln.startswith("Re-run on that date: ")), "")
+    if earlier:  # that file was itself partly re-run: keep where its older rows came from
+        machine += " " + earlier.replace("Re-run on that date", "Of those, re-run then", 1)
     return rows, machine
 
 

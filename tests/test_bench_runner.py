@@ -134,6 +134,8 @@ def test_only_reruns_the_named_scripts_and_keeps_the_other_rows(run_all, tmp_pat
     assert "| bench_a | bench_a row | 1 |" in text and "| bench_b | b row, again | 3 |" in text
     assert "bench_b row" not in text and "Re-run on that date: bench_b" in text
     assert text.index("| bench_a |") < text.index("| bench_b |") and "2 measurements from 1 scripts" in text
+    run_all.run_all(bench, out, timeout=30, cuda=False, only=["bench_b"])  # again: bench_a's date kept
+    assert "Of those, re-run then: bench_b; the other rows are from the earlier run" in out.read_text()
     with pytest.raises(SystemExit, match="no such benchmark"):
         run_all.run_all(bench, out, timeout=30, cuda=False, only=["bench_zzz"])
 
