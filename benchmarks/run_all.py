@@ -39,6 +39,10 @@ HERE = Path(__file__).resolve().parent
 _OPS = {"<=": operator.le, ">=": operator.ge, "<": operator.lt, ">": operator.gt, "==": operator.eq}
 _TARGET = re.compile(r"^\s*(<=|>=|==|<|>)\s*([-+0-9.eE]+)")
 HAND_WRITTEN = "## Measurements behind design choices (hand-written)"
+# Scripts whose targets a later script replaced: their rows stay for the record, "met" says by what.
+SUPERSEDED = {
+    "bench_backends": "superseded: bench_cpu_runtimes measures the same latencies with issue 13's targets",
+}
 
 
 @dataclass
@@ -166,7 +170,19 @@ def kept_rows(path: Path, rerun: set[str]) -> tuple[list[str], str]:
         return [], ""
     rows = [ln for ln in lines if ln.startswith("| bench") and ln.split("|")[1].strip() not in rerun]
     machine = next((ln for ln in lines if ln.startswith("Machine: ")), "")
+    earlier = next((ln for ln in lines if ln.startswith("Re-run on that date: ")), "")
+    if earlier:  # that file was itself partly re-run: keep where its older rows came from
+        machine += " " + earlier.replace("Re-run on that date", "Of those, re-run then", 1)
     return rows, machine
+
+
+def _superseded(line: str) -> str:
+    """A kept table line with its "met" cell saying what replaced it, when its script is superseded."""
+    cells = line.split(" | ")
+    name = cells[0].lstrip("| ").strip()
+    if name in SUPERSEDED and len(cells) == 9:
+        cells[7] = SUPERSEDED[name]
+    return " | ".join(cells)
 
 
 def render_markdown(results: list[ScriptResult], info: dict[str, str], hand_written: str = "",
@@ -193,11 +209,12 @@ def render_markdown(results: list[ScriptResult], info: dict[str, str], hand_writ
         "| script | what | this project | anchor | unit | ratio | target | met | note |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
-    table: list[tuple[str, str]] = [(ln.split("|")[1].strip(), ln) for ln in kept[0]]
+    table: list[tuple[str, str]] = [(ln.split("|")[1].strip(), _superseded(ln)) for ln in kept[0]]
     for res in results:
         for row in res.rows:
             met = target_met(row.get("target"), row.get("ratio"), row.get("ours"))
             met_s = "—" if met is None else ("yes" if met else "**no**")
+            met_s = SUPERSEDED.get(res.name, met_s)
             cells = [res.name, row.get("what"), row.get("ours"), row.get("anchor"), row.get("unit"),
                      row.get("ratio"), row.get("target"), met_s, row.get("note")]  # fmt: skip
             table.append((res.name, "| " + " | ".join(_fmt(c) for c in cells) + " |"))

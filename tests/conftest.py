@@ -19,3 +19,11 @@ def darknet_dir() -> Path:
     if not SHARED.is_dir():
         pytest.skip(f"{SHARED} not present")
     return SHARED
+
+
+@pytest.fixture(autouse=True)
+def _loud(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test starts with quiet mode off: ``-q`` (``console.set_quiet``) sets an environment variable
+    for the process and the workers it starts, so a test that ran a command with ``-q`` earlier in the
+    same pytest worker would silence the next test's progress and notes."""
+    monkeypatch.delenv("YOLOV3_QUIET", raising=False)

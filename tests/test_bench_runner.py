@@ -134,5 +134,25 @@ def test_only_reruns_the_named_scripts_and_keeps_the_other_rows(run_all, tmp_pat
     assert "| bench_a | bench_a row | 1 |" in text and "| bench_b | b row, again | 3 |" in text
     assert "bench_b row" not in text and "Re-run on that date: bench_b" in text
     assert text.index("| bench_a |") < text.index("| bench_b |") and "2 measurements from 1 scripts" in text
+    run_all.run_all(bench, out, timeout=30, cuda=False, only=["bench_b"])  # again: bench_a's date kept
+    assert "Of those, re-run then: bench_b; the other rows are from the earlier run" in out.read_text()
     with pytest.raises(SystemExit, match="no such benchmark"):
         run_all.run_all(bench, out, timeout=30, cuda=False, only=["bench_zzz"])
+
+
+def test_rows_of_a_superseded_script_say_what_replaced_them(run_all, tmp_path, monkeypatch):
+    bench = tmp_path / "benchmarks"
+    bench.mkdir()
+    row = {"what": "latency", "ours": 2.0, "anchor": 1.0, "unit": "ms", "ratio": 2.0, "target": "<= 0.5"}
+    for name in ("bench_old", "bench_new"):
+        _write(bench, f"{name}.py", f"print({json.dumps(json.dumps(row))})\n")
+    out = tmp_path / "benchmarks.md"
+    run_all.run_all(bench, out, timeout=30, cuda=False)
+    assert "| bench_old | latency | 2 | 1 | ms | 2 | <= 0.5 | **no** | — |" in out.read_text()
+    monkeypatch.setattr(run_all, "SUPERSEDED", {"bench_old": "superseded: bench_new"})
+    old_row = "| bench_old | latency | 2 | 1 | ms | 2 | <= 0.5 | superseded: bench_new | — |"
+    run_all.run_all(bench, out, timeout=30, cuda=False, only=["bench_new"])  # bench_old's row kept, marked
+    text = out.read_text()
+    assert old_row in text and "| bench_new | latency | 2 | 1 | ms | 2 | <= 0.5 | **no** | — |" in text
+    run_all.run_all(bench, out, timeout=30, cuda=False)  # and when it runs again
+    assert old_row in out.read_text()
