@@ -41,10 +41,10 @@ from yolov3.data.transforms import letterbox_image
 from yolov3.device import autocast, autocast_dtype, select_device
 from yolov3.errors import UserError
 from yolov3.infer.backends import load_backend
+from yolov3.infer.frame import Frame
 from yolov3.infer.loop import ImageLike, detect_batches, to_rgb
 from yolov3.infer.postprocess import postprocess_outputs
 from yolov3.infer.results import Detections
-from yolov3.infer.sources import Frame
 from yolov3.modelfile import default_names
 
 RESOLVED_KEEP = 64  # per-call settings remembered resolved (Detector.resolve), then forgotten

@@ -5,7 +5,7 @@ error that made it unreadable (the item is reported, never a crash). ``Detector.
 itself, calls the per-batch step it calls (``Detector.predict_arrays``).
 
 A picture is a path (read with ``yolov3.data.images.read_image``), a NumPy array (RGB unless ``bgr``),
-a PIL image, or a ``yolov3.infer.sources.Frame`` (decoded RGB already, or carrying why it is not).
+a PIL image, or a ``yolov3.infer.frame.Frame`` (decoded RGB already, or carrying why it is not).
 Reading ahead on ``workers`` threads (``val``) is for files only: a live source must be read no
 faster than it is detected on.
 """
@@ -25,8 +25,8 @@ import numpy as np
 from yolov3.config import InferConfig
 from yolov3.data.images import ImageError, read_image
 from yolov3.errors import UserError
+from yolov3.infer.frame import Frame
 from yolov3.infer.results import Detections
-from yolov3.infer.sources import Frame
 
 ImageLike = str | os.PathLike | np.ndarray | Frame | Any  # Any: a PIL image
 T = TypeVar("T")
