@@ -202,8 +202,8 @@ def detect_frames(detector: Detector, frames: Iterable[tuple[tuple[int, int], Fr
     mine, times = RankReport(), Counter()
     for k, o in enumerate(detect_batches(detector, frames, 1, picture=lambda kf: kf[1]), 1):
         key, frame = o.item
-        where = frame.path + (f" frame {frame.index}" if frame.fps is not None else "")
-        if o.error is not None:
+        where = frame.path + (f" frame {frame.index}" if frame.fps is not None and frame.index >= 0 else "")
+        if o.error is not None:  # index -1: why a live source stopped (yolov3.infer.stream)
             mine.skipped += 1
             mine.errors.append((where, o.reason))
             job.write({"key": list(key), "path": where, "error": o.reason})
