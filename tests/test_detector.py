@@ -18,8 +18,10 @@ from yolov3.data.transforms import letterbox_image
 from yolov3.errors import UserError
 from yolov3.infer.detector import Detector
 from yolov3.infer.draw import class_colour
+from yolov3.infer.loop import detect_batches
 from yolov3.infer.postprocess import postprocess
 from yolov3.infer.results import Detections
+from yolov3.infer.sources import Frame
 from yolov3.model import YOLOv3
 from yolov3.modelfile import ModelMeta, save_model
 
@@ -141,3 +143,43 @@ def test_json_rounds_as_python_round_does() -> None:
     doc = d.to_json()["detections"]
     assert [x["box"] for x in doc] == [[round(float(v), 2) for v in b] for b in boxes]
     assert [x["score"] for x in doc] == [round(float(s), 5) for s in scores]
+
+
+def test_per_call_settings_equal_a_detector_made_with_them(model: YOLOv3, photo: str) -> None:
+    """``predict(..., settings=...)`` runs as a detector made with those settings (the reference); the
+    detector's own settings are untouched; classes by name resolve as at construction; another input
+    size is refused."""
+    base = Detector.from_model(model, NAMES, InferConfig(img_size=96, conf_threshold=0.25, amp="off"))
+    other = InferConfig(conf_threshold=0.4, iou_threshold=0.3, classes=("dog", "kite"))
+    ref = Detector.from_model(model, NAMES, other.replace(img_size=96, amp="off")).predict(photo)[0]
+    got = base.predict(photo, settings=other)[0]
+    assert 0 < len(got) and set(got.class_ids.tolist()) <= {1, 2}
+    np.testing.assert_array_equal(got.boxes, ref.boxes)
+    np.testing.assert_array_equal(got.class_ids, ref.class_ids)
+    assert base.settings.conf_threshold == 0.25 and base.settings.classes is None
+    assert len(base.predict(photo)[0]) > len(got)
+    assert base.resolve(other).classes == (1, 2) and base.resolve(other) is base.resolve(other)
+    with pytest.raises(UserError, match="img_size 128: this detector runs at 96"):
+        base.predict(photo, settings=InferConfig(img_size=128))
+    with pytest.raises(UserError, match="no class named 'cow'"):
+        base.predict(photo, settings=InferConfig(classes=("cow",)))
+
+
+def test_detect_batches_reports_unreadable_items_in_order(model: YOLOv3, photo: str, tmp_path) -> None:
+    """The one loop: every item gets an outcome, in order; an unreadable file or frame is an error with
+    the item, not a crash; readable ones equal ``predict`` one by one; ``workers`` reads ahead alike."""
+    det = Detector.from_model(model, NAMES, InferConfig(img_size=96, conf_threshold=0.25, amp="off"))
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"not a jpeg")
+    rgb = read_image(photo)
+    items = [photo, str(broken), rgb, Frame("clip.mp4", None, 3, "unreadable video frame"), Frame("f", rgb)]
+    for workers in (0, 2):
+        out = list(detect_batches(det, items, batch_size=2, workers=workers))
+        assert [o.item is i for o, i in zip(out, items)] == [True] * 5
+        assert [o.error is None for o in out] == [True, False, True, False, True]
+        assert isinstance(out[1].error, ImageError) and "broken.jpg" in str(out[1].error)
+        assert out[3].reason == "unreadable video frame" and out[3].detections is None
+        want = det.predict(photo)[0]
+        for o in (out[0], out[2], out[4]):
+            np.testing.assert_array_equal(o.detections.boxes, want.boxes)
+        assert [out[0].detections.path, out[2].detections.path, out[4].detections.path] == [photo, None, "f"]

@@ -242,9 +242,9 @@ def test_warm_up_runs_every_batch_size_before_ready(weights):
         detector = loader(weights)()
         predict = detector.predict_arrays
 
-        def recorded(images, paths=None):  # noqa: ANN001, ANN202
+        def recorded(images, paths=None, settings=None):  # noqa: ANN001, ANN202
             sizes.append(len(images))
-            return predict(images, paths)
+            return predict(images, paths, settings)
 
         detector.predict_arrays = recorded
         return detector
@@ -298,14 +298,14 @@ class SlowDetector:
         self.inner, self.seconds = detector, seconds
         self.settings, self.names = detector.settings, detector.names
         self.backend, self.device, self.img_size = detector.backend, detector.device, detector.img_size
-        self.anchors, self.strides = detector.anchors, detector.strides
+        self.anchors, self.strides, self.resolve = detector.anchors, detector.strides, detector.resolve
 
     def warmup(self) -> None:
         pass
 
-    def predict_arrays(self, images, paths=None):  # noqa: ANN001, ANN201
+    def predict_arrays(self, images, paths=None, settings=None):  # noqa: ANN001, ANN201
         time.sleep(self.seconds)
-        return self.inner.predict_arrays(images, paths)
+        return self.inner.predict_arrays(images, paths, settings)
 
 
 def test_timeout_gives_504_and_graceful_shutdown_finishes_requests_in_flight(weights, images):

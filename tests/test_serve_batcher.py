@@ -32,17 +32,17 @@ class Recorder:
     def __init__(self, seconds: float = 0.0, fail_on: int | None = None) -> None:
         self.settings = InferConfig()
         self.calls: list[tuple[int, InferConfig, str]] = []
-        self.overlap = {"active": 0, "most": 0}  # shared with the copies the batcher makes per settings
+        self.overlap = {"active": 0, "most": 0}
         self.lock = threading.Lock()
         self.seconds, self.fail_on = seconds, fail_on
 
-    def predict_arrays(self, images, paths=None):  # noqa: ANN001, ANN201
+    def predict_arrays(self, images, paths=None, settings=None):  # noqa: ANN001, ANN201
         with self.lock:
             self.overlap["active"] += 1
             self.overlap["most"] = max(self.overlap["most"], self.overlap["active"])
         try:
             time.sleep(self.seconds)
-            self.calls.append((len(images), self.settings, threading.current_thread().name))
+            self.calls.append((len(images), settings, threading.current_thread().name))
             if self.fail_on is not None and any(int(im[0, 0, 0]) == self.fail_on for im in images):
                 raise RuntimeError("model failed")
             return [Detections(np.zeros((1, 4), np.float32), np.array([im[0, 0, 0] / 255], np.float32),

@@ -21,8 +21,9 @@ import numpy as np
 import pytest
 import torch
 
-from yolov3.apps.detect.shard import manifest_differences, media_names, read_part, shard_files
+from yolov3.apps.detect.shard import manifest_differences, media_names, read_part
 from yolov3.cli import main
+from yolov3.distributed import DistInfo, shard_indices
 from yolov3.model import YOLOv3
 from yolov3.modelfile import ModelMeta, save_model
 
@@ -89,7 +90,7 @@ def one_process(source: Path, weights: Path, out: Path, *extra: str) -> subproce
 def test_shards_are_disjoint_and_cover_every_file() -> None:
     for n in (0, 1, 5, 12):
         for world in (1, 2, 3, 7):
-            shards = [set(shard_files(n, r, world)) for r in range(world)]
+            shards = [set(shard_indices(n, DistInfo(rank=r, world_size=world))) for r in range(world)]
             assert set().union(*shards) == set(range(n))
             assert sum(len(s) for s in shards) == n  # disjoint
             assert max(map(len, shards)) - min(map(len, shards)) <= 1  # balanced
@@ -248,7 +249,6 @@ def test_torchrun_val_scores_like_one_process(tmp_path) -> None:
 
 def test_webcam_is_neither_resumed_nor_split(tmp_path) -> None:
     from yolov3.apps.detect.shard import Job
-    from yolov3.distributed import DistInfo
     from yolov3.errors import UserError
     from yolov3.infer.sources import Source
 

@@ -5,7 +5,9 @@ cut midway; a URL that cannot be opened or that hangs is a clear error within th
 
 from __future__ import annotations
 
+import contextlib
 import http.server
+import itertools
 import socket
 import threading
 import time
@@ -187,3 +189,44 @@ def test_a_stream_that_never_answers_times_out():
     finally:
         listener.close()
     assert time.monotonic() - t0 < 3
+
+
+class ServedFile(SimCamera):
+    """A video file behind a URL: states its frame count; opened again it would play from the start
+    (what a reconnect would do)."""
+
+    def get(self, prop: int) -> float:
+        return float(self.frames) if prop == cv2.CAP_PROP_FRAME_COUNT else super().get(prop)
+
+
+def test_a_served_video_file_ends_after_its_frames_and_is_not_reopened():
+    opened = []
+
+    def capture(spec):  # noqa: ANN001, ANN202
+        opened.append(spec)
+        return ServedFile(1000, frames=5)
+
+    frames = list(LiveSource("http://host/clip.mp4", keep_all=True, capture=capture))
+    assert [int(f.image[0, 0, 0]) for f in frames] == list(range(5)) and len(opened) == 1
+    assert all(f.error is None for f in frames)
+
+
+def test_detect_reads_live_sources_through_live_source(monkeypatch):
+    """``yolov3.infer.sources`` hands webcams and stream URLs to ``LiveSource`` (every frame kept,
+    the stream's redacted URL and webcam:N as the frames' path)."""
+    from yolov3.infer import stream
+    from yolov3.infer.sources import open_source
+
+    made = []
+
+    def capture(spec, timeout_ms):  # noqa: ANN001, ANN202
+        made.append(spec)
+        return SimCamera(1000, frames=4)
+
+    monkeypatch.setattr(stream, "opencv_capture", capture)
+    with contextlib.closing(iter(open_source("rtsp://user:pw@cam/live"))) as it:
+        frames = list(itertools.islice(it, 4))
+    assert [f.path for f in frames] == ["rtsp://user:***@cam/live"] * 4 and made == ["rtsp://user:pw@cam/live"]
+    assert [int(f.image[0, 0, 0]) for f in frames] == [0, 1, 2, 3]
+    with contextlib.closing(iter(open_source("0"))) as it:
+        assert next(it).path == "webcam:0" and made[-1] == 0

@@ -38,7 +38,7 @@ class Oracle(Detector):
     def __init__(self, gt: np.ndarray, interrupt_at: int | None = None) -> None:
         self.gt, self.names, self.n, self.interrupt_at = gt[gt[:, 8] >= 0.3], NAMES, 0, interrupt_at
 
-    def predict_arrays(self, images, paths=None):
+    def predict_arrays(self, images, paths=None, settings=None):
         if self.n == self.interrupt_at:
             raise KeyboardInterrupt
         self.n += 1
@@ -116,7 +116,7 @@ class PathOracle(Detector):
     def __init__(self) -> None:
         self.names, self.gt, self.paths = NAMES, {}, []
 
-    def predict_arrays(self, images, paths=None):
+    def predict_arrays(self, images, paths=None, settings=None):
         p = Path(paths[0])
         self.paths.append(p)
         seq = p.parent.parent

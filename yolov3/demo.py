@@ -276,8 +276,8 @@ def evaluate_and_draw(weights: Path, data_yaml: Path, out: Path, device: torch.d
     det = Detector.load(weights, device=str(device), batch_size=16, settings=InferConfig.for_map())
     ev = evaluate(det, spec.val, spec.names, coco=False, progress=progress)
     plot_pr_curves(ev.curves, spec.names, out / "pr_curve.png")
-    det.settings = InferConfig()
-    draw_examples(det, [s.image for s in spec.val[:8]], out, scale=max(1, round(480 / det.img_size)))
+    draw_examples(det, [s.image for s in spec.val[:8]], out, scale=max(1, round(480 / det.img_size)),
+                  settings=InferConfig())  # fmt: skip
     run_dir = weights.parent.parent
     plot_loss_curves(read_columns(run_dir / "steps.csv"), read_columns(run_dir / "results.csv"),
                      out / "loss_curves.png")  # fmt: skip
@@ -286,13 +286,14 @@ def evaluate_and_draw(weights: Path, data_yaml: Path, out: Path, device: torch.d
     return {k: ev.summary[k] for k in keep if k in ev.summary}
 
 
-def draw_examples(detector: Detector, images: list[str], out: Path, scale: int = 2) -> Path:
-    """Each image with its detections, drawn at ``scale``x so that the labels read, into
-    ``out/val_images/``; and a 2-row grid of them, ``out/detections.jpg``."""
+def draw_examples(detector: Detector, images: list[str], out: Path, scale: int = 2,
+                  settings: InferConfig | None = None) -> Path:  # fmt: skip
+    """Each image with its detections (under ``settings``, default the detector's), drawn at ``scale``x
+    so that the labels read, into ``out/val_images/``; and a 2-row grid of them, ``out/detections.jpg``."""
     folder = out / "val_images"
     folder.mkdir(parents=True, exist_ok=True)
     tiles = []
-    for k, d in enumerate(detector.predict(images)):
+    for k, d in enumerate(detector.predict(images, settings=settings)):
         big = cv2.resize(d.image, None, fx=scale, fy=scale, interpolation=cv2.INTER_LINEAR)
         tile = d.plot(image=big[..., ::-1], bgr=True, scale=scale)  # BGR, for OpenCV's writer
         cv2.imwrite(str(folder / Path(d.path or f"{k}.jpg").name), tile)

@@ -36,6 +36,13 @@ class DistInfo:
         return self.rank == 0
 
 
+def shard_indices(n: int, info: DistInfo) -> range:
+    """The indices of ``n`` items that process ``info.rank`` of ``info.world_size`` takes, round-robin:
+    ``rank, rank + world, ...``; the shards are disjoint, cover every item and differ by at most one.
+    What ``detect``'s shards (files) and ``val``'s (samples) both split by."""
+    return range(info.rank, n, info.world_size)
+
+
 def env_dist_info() -> DistInfo:
     """What torchrun (or any launcher setting RANK / LOCAL_RANK / WORLD_SIZE) asked for."""
     world = int(os.environ.get("WORLD_SIZE", "1"))

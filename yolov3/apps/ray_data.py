@@ -32,9 +32,9 @@ except ImportError:  # the `ray` extra installs it (Ray Data needs it); rows() w
     pa = None
 
 from yolov3.config import InferConfig
-from yolov3.data.images import ImageError, read_image
 from yolov3.errors import UserError
-from yolov3.infer.detector import Detector, to_rgb
+from yolov3.infer.detector import Detector
+from yolov3.infer.loop import detect_batches
 
 STAGES = ("preprocess", "inference", "nms")  # the ``speed_ms`` keys (milliseconds per image)
 
@@ -74,25 +74,15 @@ class RayDetector:
             raise UserError(f"a batch with columns {sorted(batch)}: expected 'image' and / or 'path'")
         n = len(batch["image"] if "image" in batch else batch["path"])
         paths = [str(p) for p in batch["path"]] if "path" in batch else [None] * n
-        images: list[np.ndarray | None] = []
-        errors: list[str | None] = []
-        for k in range(n):
-            try:
-                image = to_rgb(batch["image"][k])[0] if "image" in batch else read_image(paths[k])
-                images.append(image)
-                errors.append(None)
-            except (ImageError, UserError) as exc:
-                images.append(None)
-                errors.append(str(exc))
-        good = [k for k in range(n) if images[k] is not None]
-        found = self.detector.predict_arrays([images[k] for k in good], [paths[k] for k in good])
-        rows: list[dict[str, Any]] = [
-            {"image": paths[k], "width": 0, "height": 0, "detections": [],
-             "speed_ms": dict.fromkeys(STAGES, 0.0), "error": errors[k]}
-            for k in range(n)
-        ]  # fmt: skip
-        for k, d in zip(good, found):
-            rows[k] = {**d.to_json(), "error": None}
+        pictures = batch["image"] if "image" in batch else paths
+        rows: list[dict[str, Any]] = []
+        for o in detect_batches(self.detector, range(n), max(1, n), picture=lambda k: pictures[k]):
+            if o.error is not None:  # the row is kept, empty, saying why
+                rows.append({"image": paths[o.item], "width": 0, "height": 0, "detections": [],
+                             "speed_ms": dict.fromkeys(STAGES, 0.0), "error": str(o.error)})  # fmt: skip
+                continue
+            o.detections.path = paths[o.item]  # the path column's, also beside an image column
+            rows.append({**o.detections.to_json(), "error": None})
         return rows
 
 

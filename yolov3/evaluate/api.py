@@ -19,7 +19,7 @@ from yolov3.config import InferConfig, load_yaml
 from yolov3.data.dataset_config import DatasetSpec, load_dataset
 from yolov3.data.types import Sample
 from yolov3.device import select_device
-from yolov3.distributed import DistInfo, broadcast_object, env_dist_info, init_distributed
+from yolov3.distributed import DistInfo, broadcast_object, env_dist_info, init_distributed, shard_indices
 from yolov3.errors import UserError
 from yolov3.evaluate.evaluator import Evaluation, check_labelled, evaluate, evaluate_detections, run_detector
 from yolov3.evaluate.plots import save_plots
@@ -50,7 +50,7 @@ def evaluate_sharded(detector: Detector, samples: Sequence[Sample], names: list[
     """``evaluate`` under ``torchrun``: rank ``r`` of ``N`` detects on samples ``r, r + N...``, rank 0
     gathers the detections (boxes only), puts them back in sample order and scores them once with
     ``evaluate_detections`` (so the metrics are those of one process); every rank returns the result."""
-    own = list(range(info.rank, len(samples), info.world_size))
+    own = list(shard_indices(len(samples), info))
     dets, kept, speed = run_detector(detector, [samples[i] for i in own], workers, progress and info.is_main)
     mine = ([own[k] for k in kept], dets, speed)
     gathered: list[Any] | None = [None] * info.world_size if info.is_main else None

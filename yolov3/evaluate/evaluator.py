@@ -20,9 +20,7 @@ back to its next-best box, and treats difficult / crowd boxes as regions to igno
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,7 +31,6 @@ from torch import nn
 
 from yolov3.config import InferConfig
 from yolov3.console import Progress
-from yolov3.data.images import ImageError, read_image
 from yolov3.data.types import Sample
 from yolov3.errors import UserError
 from yolov3.evaluate.coco import (
@@ -46,9 +43,9 @@ from yolov3.evaluate.coco import (
 from yolov3.evaluate.curves import ConfidenceCurves, confidence_curves, confusion_matrix
 from yolov3.evaluate.voc import ClassCurve, MatchTable, class_curves, match_all
 from yolov3.infer.detector import Detector
+from yolov3.infer.loop import detect_batches
 from yolov3.infer.results import Detections
 
-PREFETCH = 2  # batches of images read ahead of the one being detected on
 IOU_THRESHOLDS = tuple(np.round(np.arange(0.5, 0.96, 0.05), 2))  # 0.50 .. 0.95
 
 
@@ -183,50 +180,30 @@ def _as_detector(
     raise TypeError(f"cannot evaluate a {type(model).__name__}: expected a model, backend or Detector")
 
 
-def _read(sample: Sample) -> tuple[np.ndarray | None, float, str | None]:
-    """``(RGB image or None, milliseconds, error)``: an unreadable image is reported, not raised."""
-    t = time.perf_counter()
-    try:
-        return read_image(sample.image), (time.perf_counter() - t) * 1e3, None
-    except ImageError as exc:
-        return None, 0.0, str(exc)
-
-
 def run_detector(
     detector: Detector, samples: Sequence[Sample], workers: int = 2, progress: bool = False
 ) -> tuple[list[Detections], list[int], dict[str, float]]:
-    """Detections for every sample (images read on ``workers`` threads, batched by the detector).
+    """Detections for every sample: the one image loop (``yolov3.infer.loop.detect_batches``) in the
+    detector's batches, images read on ``workers`` threads a bounded number of batches ahead.
 
     Returns ``(detections, indices of the samples evaluated, mean ms per image by stage)``; images
     that cannot be read are reported on stderr and left out."""
     dets: list[Detections] = []
     kept: list[int] = []
     totals = {"read": 0.0, "preprocess": 0.0, "inference": 0.0, "nms": 0.0}
-    bs = detector.batch_size
     bar = Progress(len(samples), "val", "img", progress)
-    starts = list(range(0, len(samples), bs))
-    with ThreadPoolExecutor(max(1, workers)) as pool:
-        # Reads run ahead by PREFETCH batches only: memory stays bounded on large sets.
-        ahead = {b: [pool.submit(_read, s) for s in samples[starts[b] : starts[b] + bs]]
-                 for b in range(min(PREFETCH, len(starts)))}  # fmt: skip
-        for b, start in enumerate(starts):
-            batch = [(start + k, f.result()) for k, f in enumerate(ahead.pop(b))]
-            nxt = b + PREFETCH
-            if nxt < len(starts):
-                ahead[nxt] = [pool.submit(_read, s) for s in samples[starts[nxt] : starts[nxt] + bs]]
-            good = [(i, im, ms) for i, (im, ms, err) in batch if im is not None]
-            for _, (_, _, err) in batch:
-                if err:
-                    bar.write(f"skipped (unreadable): {err}")
-            results = detector.predict_arrays([g[1] for g in good]) if good else []
-            for (i, _, ms), r in zip(good, results):
-                r.image = None  # scoring needs the boxes only: keep memory flat on large sets
-                dets.append(r)
-                kept.append(i)
-                totals["read"] += ms
-                for k in ("preprocess", "inference", "nms"):
-                    totals[k] += r.speed[k]
-            bar.update(len(batch))
+    for o in detect_batches(detector, range(len(samples)), detector.batch_size,
+                            picture=lambda i: samples[i].image, workers=max(1, workers)):  # fmt: skip
+        if o.error is not None:
+            bar.write(f"skipped (unreadable): {o.error}")
+        else:
+            o.detections.image = None  # scoring needs the boxes only: keep memory flat on large sets
+            dets.append(o.detections)
+            kept.append(o.item)
+            totals["read"] += o.read_ms
+            for k in ("preprocess", "inference", "nms"):
+                totals[k] += o.detections.speed[k]
+        bar.update(1)
     bar.close()
     n = max(1, len(kept))
     return dets, kept, {k: round(v / n, 3) for k, v in totals.items()}

@@ -13,7 +13,9 @@ is converted to RGB; a path is read with ``yolov3.data.images.read_image``.
 The detector owns letterbox, batching, ``yolov3.infer.postprocess`` and timing around a backend: any
 callable ``(images (B, 3, H, W) float32 in [0, 1], RGB) -> raw maps`` (``yolov3.infer.backends``, whose
 exported files may also give decoded boxes or detections after in-graph NMS), or a bare ``nn.Module``
-(a model being trained). Its settings are one ``InferConfig``.
+(a model being trained). Its settings are one ``InferConfig``; a call may bring its own
+(``predict(..., settings=...)``: thresholds, NMS, classes; not the input size, ``Detector.resolve``).
+Reading and batching many pictures is ``yolov3.infer.loop.detect_batches``, which ``predict`` iterates.
 
 Defaults travel with the model (``resolve_settings``): without an explicit ``img_size`` the detector
 runs at the size the model file records (the size it was trained and validated at) or the input
@@ -35,36 +37,17 @@ from torch import Tensor, nn
 
 from yolov3.config import SEED_TEST_SIZE, InferConfig, resolve_classes
 from yolov3.console import note
-from yolov3.data.images import read_image
 from yolov3.data.transforms import letterbox_image
 from yolov3.device import autocast, autocast_dtype, select_device
 from yolov3.errors import UserError
 from yolov3.infer.backends import load_backend
+from yolov3.infer.frame import Frame
+from yolov3.infer.loop import ImageLike, detect_batches, to_rgb
 from yolov3.infer.postprocess import postprocess_outputs
 from yolov3.infer.results import Detections
 from yolov3.modelfile import default_names
 
-ImageLike = str | os.PathLike | np.ndarray | Any  # Any: a PIL image
-
-
-def to_rgb(image: ImageLike, bgr: bool = False) -> tuple[np.ndarray, str | None]:
-    """``(RGB uint8 (H, W, 3), path or None)`` from a path, an array (RGB, or BGR with ``bgr``) or a PIL
-    image. Grey arrays become 3-channel; a 4-channel array loses its alpha."""
-    if isinstance(image, (str, os.PathLike)):
-        return read_image(image), str(image)
-    if hasattr(image, "convert") and hasattr(image, "size"):  # PIL.Image.Image
-        return np.asarray(image.convert("RGB")), getattr(image, "filename", None) or None
-    if not isinstance(image, np.ndarray):
-        kind = type(image).__name__
-        raise UserError(f"cannot detect on a {kind}: expected a path, NumPy array or PIL image")
-    if image.ndim == 2:
-        image = np.repeat(image[..., None], 3, axis=2)
-    if image.ndim != 3 or image.shape[2] not in (3, 4):
-        raise UserError(f"image array of shape {image.shape}: expected (H, W, 3)")
-    image = image[..., :3]
-    if image.dtype != np.uint8:
-        raise UserError(f"image array of dtype {image.dtype}: expected uint8 (0..255)")
-    return np.ascontiguousarray(image[..., ::-1] if bgr else image), None
+RESOLVED_KEEP = 64  # per-call settings remembered resolved (Detector.resolve), then forgotten
 
 
 def resolve_settings(settings: InferConfig, backend: Any, names: list[str], explain: bool = True
@@ -128,17 +111,15 @@ class Detector:
         self.backend = backend
         self.names, self.anchors, self.strides = list(names), anchors, list(strides)
         self._settings, self.batch_size = resolve_settings(settings, backend, self.names), int(batch_size)
+        self._resolved: dict[InferConfig, InferConfig] = {}
         self.amp = autocast_dtype(self.device, settings.amp) if isinstance(backend, nn.Module) else None
         self.outputs = getattr(backend, "outputs", "raw")
 
     @property
     def settings(self) -> InferConfig:
-        """The ``InferConfig`` in use, its ``img_size`` resolved for the model."""
+        """The detector's own ``InferConfig``, its ``img_size`` resolved for the model; a call may run
+        under others (``predict(..., settings=...)``, ``resolve``)."""
         return self._settings
-
-    @settings.setter
-    def settings(self, settings: InferConfig) -> None:
-        self._settings = resolve_settings(settings, self.backend, self.names, explain=False)
 
     @property
     def img_size(self) -> int:
@@ -171,29 +152,53 @@ class Detector:
                          amp=settings.amp, **(backend_options or {}))  # fmt: skip
         return cls(b, b.names, b.anchors, b.strides, settings, b.device, batch_size)
 
-    def __call__(self, images: ImageLike | Sequence[ImageLike], bgr: bool = False) -> list[Detections]:
-        return self.predict(images, bgr)
+    def __call__(self, images: ImageLike | Sequence[ImageLike], bgr: bool = False,
+                 settings: InferConfig | None = None) -> list[Detections]:  # fmt: skip
+        return self.predict(images, bgr, settings)
 
-    def predict(self, images: ImageLike | Sequence[ImageLike], bgr: bool = False) -> list[Detections]:
-        """One ``Detections`` per image: a path, array, PIL image, or a list of them (read in batches)."""
-        single = isinstance(images, (str, os.PathLike, np.ndarray)) or hasattr(images, "convert")
-        items = [images] if single else list(images)
+    def resolve(self, settings: InferConfig | None) -> InferConfig:
+        """Per-call ``settings`` as this detector runs them: classes by name turned into indices (an
+        unknown class is a ``ConfigError``), ``img_size`` and ``amp`` the detector's own. Both are fixed
+        when the detector is made (its letterbox, the backend's input, autocast): a per-call ``img_size``
+        of None means the detector's, any other size is a ``UserError`` (load another detector for
+        another size); a per-call ``amp`` is not read. None: the detector's settings. Each distinct
+        value is checked once and remembered (the last ``RESOLVED_KEEP``)."""
+        if settings is None or settings == self._settings:
+            return self._settings
+        known = self._resolved.get(settings)
+        if known is not None:
+            return known
+        if settings.img_size not in (None, self.img_size):
+            raise UserError(f"img_size {settings.img_size}: this detector runs at {self.img_size} (fixed "
+                            "when it was made); load another detector for another input size")  # fmt: skip
+        own = settings.replace(img_size=self.img_size, amp=self._settings.amp)
+        known = resolve_settings(own, self.backend, self.names, explain=False)
+        if len(self._resolved) >= RESOLVED_KEEP:
+            self._resolved.clear()
+        self._resolved[settings] = self._resolved[known] = known
+        return known
+
+    def predict(self, images: ImageLike | Sequence[ImageLike], bgr: bool = False,
+                settings: InferConfig | None = None) -> list[Detections]:  # fmt: skip
+        """One ``Detections`` per image: a path, array, PIL image, ``Frame``, or a list of them (read in
+        batches: ``yolov3.infer.loop.detect_batches``); an unreadable one raises its ``ImageError``.
+        ``settings``: this call's (``resolve``), default the detector's."""
+        single = isinstance(images, (str, os.PathLike, np.ndarray, Frame)) or hasattr(images, "convert")
         out: list[Detections] = []
-        for start in range(0, len(items), self.batch_size):
-            t0 = time.perf_counter()
-            loaded = [to_rgb(im, bgr) for im in items[start : start + self.batch_size]]
-            read_ms = (time.perf_counter() - t0) * 1e3 / len(loaded)
-            results = self.predict_arrays([im for im, _ in loaded], [p for _, p in loaded])
-            for r in results:
-                r.speed["read"] = read_ms
-            out += results
+        for o in detect_batches(self, [images] if single else images, self.batch_size, settings, bgr=bgr):
+            if o.error is not None:
+                raise o.error
+            o.detections.speed["read"] = o.read_ms
+            out.append(o.detections)
         return out
 
-    def predict_arrays(self, images: Sequence[np.ndarray], paths: Sequence[str | None] | None = None
-                       ) -> list[Detections]:  # fmt: skip
-        """One batch of RGB uint8 arrays -> ``Detections`` (NumPy, with image, path and timings)."""
+    def predict_arrays(self, images: Sequence[np.ndarray], paths: Sequence[str | None] | None = None,
+                       settings: InferConfig | None = None) -> list[Detections]:  # fmt: skip
+        """One batch of RGB uint8 arrays -> ``Detections`` (NumPy, with image, path and timings), under
+        this call's ``settings`` (``resolve``), default the detector's."""
         if not len(images):
             return []
+        settings = self.resolve(settings)
         paths = list(paths) if paths is not None else [None] * len(images)
         t0 = time.perf_counter()
         batch, boxes = self.preprocess(images)
@@ -202,7 +207,7 @@ class Detector:
         t2 = time.perf_counter()
         sizes = [(im.shape[1], im.shape[0]) for im in images]
         dets = postprocess_outputs(raws, self.outputs, self.anchors, self.strides, len(images),
-                                   (self.img_size, self.img_size), boxes, sizes, self.settings)  # fmt: skip
+                                   (self.img_size, self.img_size), boxes, sizes, settings)  # fmt: skip
         dets = [d.numpy() for d in dets]
         n, t3 = len(images), time.perf_counter()
         ms = {"preprocess": t1 - t0, "inference": t2 - t1, "nms": t3 - t2}

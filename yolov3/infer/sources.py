@@ -10,8 +10,10 @@ images, a glob that matches nothing or a path that does not exist is a ``UserErr
 
 URLs: an ``http(s)://`` URL whose path ends in an image suffix is fetched once (at most
 ``URL_MAX_BYTES``, ``URL_TIMEOUT`` seconds) and decoded like a file; any other URL with a stream scheme
-(``rtsp://``, ``http(s)://`` MJPEG / HLS, ...) and a webcam index are read frame by frame, every frame,
-through OpenCV's FFmpeg (``yolov3.infer.stream`` reads them for tracking, newest frame first).
+(``rtsp://``, ``http(s)://`` MJPEG / HLS, ...) and a webcam index are live sources, read by the one
+module that reads them, ``yolov3.infer.stream.LiveSource`` (a background reader, reconnects, its
+pixel-limit and open-timeout rules), here keeping every frame (tracking keeps the newest by default)
+and allowed ``URL_TIMEOUT`` seconds to open.
 Credentials in a URL (``user:password@``) never appear in names or messages (``redact``).
 """
 
@@ -19,17 +21,14 @@ from __future__ import annotations
 
 import glob
 import os
-import re
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import cv2
-import numpy as np
 
 from yolov3.data.images import (
     ImageError,
@@ -41,50 +40,19 @@ from yolov3.data.images import (
     read_image,
 )
 from yolov3.errors import UserError
+from yolov3.infer.frame import Frame
+from yolov3.infer.stream import LiveSource, is_stream, redact
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv")
-STREAM_SCHEMES = ("rtsp", "rtsps", "rtmp", "http", "https", "udp", "tcp", "srt")
 URL_TIMEOUT = 30.0  # seconds to open a stream or fetch an image URL
 URL_MAX_BYTES = 100 * 2**20  # largest image fetched from a URL
 _MAX_BAD_FRAMES = 10  # consecutive unreadable frames before a video is given up
-
-
-def is_stream(spec: Any) -> bool:
-    """True for a webcam index (``0``, ``"1"``) or a URL with a stream scheme (``rtsp://...``)."""
-    text = str(spec)
-    return text.isdigit() or urlsplit(text).scheme.lower() in STREAM_SCHEMES
 
 
 def is_image_url(spec: Any) -> bool:
     """An ``http(s)://`` URL whose path names an image file (``.../photo.jpg``)."""
     url = urlsplit(str(spec))
     return url.scheme.lower() in ("http", "https") and is_image_file(url.path)
-
-
-def redact(url: str) -> str:
-    """``url`` without a password: ``rtsp://user:secret@host/x`` -> ``rtsp://user:***@host/x``."""
-    return re.sub(r"(//[^/:@]*):[^/@]*@", r"\1:***@", url)
-
-
-def opencv_capture(spec: str | int, timeout_ms: int) -> cv2.VideoCapture:
-    """OpenCV's capture of a webcam index or a URL (FFmpeg, with open and read timeouts)."""
-    if isinstance(spec, int):
-        return cv2.VideoCapture(spec)
-    params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, timeout_ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, timeout_ms]
-    return cv2.VideoCapture(spec, cv2.CAP_FFMPEG, params)
-
-
-@dataclass
-class Frame:
-    """One picture to detect on. ``image``: ``(H, W, 3)`` uint8 RGB, or None with ``error`` set.
-    ``path``: the file (or ``webcam:N``); ``index``: the frame number in a video / stream, else 0;
-    ``fps``: the frame rate of its video (30 when the container does not say), None for images."""
-
-    path: str
-    image: np.ndarray | None = None
-    index: int = 0
-    error: str | None = None
-    fps: float | None = None
 
 
 def is_video_file(path: str | os.PathLike) -> bool:
@@ -138,14 +106,9 @@ class Source:
         return total
 
     def __iter__(self) -> Iterator[Frame]:
-        if self.webcam is not None:
-            yield from _read_video(cv2.VideoCapture(self.webcam), f"webcam:{self.webcam}", None)
-            return
-        if self.stream is not None:
-            cap = opencv_capture(self.stream, int(URL_TIMEOUT * 1000))
-            if not cap.isOpened():
-                raise UserError(f"{redact(self.stream)}: cannot open the stream within {URL_TIMEOUT:g} s")
-            yield from _read_video(cap, redact(self.stream), None)
+        if self.live is not None:  # every frame: a detect run writes a result for each
+            label = redact(self.stream) if self.stream is not None else None  # None: webcam:N
+            yield from LiveSource(self.live, keep_all=True, open_timeout=URL_TIMEOUT, label=label)
             return
         if self.url is not None:
             try:
@@ -170,7 +133,7 @@ class Source:
 def _read_video(cap: cv2.VideoCapture, name: str, count: int | None) -> Iterator[Frame]:
     """Frames as RGB; an unreadable frame inside the stated length is reported and skipped; a frame
     over the pixel limit (the stated size checked before the first read) is reported and ends it."""
-    limit = count if count and count > 0 else None  # None: a stream, or a container without a count
+    limit = count if count and count > 0 else None  # None: a container without a count
     fps = cap.get(cv2.CAP_PROP_FPS)
     fps = fps if 0 < fps < 1000 else 30.0
     index, bad = 0, 0

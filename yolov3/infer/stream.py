@@ -7,7 +7,13 @@ full). A stream that cannot be opened within ``open_timeout`` seconds is a ``Use
 a stream that drops is reopened after ``backoff`` seconds, doubling up to ``max_backoff``, at most
 ``retries`` times in a row, and then ends with a last ``StreamFrame`` whose ``error`` says so. A
 stream over the pixel limit (``yolov3.data.images.check_pixels``) is a ``UserError`` when its stated
-frame size is, else ends at the first frame that is, with the same last ``StreamFrame``.
+frame size is, else ends at the first frame that is, with the same last ``StreamFrame``. A URL whose
+capture states a frame count (a video file served over HTTP) ends after that many frames and is not
+reopened then (reopening would replay it from the start); one that fails sooner has dropped.
+``label`` is the path its frames carry (default ``webcam:N``, or ``stream-<host_path>`` for a URL).
+
+This is the one module that reads webcams and streams: ``yolov3.infer.sources`` (``detect``) hands
+them here too, keeping every frame.
 Credentials in a URL (``user:password@``) never appear in names or messages.
 
 ``capture`` (a callable ``spec -> object with read() / isOpened() / release() / get()``, default
@@ -29,9 +35,29 @@ import cv2
 
 from yolov3.data.images import PixelLimitError, check_pixels
 from yolov3.errors import UserError
-from yolov3.infer.sources import Frame, is_stream, opencv_capture, redact  # noqa: F401 (is_stream: re-export)
+from yolov3.infer.frame import Frame
 
 KEEP_ALL_LIMIT = 256  # frames queued with keep_all before the reader waits for the consumer
+STREAM_SCHEMES = ("rtsp", "rtsps", "rtmp", "http", "https", "udp", "tcp", "srt")
+
+
+def is_stream(spec: Any) -> bool:
+    """True for a webcam index (``0``, ``"1"``) or a URL with a stream scheme (``rtsp://...``)."""
+    text = str(spec)
+    return text.isdigit() or urlsplit(text).scheme.lower() in STREAM_SCHEMES
+
+
+def redact(url: str) -> str:
+    """``url`` without a password: ``rtsp://user:secret@host/x`` -> ``rtsp://user:***@host/x``."""
+    return re.sub(r"(//[^/:@]*):[^/@]*@", r"\1:***@", url)
+
+
+def opencv_capture(spec: str | int, timeout_ms: int) -> cv2.VideoCapture:
+    """OpenCV's capture of a webcam index or a URL (FFmpeg, with open and read timeouts)."""
+    if isinstance(spec, int):
+        return cv2.VideoCapture(spec)
+    params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, timeout_ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, timeout_ms]
+    return cv2.VideoCapture(spec, cv2.CAP_FFMPEG, params)
 
 
 @dataclass
@@ -61,13 +87,14 @@ class LiveSource:
         backoff: float = 0.5,
         max_backoff: float = 8.0,
         capture: Callable[[str | int], Any] | None = None,
+        label: str | None = None,
     ) -> None:
         text = str(spec)
         self.spec: str | int = int(text) if text.isdigit() else text
         self.kind = "webcam" if isinstance(self.spec, int) else "stream"
         self.name = f"webcam:{self.spec}" if self.kind == "webcam" else redact(text)
-        # what frames carry as their path: usable in file names (``yolov3.apps.detect.runner.Writers``)
-        self.label = self.name if self.kind == "webcam" else "stream-" + _safe(urlsplit(text))
+        # what frames carry as their path; by default usable in file names (track's writers)
+        self.label = label or (self.name if self.kind == "webcam" else "stream-" + _safe(urlsplit(text)))
         self.keep_all, self.open_timeout, self.retries = keep_all, open_timeout, retries
         self.backoff, self.max_backoff = backoff, max_backoff
         self._capture = capture or (lambda s: opencv_capture(s, int(open_timeout * 1000)))
@@ -78,6 +105,7 @@ class LiveSource:
         self._thread: threading.Thread | None = None
         self.error: str | None = None  # why the stream ended early, if it did
         self.fps = 30.0
+        self.length: int | None = None  # frames a finite video behind a URL states it has
 
     def __len__(self) -> int:
         return 0  # unknown: a live source has no end
@@ -117,6 +145,8 @@ class LiveSource:
             raise
         fps = cap.get(cv2.CAP_PROP_FPS)
         self.fps = fps if 0 < fps < 1000 else 30.0
+        count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
+        self.length = count if count > 0 else None
         self._thread = threading.Thread(target=self._read, args=(cap,), daemon=True, name=f"read {self.name}")
         self._thread.start()
 
@@ -159,7 +189,7 @@ class LiveSource:
         """The reader thread: frames into the buffer; reconnect with backoff when reading fails."""
         index, failures = 0, 0
         try:
-            while not self._stop.is_set():
+            while not self._stop.is_set() and (self.length is None or index < self.length):
                 ok, image = cap.read() if cap is not None else (False, None)
                 if ok and image is not None:
                     try:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,6 +42,7 @@ from yolov3.errors import UserError
 from yolov3.evaluate.coco import coco_results, default_category_ids
 from yolov3.files import make_dir, next_run_dir
 from yolov3.infer.detector import Detector
+from yolov3.infer.loop import detect_batches
 from yolov3.infer.results import Detections
 from yolov3.infer.sources import Frame, open_source
 from yolov3.infer.video import VideoWriter
@@ -178,34 +179,44 @@ def run_source(
     manifest = manifest or manifest_of(src, detector.settings, outputs, {"names": detector.names})
     job = Job(out, src, info, manifest, resume)
     writers = Writers(out, save, detector.names, job)
-    mine, times = RankReport(), Counter()
     total = job.expected() or None
     bar = Progress(total, "detect", "img" if src.kind == "images" else "frame", progress and info.is_main)
     log = bar.write if log is True else (log or None)
     try:
-        for k, (key, frame) in enumerate(bar.iterate(job.frames()), 1):
-            where = frame.path + (f" frame {frame.index}" if frame.fps is not None else "")
-            if frame.image is None:
-                mine.skipped += 1
-                mine.errors.append((where, str(frame.error)))
-                job.write({"key": list(key), "path": where, "error": str(frame.error)})
-                if log:
-                    log(f"skipped {where}: {frame.error}")
-                continue
-            r = detector.predict_arrays([frame.image], [frame.path])[0]
-            writers.add(r, frame, key)
-            mine.processed += 1
-            times.update(r.speed)
-            if log:
-                log(f"{k}/{total or '?'} {where}: {summary_line(r)}")
+        mine = detect_frames(detector, bar.iterate(job.frames()), job, writers, log, total)
     finally:
         bar.close()
         writers.close_video()
-    mine.ms_total = dict(times)
     merged, attempt = job.finish(mine) or (mine, mine)
     speed = {k: v / max(1, attempt.processed) for k, v in attempt.ms_total.items()}
     return DetectReport(out, attempt.processed, attempt.skipped, speed, merged.errors, merged.processed,
                         merged.skipped, detector.img_size)  # fmt: skip
+
+
+def detect_frames(detector: Detector, frames: Iterable[tuple[tuple[int, int], Frame]], job: Job,
+                  writers: Writers, log: Callable[[str], None] | None, total: int | None
+                  ) -> RankReport:  # fmt: skip
+    """``(key, frame)`` after ``(key, frame)`` through the one image loop, one at a time (the seed's
+    per-image timing): each result to ``writers``, each unreadable one to the job's part file as an
+    error; what this process did (counts, errors, summed ms per stage)."""
+    mine, times = RankReport(), Counter()
+    for k, o in enumerate(detect_batches(detector, frames, 1, picture=lambda kf: kf[1]), 1):
+        key, frame = o.item
+        where = frame.path + (f" frame {frame.index}" if frame.fps is not None and frame.index >= 0 else "")
+        if o.error is not None:  # index -1: why a live source stopped (yolov3.infer.stream)
+            mine.skipped += 1
+            mine.errors.append((where, o.reason))
+            job.write({"key": list(key), "path": where, "error": o.reason})
+            if log:
+                log(f"skipped {where}: {o.reason}")
+            continue
+        writers.add(o.detections, frame, key)
+        mine.processed += 1
+        times.update(o.detections.speed)
+        if log:
+            log(f"{k}/{total or '?'} {where}: {summary_line(o.detections)}")
+    mine.ms_total = dict(times)
+    return mine
 
 
 def resumed_run(out: str | os.PathLike) -> dict[str, Any]:
@@ -225,6 +236,19 @@ def resumed_run(out: str | os.PathLike) -> dict[str, Any]:
                 "save": save}  # fmt: skip
     except (KeyError, TypeError, ValueError) as exc:
         raise UserError(f"--resume {out}: its {MANIFEST} lacks what a resume needs ({exc!r})") from exc
+
+
+def resumed_arguments(out: str | os.PathLike | None, source: Any, weights: Any, cfg: Any, backend: str,
+                      names: Any, settings: InferConfig | None, save: SaveOptions | None
+                      ) -> tuple:  # fmt: skip
+    """``detect``'s ``(source, weights, cfg, backend, names, settings, save)`` with those not given (None;
+    ``backend`` "auto") taken from the run in ``out`` (``resumed_run``)."""
+    if out is None:
+        raise UserError("resume=True needs out: the folder of the run to continue")
+    run = resumed_run(out)
+    return (run["source"] if source is None else source, weights or run["weights"], cfg or run["cfg"],
+            run["backend"] if backend == "auto" else backend, names or run["names"],
+            settings or run["settings"], save or run["save"])  # fmt: skip
 
 
 def detect(
@@ -254,13 +278,8 @@ def detect(
     the process group on its device (gloo on CPU, NCCL on CUDA) and ``out`` must be a folder every rank
     can see. ``backend_options``: as ``Detector.load`` takes them (``threads``, ``hint``...)."""
     if resume:
-        if out is None:
-            raise UserError("resume=True needs out: the folder of the run to continue")
-        run = resumed_run(out)
-        source = run["source"] if source is None else source
-        weights, cfg = weights or run["weights"], cfg or run["cfg"]
-        backend = run["backend"] if backend == "auto" else backend
-        names, settings, save = names or run["names"], settings or run["settings"], save or run["save"]
+        source, weights, cfg, backend, names, settings, save = resumed_arguments(
+            out, source, weights, cfg, backend, names, settings, save)  # fmt: skip
     if source is None or weights is None:
         raise UserError("detect needs a source and weights (or resume=True with the folder of a run)")
     settings = (settings or InferConfig()).replace(**overrides)
@@ -278,8 +297,7 @@ def detect(
         raise UserError(f"{weights} predicts {len(det.names)} classes but {data} has {len(data_names)} names")
     det.warmup()
     save = save or SaveOptions()
-    model = {"weights": file_digest(weights), "cfg": str(cfg) if cfg else None, "backend": backend,
-             "names": det.names}  # fmt: skip
-    outputs = {"txt": save.txt, "conf": save.conf, "media": save.media}
-    manifest = manifest_of(src, det.settings, outputs, model)
+    manifest = manifest_of(src, det.settings, {"txt": save.txt, "conf": save.conf, "media": save.media},
+                           {"weights": file_digest(weights), "cfg": str(cfg) if cfg else None,
+                            "backend": backend, "names": det.names})  # fmt: skip
     return run_source(det, source, out, save, progress=progress, resume=resume, info=info, manifest=manifest)

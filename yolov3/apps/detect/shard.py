@@ -34,7 +34,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from yolov3.distributed import DistInfo, broadcast_object
+from yolov3.distributed import DistInfo, broadcast_object, shard_indices
 from yolov3.errors import UserError
 from yolov3.files import atomic_writer, make_dir
 from yolov3.infer.sources import Frame, Source, is_video_file
@@ -43,11 +43,6 @@ PARTS = ".parts"
 MANIFEST = "run.json"
 END = 1 << 62  # the frame number of a video's completion marker: after every real frame
 _PART = re.compile(r"r(\d+)-a(\d+)\.jsonl")
-
-
-def shard_files(n: int, rank: int, world: int) -> range:
-    """The file indices rank ``rank`` of ``world`` takes: every ``world``-th, starting at ``rank``."""
-    return range(rank, n, world)
 
 
 def media_names(files: list[Path]) -> list[str]:
@@ -187,7 +182,7 @@ class Job:
                 yield (0, frame.index), frame
             return
         files = self.src.files
-        for i in shard_files(len(files), self.info.rank, self.info.world_size):
+        for i in shard_indices(len(files), self.info):
             if self._is_done(i):
                 continue
             video = is_video_file(files[i])
@@ -206,7 +201,7 @@ class Job:
         files = self.src.files
         if self.src.whole:
             return len(self.src)
-        own = [files[i] for i in shard_files(len(files), self.info.rank, self.info.world_size)
+        own = [files[i] for i in shard_indices(len(files), self.info)
                if not self._is_done(i)]  # fmt: skip
         return len(Source(self.src.spec, own)) if own else 0
 

@@ -48,7 +48,7 @@ from yolov3.apps.serve import ServeOptions
 from yolov3.apps.serve.batcher import MicroBatcher
 from yolov3.apps.serve.metrics import ServeMetrics
 from yolov3.apps.serve.uploads import UploadError, decode_image
-from yolov3.config import InferConfig, parse_classes, resolve_classes
+from yolov3.config import InferConfig, parse_classes
 from yolov3.data.images import pixel_limit
 from yolov3.errors import UserError
 from yolov3.infer.detector import Detector
@@ -98,9 +98,9 @@ def parse_query(query: dict[str, list[str]], detector: Detector) -> tuple[InferC
         }
     except ValueError as exc:
         raise HTTPException(400, f"query option does not parse: {exc}") from exc
-    settings = detector.settings.replace(**changes)  # ConfigError (a UserError) -> 400
-    if settings.classes is not None:  # names to indices; an unknown name or index -> 400
-        settings = settings.replace(classes=resolve_classes(settings.classes, detector.names))
+    # ConfigError (a UserError) -> 400; classes by name to indices, an unknown name or index -> 400:
+    # checked here once, before the upload is read (Detector.resolve remembers it for the batch)
+    settings = detector.resolve(detector.settings.replace(**changes))
     flag = one.get("annotated", "0").lower()
     if flag not in _TRUE | _FALSE:
         raise HTTPException(400, f"annotated={flag!r}: expected 1 or 0")
@@ -185,36 +185,44 @@ def model_info(d: Detector, batcher: MicroBatcher, options: ServeOptions) -> dic
     }  # fmt: skip
 
 
+async def read_and_detect(request: Request, batcher: MicroBatcher, settings: InferConfig,
+                          options: ServeOptions) -> Detections:  # fmt: skip
+    """Read and decode the upload (announced to the batcher meanwhile), then wait for its batch."""
+    batcher.announce()
+    try:
+        data, name = await upload_bytes(request, options.max_bytes)
+        image = await run_in_threadpool(decode_image, data, options.max_pixels)
+    except BaseException:
+        batcher.withdraw()
+        raise
+    return await batcher.submit(image, name, settings)
+
+
+async def answer_detect(request: Request, state: ServeState, options: ServeOptions) -> Response:
+    """``POST /v1/detect``: the detections as JSON, or the annotated JPEG (module docstring)."""
+    authorize(request, options.token)
+    batcher = state.ready()
+    settings, annotated = parse_query({k: request.query_params.getlist(k) for k in request.query_params},
+                                      state.detector)  # fmt: skip
+    try:  # the whole request, upload included, so a slow sender cannot hold a worker forever
+        answer = read_and_detect(request, batcher, settings, options)
+        result = await asyncio.wait_for(answer, options.timeout_s)
+    except asyncio.TimeoutError as exc:
+        raise HTTPException(504, f"no result within {options.timeout_s:g} s (--timeout)") from exc
+    if annotated:
+        jpeg = await run_in_threadpool(encode_annotated, result)
+        return Response(jpeg, media_type="image/jpeg", headers={"X-Detections": str(len(result))})
+    result.image = None
+    return JSONResponse(result.to_json())
+
+
 def build_routes(state: ServeState, options: ServeOptions, metrics: ServeMetrics) -> list[Route]:
     static = importlib.resources.files(__package__).joinpath("static")
     page = static.joinpath("index.html").read_text(encoding="utf-8")
     icon = static.joinpath("favicon.svg").read_bytes()
 
     async def detect(request: Request) -> Response:
-        authorize(request, options.token)
-        batcher = state.ready()
-        settings, annotated = parse_query({k: request.query_params.getlist(k) for k in request.query_params},
-                                          state.detector)  # fmt: skip
-
-        async def read_and_detect() -> Detections:
-            batcher.announce()
-            try:
-                data, name = await upload_bytes(request, options.max_bytes)
-                image = await run_in_threadpool(decode_image, data, options.max_pixels)
-            except BaseException:
-                batcher.withdraw()
-                raise
-            return await batcher.submit(image, name, settings)
-
-        try:  # the whole request, upload included, so a slow sender cannot hold a worker forever
-            result = await asyncio.wait_for(read_and_detect(), options.timeout_s)
-        except asyncio.TimeoutError as exc:
-            raise HTTPException(504, f"no result within {options.timeout_s:g} s (--timeout)") from exc
-        if annotated:
-            jpeg = await run_in_threadpool(encode_annotated, result)
-            return Response(jpeg, media_type="image/jpeg", headers={"X-Detections": str(len(result))})
-        result.image = None
-        return JSONResponse(result.to_json())
+        return await answer_detect(request, state, options)
 
     async def model(request: Request) -> Response:
         authorize(request, options.token)

@@ -5,17 +5,20 @@ until it holds ``max_batch`` or ``max_wait_ms`` has passed — but it waits only
 still being read and decoded (``announce``): a lone request runs at once, so batching costs nothing at
 concurrency 1. The batch runs ``Detector.predict_arrays`` in a single worker thread, so the one model
 instance never runs two forward passes at once and the event loop keeps serving meanwhile.
+``predict_arrays`` is the per-batch step of the package's one image loop
+(``yolov3.infer.loop.detect_batches``); the batcher calls it directly because it gathers its batches
+itself, asynchronously, from images already decoded (an unreadable upload is refused before it queues).
 
 Requests asking for different ``InferConfig`` settings (thresholds, classes...) are run as one
-``predict_arrays`` call per distinct setting, in arrival order; the common case (every client on the
-server's defaults) is one call per batch. A request whose waiter gave up (timeout, disconnect) before
+``predict_arrays`` call per distinct setting, in arrival order, each under its own settings (the
+detector is shared, never copied or changed); the common case (every client on the server's
+defaults) is one call per batch. A request whose waiter gave up (timeout, disconnect) before
 its batch started is dropped from it.
 """
 
 from __future__ import annotations
 
 import asyncio
-import copy
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -123,7 +126,9 @@ class MicroBatcher:
         for settings, jobs in groups.items():
             images, names = [j.image for j in jobs], [j.name for j in jobs]
             try:
-                results = await loop.run_in_executor(self.executor, self._predict, settings, images, names)
+                results = await loop.run_in_executor(
+                    self.executor, self.detector.predict_arrays, images, names, settings
+                )
             except Exception as exc:  # the model failed: every waiter of this call hears why
                 for job in jobs:
                     if not job.future.done():
@@ -134,14 +139,6 @@ class MicroBatcher:
                     job.future.set_result(result)
         if self.on_batch:
             self.on_batch(len(batch), loop.time() - t0)
-
-    def _predict(self, settings: InferConfig, images: list[np.ndarray], names: list[str | None]
-                 ) -> list[Detections]:  # fmt: skip
-        detector = self.detector
-        if settings != detector.settings:
-            detector = copy.copy(detector)  # the same backend, other thresholds
-            detector.settings = settings
-        return detector.predict_arrays(images, names)
 
     def _report_queue(self) -> None:
         if self.on_queue:

@@ -54,6 +54,7 @@ from yolov3.errors import UserError
 from yolov3.evaluate.mot import MIN_VISIBILITY, MOTEvaluation, evaluate_files
 from yolov3.files import make_dir
 from yolov3.infer.detector import Detector
+from yolov3.infer.loop import detect_batches
 from yolov3.infer.sources import Frame, open_source
 from yolov3.infer.stream import LiveSource, is_stream
 
@@ -134,23 +135,24 @@ def track_frames(
     writers: TrackWriters | None = None,
     log: Callable[[str], None] | None = None,
 ) -> Iterator[TrackedDetections]:
-    """Detect and track frame by frame; a new sequence starts a new tracker at its frame rate.
+    """Detect (the one image loop, ``yolov3.infer.loop.detect_batches``) and track frame by frame; a new
+    sequence starts a new tracker at its frame rate.
     Unreadable frames are counted in ``report`` and logged; a live source's last error is kept there."""
     report = report if report is not None else TrackReport()
     tracker, current, ids = None, None, set()
-    for item in frames:
-        frame = item.frame
-        if frame.image is None:
+    # one frame at a time, in order: a live source is read no faster than it is detected on
+    for o in detect_batches(detector, frames, 1, picture=lambda item: item.frame):
+        item, frame, det = o.item, o.item.frame, o.detections
+        if o.error is not None:
             report.skipped += frame.index >= 0
-            report.error = frame.error if frame.index < 0 else report.error  # a live source gave up
+            report.error = o.reason if frame.index < 0 else report.error  # a live source gave up
             if log:
                 where = f"{frame.path} frame {frame.index}" if frame.index >= 0 else frame.path
-                log(f"{'skipped' if frame.index >= 0 else 'stopped'} {where}: {frame.error}")
+                log(f"{'skipped' if frame.index >= 0 else 'stopped'} {where}: {o.reason}")
             continue
         if item.sequence != current:
             tracker, current = TRACKER_CLASSES[settings.tracker](settings, item.frame_rate), item.sequence
             report.sequences.append(current)
-        det = detector.predict_arrays([frame.image], [frame.path])[0]
         t0 = time.perf_counter()
         out = tracker.update(det.boxes, det.scores, det.class_ids)
         det.speed["track"] = (time.perf_counter() - t0) * 1e3
