@@ -188,6 +188,22 @@ def test_one_sequence_or_its_images_is_named_after_the_sequence(root, tmp_path, 
     assert {r.sequence for r in results} == {"seq-01"} and len(results) == 12
 
 
+def test_videos_named_alike_in_a_plain_folder_keep_their_own_files(root, tmp_path):
+    """clip.mp4 and clip.mov in one folder are two sequences, clip and clip_2: each has its own MOT
+    file and its own annotated video (both once went to clip.mp4, the second overwriting the first)."""
+    videos = sorted((root / "videos").glob("*.mp4"))
+    folder = tmp_path / "clips"
+    folder.mkdir()
+    shutil.copy(videos[0], folder / "clip.mp4")
+    shutil.copy(videos[1], folder / "clip.mov")
+    results = list(track(folder, PathOracle(), out=tmp_path / "o"))
+    assert len(results) == 24
+    out = tmp_path / "o"
+    assert sorted(p.name for p in out.glob("*.mp4")) == ["clip.mp4", "clip_2.mp4"]
+    assert frames_in(out / "clip.mp4") == 12 and frames_in(out / "clip_2.mp4") == 12
+    assert sorted(p.name for p in (out / "mot").glob("*.txt")) == ["clip.txt", "clip_2.txt"]
+
+
 def test_frames_are_numbered_by_their_file_names(root, tmp_path):
     """A missing frame and an unreadable one: the frames after them keep the numbers gt.txt gives."""
     seq = tmp_path / "seq-00"

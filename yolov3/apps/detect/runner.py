@@ -111,7 +111,9 @@ class Writers:
         self.video: VideoWriter | None = None
         self.video_src: str | None = None
 
-    def add(self, r: Detections, source_frame: Frame, key: tuple[int, int]) -> None:
+    def add(self, r: Detections, source_frame: Frame, key: tuple[int, int], name: str | None = None) -> None:
+        """One result's files; ``name``: its annotated file's name (default: from the file list, as
+        ``media_names`` makes them unique, else the source's own name)."""
         frame = source_frame.index if source_frame.fps is not None else None  # a video / stream frame
         stem = Path(r.path).stem if not r.path.startswith("webcam:") else r.path.replace(":", "")
         record = {**r.to_json(), **({"frame": frame} if frame is not None else {})}
@@ -125,7 +127,8 @@ class Writers:
             label.write_text(format_label_text(d.boxes, d.class_ids, d.width, d.height, scores))
         if self.save.media or self.save.view:
             fallback = f"{stem}.mp4" if frame is not None else Path(r.path).name  # no file list: a stream
-            self._draw(r, frame, self.media[key[0]] if self.media else fallback, source_frame.fps)
+            name = name or (self.media[key[0]] if self.media else fallback)
+            self._draw(r, frame, name, source_frame.fps)
         # last: the part line marks the image done, so a kill before it redoes the image's files too
         own_id = int(stem) if stem.isdigit() and frame is None else None
         self.job.write({"key": list(key), "id": own_id, "record": record, "coco": coco})

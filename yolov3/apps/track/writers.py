@@ -62,8 +62,11 @@ class TrackWriters:
         self.mot[sequence].writelines(line + "\n" for line in r.mot_lines())
         self.mot[sequence].flush()
         key = (0, self.stream.count)  # frames in arrival order
+        # a plain source's video is written as its sequence, whose name is unique in the run: two
+        # videos named alike (clip.mp4, clip.mov) become clip.mp4 and clip_2.mp4, not one file twice
+        name = f"{sequence}.mp4" if folder is None and frame.fps is not None else None
         # a copy: ``add`` drops the image, the caller keeps it
-        self._writers(folder).add(dataclasses.replace(r), frame, key)
+        self._writers(folder).add(dataclasses.replace(r), frame, key, name)
 
     def close(self) -> None:
         for f in self.mot.values():
