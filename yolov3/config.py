@@ -42,6 +42,7 @@ COCO_ANCHORS: tuple[tuple[tuple[float, float], ...], ...] = (
 STRIDES: tuple[int, int, int] = (8, 16, 32)
 
 NMS_METHODS = ("greedy", "soft", "diou")
+TILE_MERGES = ("nms", "nmm")  # how sliced inference merges its tiles' boxes (yolov3.infer.slicing)
 EXPORT_FORMATS = ("onnx", "torchscript", "darknet", "openvino")  # --format; yolov3.export.formats.EXPORTERS
 ONNX_MIN_OPSET = 17  # the oldest opset the ONNX exporter writes
 OPENVINO_HINTS = ("auto", "latency", "throughput")  # auto: latency at batch 1, throughput above
@@ -169,8 +170,14 @@ class InferConfig:
     multi_label: bool = False  # one candidate per class whose score passes, not only the best class
     classes: tuple[int | str, ...] | None = None  # keep only these classes: indices or names (parse_classes)
     amp: str = "auto"  # auto | bf16 | fp16 | off
+    # sliced inference for large pictures (yolov3.infer.slicing); tile None: the whole picture at once
+    tile: int | None = None  # tile side in picture pixels, a multiple of 32 (the input size is natural)
+    tile_overlap: float = 0.2  # fraction of a tile shared with its neighbour
+    tile_full: bool = False  # also run the whole picture, for objects larger than a tile
+    tile_merge: str = "nms"  # nms | nmm (greedy non-maximum merging: matched boxes -> their union)
 
     def __post_init__(self) -> None:
+        self._check_tiles()
         if not 0.0 <= self.conf_threshold <= 1.0:
             bad_setting("conf_threshold", self.conf_threshold, "a score in [0, 1]")
         if not 0.0 < self.iou_threshold <= 1.0:
@@ -188,6 +195,14 @@ class InferConfig:
             object.__setattr__(self, "classes", parse_classes(self.classes))
             if any(isinstance(c, int) and c < 0 for c in self.classes):
                 bad_setting("classes", list(self.classes), "class indices >= 0")
+
+    def _check_tiles(self) -> None:
+        if self.tile is not None and (not _whole(self.tile) or self.tile < 32 or self.tile % 32):
+            bad_setting("tile", self.tile, "a multiple of 32, >= 32 (tile side in pixels)")
+        if not 0.0 <= self.tile_overlap < 0.9:
+            bad_setting("tile_overlap", self.tile_overlap, "a fraction in [0, 0.9)")
+        if self.tile_merge not in TILE_MERGES:
+            bad_setting("tile_merge", self.tile_merge, f"one of {', '.join(TILE_MERGES)}")
 
     def replace(self, **changes: Any) -> InferConfig:
         """A copy with ``changes`` (None values mean "not given" and keep the current value); an

@@ -11,7 +11,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from yolov3.config import AMP_MODES, NMS_METHODS, OPENVINO_HINTS, InferConfig
+from yolov3.config import AMP_MODES, NMS_METHODS, OPENVINO_HINTS, TILE_MERGES, InferConfig
 from yolov3.errors import UserError
 
 # field -> (extra option strings, argparse keywords, help)
@@ -24,6 +24,13 @@ _INFER_OPTIONS = {
     "multi_label": ([], {"action": "store_true", "default": None}, "one score per class above the threshold"),
     "classes": ([], {"nargs": "+"}, "keep only these classes: indices or names ('0,2', '0 2', 'dog cat')"),
     "amp": ([], {"choices": AMP_MODES}, "mixed precision (auto: bf16 where the hardware runs it natively)"),
+    "tile": ([], {"type": int}, "sliced inference for large pictures: tile side in pixels, a multiple of 32 "
+             "(the input size is natural); each picture by overlapping tiles, boxes merged"),
+    "tile_overlap": ([], {"type": float}, "with --tile: fraction of a tile shared with its neighbour"),
+    "tile_full": ([], {"action": "store_true", "default": None},
+                  "with --tile: also detect on the whole picture, for objects larger than a tile"),
+    "tile_merge": ([], {"choices": TILE_MERGES}, "with --tile: nms (keep the best box, a whole one over a "
+                   "cut one) | nmm (merge matched boxes into their union)"),
 }
 
 

@@ -26,6 +26,7 @@ the graph's: settings can only narrow them (a note says so when they ask for mor
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -45,6 +46,7 @@ from yolov3.infer.frame import Frame
 from yolov3.infer.loop import ImageLike, detect_batches, to_rgb
 from yolov3.infer.postprocess import postprocess_outputs
 from yolov3.infer.results import Detections
+from yolov3.infer.slicing import predict_sliced
 from yolov3.modelfile import default_names
 
 RESOLVED_KEEP = 64  # per-call settings remembered resolved (Detector.resolve), then forgotten
@@ -73,6 +75,9 @@ def resolve_settings(settings: InferConfig, backend: Any, names: list[str], expl
     elif explain and meta is not None and meta.arch != "foreign" and size != recorded:
         note(f"input size {size}: {source} was trained at {recorded} (recorded in the file), which is "
              "its default; another size can score very differently")  # fmt: skip
+    if settings.tile is not None and fixed is not None and settings.tile != fixed[0]:
+        raise UserError(f"--tile {settings.tile}: {source} takes {fixed[0]}x{fixed[0]} input only (fixed in "
+                        f"the file); use --tile {fixed[0]}, or export with --dynamic")  # fmt: skip
     if explain and getattr(backend, "outputs", "raw") == "nms":
         _explain_nms(settings, meta.export, source)
     return settings
@@ -195,11 +200,14 @@ class Detector:
     def predict_arrays(self, images: Sequence[np.ndarray], paths: Sequence[str | None] | None = None,
                        settings: InferConfig | None = None) -> list[Detections]:  # fmt: skip
         """One batch of RGB uint8 arrays -> ``Detections`` (NumPy, with image, path and timings), under
-        this call's ``settings`` (``resolve``), default the detector's."""
+        this call's ``settings`` (``resolve``), default the detector's; with ``settings.tile`` each
+        picture is detected by tiles (``yolov3.infer.slicing.predict_sliced``)."""
         if not len(images):
             return []
         settings = self.resolve(settings)
         paths = list(paths) if paths is not None else [None] * len(images)
+        if settings.tile is not None:  # each picture by tiles, its tiles in batches (infer/slicing.py)
+            return [predict_sliced(self, im, p, settings) for im, p in zip(images, paths)]
         t0 = time.perf_counter()
         batch, boxes = self.preprocess(images)
         t1 = time.perf_counter()
@@ -218,8 +226,9 @@ class Detector:
 
     def warmup(self) -> None:
         """One throw-away pass at the input size, so that first-call costs (kernel selection, lazy
-        initialisation) stay out of the per-image timings."""
-        self.predict_arrays([np.full((self.img_size, self.img_size, 3), 128, np.uint8)])
+        initialisation) stay out of the per-image timings; one input, not tiles (a tile is one input)."""
+        whole = dataclasses.replace(self._settings, tile=None)  # replace() would keep the tile
+        self.predict_arrays([np.full((self.img_size, self.img_size, 3), 128, np.uint8)], settings=whole)
 
     def preprocess(self, images: Sequence[np.ndarray]) -> tuple[Tensor, list]:
         """RGB uint8 arrays -> ``(B, 3, S, S)`` float32 in [0, 1] on the device, and their letterboxes."""

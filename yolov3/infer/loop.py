@@ -27,6 +27,7 @@ from yolov3.data.images import ImageError, read_image
 from yolov3.errors import UserError
 from yolov3.infer.frame import Frame
 from yolov3.infer.results import Detections
+from yolov3.infer.slicing import check_sliceable
 
 ImageLike = str | os.PathLike | np.ndarray | Frame | Any  # Any: a PIL image
 T = TypeVar("T")
@@ -123,6 +124,17 @@ def _reads(batches: Iterator[list[T]], picture: Callable[[T], ImageLike], bgr: b
             yield batch, [f.result() for f in futures]
 
 
+def _sliceable(r: _Read, tile: int) -> _Read:
+    """``r``, or its picture's error when it cannot be cut into tiles (``check_sliceable``)."""
+    if r.image is None:
+        return r
+    try:
+        check_sliceable(r.image.shape[1], r.image.shape[0], tile, r.path or "picture")
+    except UserError as exc:
+        return _Read(None, None, exc, r.ms)
+    return r
+
+
 def _batched(items: Iterable[T], size: int) -> Iterator[list[T]]:
     it = iter(items)
     while batch := list(itertools.islice(it, size)):
@@ -143,11 +155,16 @@ def detect_batches(
     is taken from ``items`` before the batch before it has been yielded, unless ``workers`` > 0 (then
     files are read on that many threads, ``READ_AHEAD`` batches ahead). ``settings``: this call's
     ``InferConfig`` (``Detector.resolve``), default the detector's own. ``picture``: how to get the
-    picture from an item (default: the item is the picture); ``bgr``: arrays are BGR."""
+    picture from an item (default: the item is the picture); ``bgr``: arrays are BGR. With a ``tile``
+    (sliced inference), a picture too small for it or over the pixel limit is its item's error.
+    """
     if batch_size < 1:
         raise UserError(f"batch size {batch_size}: must be at least 1")
     picture = picture or (lambda item: item)
+    tile = (settings or getattr(detector, "settings", None) or InferConfig()).tile
     for batch, reads in _reads(_batched(items, batch_size), picture, bgr, workers):
+        if tile is not None:
+            reads = [_sliceable(r, tile) for r in reads]
         good = [r for r in reads if r.image is not None]
         found = iter(detector.predict_arrays([r.image for r in good], [r.path for r in good], settings)
                      if good else [])  # fmt: skip

@@ -1,0 +1,197 @@
+"""Sliced inference (``yolov3.infer.slicing``) against an oracle detector that sees the true boxes cut
+by each tile, as a real detector would: every object reported once, with its whole box."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from yolov3.cli import main
+from yolov3.config import ConfigError, InferConfig
+from yolov3.data.images import MAX_PIXELS_ENV, PixelLimitError
+from yolov3.errors import UserError
+from yolov3.infer.detector import Detector
+from yolov3.infer.loop import detect_batches
+from yolov3.infer.slicing import tile_grid
+from yolov3.model import YOLOv3
+from yolov3.modelfile import ModelMeta, save_model
+
+W, H, TILE = 1000, 700, 256
+# (x1, y1, x2, y2, class): on inner tile edges (x 256, 461; y 256, 461) and corners, on the picture's
+# edges and corner, one class-1 box on top of a class-0 one; each no wider than the tiles' overlap
+OBJECTS = np.array([
+    [236, 20, 276, 60, 0],  # across x = 256 (tile 0's right edge)
+    [441, 441, 481, 481, 0],  # on the corner of tiles (205, 205) and (410, 410)
+    [430, 236, 470, 276, 1],  # across y = 256 and x = 461
+    [960, 300, 1000, 340, 0],  # on the picture's right edge
+    [970, 670, 1000, 700, 1],  # in the picture's corner
+    [0, 640, 30, 700, 0],  # bottom-left corner
+    [600, 600, 640, 640, 0],  # across x = 615 and y = 614 (the last row's overlap)
+    [600, 600, 640, 640, 1],  # the same box, another class: kept apart
+    [100, 100, 140, 140, 0],  # inside one tile only
+], np.float64)
+
+
+class Oracle(Detector):
+    """Reports the true boxes clipped to what each input shows (a tile is found by where its view
+    starts in the picture); cut pieces score higher than whole boxes, so the merge must prefer whole."""
+
+    def __init__(self, picture: np.ndarray, objects: np.ndarray, settings: InferConfig) -> None:
+        super().__init__(lambda x: [], ["a", "b"], [], [8, 16, 32], settings, "cpu", batch_size=4)
+        self.picture, self.objects, self.seen = picture, objects, []
+
+    def predict_arrays(self, images, paths=None, settings=None):
+        if self.resolve(settings).tile is not None:
+            return super().predict_arrays(images, paths, settings)
+        return [self._oracle(im) for im in images]
+
+    def _oracle(self, view: np.ndarray):
+        from yolov3.infer.results import Detections
+
+        assert np.shares_memory(view, self.picture)  # a view, never a copy
+        offset = view.__array_interface__["data"][0] - self.picture.__array_interface__["data"][0]
+        y, x = divmod(offset, self.picture.strides[0])
+        x //= self.picture.strides[1]
+        h, w = view.shape[:2]
+        self.seen.append((x, y, w, h))
+        b = self.objects[:, :4] - [x, y, x, y]
+        clipped = np.clip(b, 0, [w, h, w, h])
+        keep = (clipped[:, 2] > clipped[:, 0]) & (clipped[:, 3] > clipped[:, 1])
+        whole = (clipped == b).all(axis=1)
+        scores = np.where(whole, 0.8, 0.9)[keep].astype(np.float32)
+        return Detections(clipped[keep].astype(np.float32), scores, self.objects[keep, 4].astype(np.int64),
+                          self.names, None, w, h, view, {"inference": 1.0})  # fmt: skip
+
+
+def picture() -> np.ndarray:
+    return np.zeros((H, W, 3), np.uint8)
+
+
+def by_box(d) -> list[tuple]:
+    return sorted(tuple(b) + (c,) for b, c in zip(d.boxes.tolist(), d.class_ids.tolist()))
+
+
+@pytest.mark.parametrize("merge", ["nms", "nmm"])
+@pytest.mark.parametrize("full", [False, True])
+def test_each_object_once_with_its_whole_box(merge, full) -> None:
+    pic = picture()
+    settings = InferConfig(img_size=TILE, tile=TILE, tile_merge=merge, tile_full=full)
+    det = Oracle(pic, OBJECTS, settings)
+    (d,) = det.predict_arrays([pic], ["big.jpg"])
+    assert by_box(d) == sorted(tuple(o[:4]) + (int(o[4]),) for o in OBJECTS.tolist())
+    assert (d.width, d.height, d.path) == (W, H, "big.jpg") and d.image is pic
+    assert np.all(np.diff(d.scores) <= 0) and "merge" in d.speed
+    tiles = [s for s in det.seen if s[2:] == (TILE, TILE)]
+    assert len(tiles) == 5 * 4 and ((0, 0, W, H) in det.seen) == full
+
+
+def test_without_cut_marking_nms_would_keep_pieces() -> None:
+    """The reference the merge is measured against: plain per-class NMS at IoU 0.45 over the mapped
+    boxes keeps the cut pieces (their IoU with the whole box is small), so objects come out twice."""
+    import torchvision
+
+    pic = picture()
+    det = Oracle(pic, OBJECTS, InferConfig(img_size=TILE, tile=TILE))
+    boxes, scores, ids = [], [], []
+    for x, y in tile_grid(W, H, TILE, 0.2):
+        d = det._oracle(pic[y : y + TILE, x : x + TILE])
+        boxes.append(d.boxes + np.float32([x, y, x, y])), scores.append(d.scores), ids.append(d.class_ids)
+    keep = torchvision.ops.batched_nms(torch.as_tensor(np.concatenate(boxes)), torch.as_tensor(
+        np.concatenate(scores)), torch.as_tensor(np.concatenate(ids)), 0.45)  # fmt: skip
+    assert len(keep) > len(OBJECTS)
+
+
+def test_tile_coordinates_round_trip_exactly() -> None:
+    rng = np.random.default_rng(0)
+    origins = tile_grid(W, H, TILE, 0.2)
+    objects = []
+    for x, y in origins[::3]:  # a box well inside each of some tiles, in quarter pixels
+        x1, y1 = rng.integers(8, 150, 2) / 4 * 4 + rng.integers(0, 4, 2) / 4
+        objects.append([x + x1, y + y1, x + x1 + 37.25, y + y1 + 41.5, 0])
+    objects = np.array(objects)
+    pic = picture()
+    (d,) = Oracle(pic, objects, InferConfig(img_size=TILE, tile=TILE)).predict_arrays([pic])
+    assert by_box(d) == sorted(tuple(o[:4]) + (0,) for o in objects.tolist())
+
+
+@pytest.mark.parametrize("size", [(1000, 700), (256, 256), (257, 999), (4096, 300)])
+@pytest.mark.parametrize("overlap", [0.0, 0.2, 0.5, 0.85])
+def test_grid_covers_the_picture_to_its_edges(size, overlap) -> None:
+    w, h = size
+    origins = tile_grid(w, h, TILE, overlap)
+    covered = np.zeros((h, w), bool)
+    for x, y in origins:
+        assert 0 <= x <= w - TILE and 0 <= y <= h - TILE
+        covered[y : y + TILE, x : x + TILE] = True
+    assert covered.all()
+    xs, ys = sorted({x for x, _ in origins}), sorted({y for _, y in origins})
+    assert xs[-1] + TILE == w and ys[-1] + TILE == h and xs[0] == ys[0] == 0
+    assert len(origins) == len(xs) * len(ys) and len(set(origins)) == len(origins)
+    step = round(TILE * (1 - overlap))
+    assert all(b - a == step for a, b in zip(xs[:-2], xs[1:-1])) and all(0 < b - a <= step for a, b in
+                                                                     zip(xs, xs[1:]))  # fmt: skip
+
+
+def test_bad_settings_are_named() -> None:
+    for bad in ({"tile": 100}, {"tile": 0}, {"tile": 16}, {"tile_overlap": 0.9}, {"tile_overlap": -0.1},
+                {"tile_overlap": float("nan")}, {"tile_merge": "wbf"}):  # fmt: skip
+        with pytest.raises(ConfigError, match=next(iter(bad))):
+            InferConfig(**bad)
+    assert InferConfig(tile=32, tile_overlap=0.0, tile_merge="nmm").tile == 32
+
+
+def test_picture_smaller_than_the_tile() -> None:
+    pic = np.zeros((200, 1000, 3), np.uint8)
+    det = Oracle(pic, OBJECTS, InferConfig(img_size=TILE, tile=TILE))
+    with pytest.raises(UserError, match=r"wide\.jpg: 1000x200 is smaller than the tile \(256x256\)"):
+        det.predict_arrays([pic], ["wide.jpg"])
+
+
+def test_the_loop_reports_a_picture_too_small_as_its_error() -> None:
+    pic = picture()
+    det = Oracle(pic, OBJECTS, InferConfig(img_size=TILE, tile=TILE))
+    small = np.zeros((100, 300, 3), np.uint8)
+    outcomes = list(detect_batches(det, [small, pic, small[:, :10]], batch_size=2))
+    assert [o.detections is None for o in outcomes] == [True, False, True]
+    assert "300x100 is smaller than the tile (256x256)" in outcomes[0].reason
+    assert len(outcomes[1].detections) == len(OBJECTS)
+
+
+def test_fixed_input_size_must_be_the_tile() -> None:
+    def backend(x):
+        return []
+
+    backend.input_size = (416, 416)
+    backend.source = "m.onnx"
+    with pytest.raises(UserError, match=r"--tile 256: m.onnx takes 416x416 input only"):
+        Detector(backend, ["a"], [], [8], InferConfig(tile=256))
+    assert Detector(backend, ["a"], [], [8], InferConfig(tile=416)).img_size == 416
+
+
+def test_pixel_limit(monkeypatch) -> None:
+    monkeypatch.setenv(MAX_PIXELS_ENV, str(W * H - 1))
+    pic = picture()
+    with pytest.raises(PixelLimitError, match="big.jpg"):
+        Oracle(pic, OBJECTS, InferConfig(img_size=TILE, tile=TILE)).predict_arrays([pic], ["big.jpg"])
+
+
+def test_detect_cli_with_tiles(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    m = YOLOv3(3, width=0.125)
+    weights = save_model(tmp_path / "m.safetensors", m, ModelMeta.of_model(m, ["cat", "dog", "kite"], 64))
+    rng = np.random.default_rng(0)
+    cv2.imwrite(str(tmp_path / "big.jpg"), (rng.random((200, 300, 3)) * 255).astype(np.uint8))
+    out = tmp_path / "out"
+    args = ["detect", str(tmp_path / "big.jpg"), "--weights", str(weights), "--out", str(out), "--img", "64",
+            "--amp", "off", "--conf", "0.05", "--tile", "128", "--tile-merge", "nmm", "--tile-full"]
+    assert main(args) == 0
+    (record,) = [json.loads(x) for x in (out / "results.jsonl").read_text().splitlines()]
+    assert (record["width"], record["height"]) == (300, 200) and (out / "big.jpg").exists()
+    for d in record["detections"]:
+        x1, y1, x2, y2 = d["box"]
+        assert 0 <= x1 < x2 <= 300 and 0 <= y1 < y2 <= 200
