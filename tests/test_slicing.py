@@ -4,6 +4,7 @@ by each tile, as a real detector would: every object reported once, with its who
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import cv2
@@ -176,8 +177,8 @@ def test_fixed_input_size_must_be_the_tile() -> None:
 def test_pixel_limit(monkeypatch) -> None:
     monkeypatch.setenv(MAX_PIXELS_ENV, str(W * H - 1))
     pic = picture()
-    with pytest.raises(PixelLimitError, match="big.jpg"):
-        Oracle(pic, OBJECTS, InferConfig(img_size=TILE, tile=TILE)).predict_arrays([pic], ["big.jpg"])
+    (o,) = detect_batches(Oracle(pic, OBJECTS, InferConfig(img_size=TILE, tile=TILE)), [pic])
+    assert isinstance(o.error, PixelLimitError) and "1000x700 = 700,000 pixels: over the limit" in o.reason
 
 
 def test_detect_cli_with_tiles(tmp_path: Path) -> None:
@@ -195,3 +196,29 @@ def test_detect_cli_with_tiles(tmp_path: Path) -> None:
     for d in record["detections"]:
         x1, y1, x2, y2 = d["box"]
         assert 0 <= x1 < x2 <= 300 and 0 <= y1 < y2 <= 200
+
+
+def test_serve_with_tiles(tmp_path: Path) -> None:
+    """The server slices as the API does (the same answer as ``Detector.predict``), and refuses a
+    picture smaller than the tile alone, with 400."""
+    pytest.importorskip("starlette", reason="the serve extra is not installed")
+    from serve_helpers import photo, save_tiny_model
+    from starlette.testclient import TestClient
+
+    from yolov3.apps.serve import ServeOptions
+    from yolov3.apps.serve.app import create_app
+
+    weights = save_tiny_model(tmp_path / "tiny.pt")
+    settings = InferConfig(img_size=128, conf_threshold=0.2, amp="off", tile=128, tile_merge="nmm")
+    big, small = photo(tmp_path / "big.jpg", size=(320, 200)), photo(tmp_path / "small.jpg", size=(100, 90))
+    ref = Detector.load(weights, device="cpu", settings=settings).predict(big)[0].to_json()
+    app = create_app(lambda: Detector.load(weights, device="cpu", settings=settings), ServeOptions())
+    with TestClient(app) as client:
+        for _ in range(600):
+            if client.get("/readyz").status_code == 200:
+                break
+            time.sleep(0.05)
+        got = client.post("/v1/detect", content=big.read_bytes())
+        assert got.status_code == 200 and got.json()["detections"] == ref["detections"] and ref["detections"]
+        refused = client.post("/v1/detect", files={"image": ("small.jpg", small.read_bytes())})
+        assert refused.status_code == 400 and "100x90 is smaller than the tile (128x128)" in refused.text

@@ -57,11 +57,17 @@ def _starts(length: int, tile: int, step: int) -> list[int]:
     return starts
 
 
-def check_sliceable(width: int, height: int, tile: int, source: str = "picture") -> None:
+def check_sliceable(width: int, height: int, tile: int, source: str = "picture", limit: int | None = None
+                    ) -> None:  # fmt: skip
     """``ImageError`` naming ``source``, its size and the tile when a ``width`` x ``height`` picture
-    cannot be cut into ``tile`` x ``tile`` tiles: over the pixel limit (``check_pixels``), or a side
-    shorter than the tile. ``detect_batches`` reports such a picture as its item's error."""
-    check_pixels(width, height, source)
+    cannot be cut into ``tile`` x ``tile`` tiles: a side shorter than the tile, or over the pixel
+    ``limit`` (``check_pixels``; default ``pixel_limit()``). ``detect_batches`` and the server check
+    each picture so, and report a refused one as its own error."""
+    check_pixels(width, height, source, limit)
+    _check_size(width, height, tile, source)
+
+
+def _check_size(width: int, height: int, tile: int, source: str) -> None:
     if width < tile or height < tile:
         why = f"{width}x{height} is smaller than the tile ({tile}x{tile}); detect it without --tile, or "
         raise ImageError(source, why + "with a tile no larger than its shorter side")
@@ -71,9 +77,9 @@ def tile_grid(width: int, height: int, tile: int, overlap: float, source: str = 
               ) -> list[tuple[int, int]]:  # fmt: skip
     """``(x, y)`` origins of the ``tile`` x ``tile`` tiles covering a ``width`` x ``height`` picture,
     row by row; neighbours share ``tile - round(tile * (1 - overlap))`` pixels (more in the last row
-    and column, which end at the picture's edge). A side shorter than ``tile``: ``check_sliceable``'s
-    error."""
-    check_sliceable(width, height, tile, source)
+    and column, which end at the picture's edge). A side shorter than ``tile``: ``ImageError``
+    (``check_sliceable``)."""
+    _check_size(width, height, tile, source)
     step = max(1, round(tile * (1.0 - overlap)))
     return [(x, y) for y in _starts(height, tile, step) for x in _starts(width, tile, step)]
 
@@ -158,7 +164,8 @@ def _inputs(image: np.ndarray, settings: InferConfig, source: str
 def predict_sliced(detector: Tiler, image: np.ndarray, path: str | None, settings: InferConfig) -> Detections:
     """One picture (RGB uint8 ``(H, W, 3)``) by tiles (module docstring) -> its ``Detections``, boxes in
     its pixels; ``settings``: resolved, with ``tile`` set. ``speed``: the tiles' stages summed, and
-    ``merge``."""
+    ``merge``. The pixel limit is its reader's (``detect_batches``, the server: ``check_sliceable``):
+    the tiles are views, so slicing adds no copy of the picture."""
     h, w = image.shape[:2]
     views, origins, sides = _inputs(image, settings, path or "picture")
     whole = dataclasses.replace(settings, tile=None)  # each tile as one picture (replace() keeps None out)

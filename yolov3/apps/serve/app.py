@@ -53,6 +53,7 @@ from yolov3.data.images import pixel_limit
 from yolov3.errors import UserError
 from yolov3.infer.detector import Detector
 from yolov3.infer.results import Detections
+from yolov3.infer.slicing import check_sliceable
 
 log = logging.getLogger("yolov3.serve")
 QUERY_OPTIONS = ("conf_threshold", "iou_threshold", "max_det", "classes", "annotated")
@@ -192,6 +193,9 @@ async def read_and_detect(request: Request, batcher: MicroBatcher, settings: Inf
     try:
         data, name = await upload_bytes(request, options.max_bytes)
         image = await run_in_threadpool(decode_image, data, options.max_pixels)
+        if settings.tile is not None:  # refused alone (400), not failing the batch it would join
+            h, w = image.shape[:2]
+            check_sliceable(w, h, settings.tile, name or "upload", options.max_pixels)
     except BaseException:
         batcher.withdraw()
         raise
