@@ -18,7 +18,7 @@ from yolov3.data.images import MAX_PIXELS_ENV, PixelLimitError
 from yolov3.errors import UserError
 from yolov3.infer.detector import Detector
 from yolov3.infer.loop import detect_batches
-from yolov3.infer.slicing import tile_grid
+from yolov3.infer.slicing import TILE_IOS_THRESHOLD, cut_flags, merge_tiles, tile_grid
 from yolov3.model import YOLOv3
 from yolov3.modelfile import ModelMeta, save_model
 
@@ -222,3 +222,69 @@ def test_serve_with_tiles(tmp_path: Path) -> None:
         assert got.status_code == 200 and got.json()["detections"] == ref["detections"] and ref["detections"]
         refused = client.post("/v1/detect", files={"image": ("small.jpg", small.read_bytes())})
         assert refused.status_code == 400 and "100x90 is smaller than the tile (128x128)" in refused.text
+
+
+def random_boxes(n: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Clusters of jittered boxes (so many overlap), float32 scores without ties, two classes."""
+    rng = np.random.default_rng(seed)
+    centres = rng.uniform(50, 450, (n // 4, 2)).repeat(4, axis=0) + rng.normal(0, 6, (n // 4 * 4, 2))
+    wh = rng.uniform(10, 60, (len(centres), 2))
+    boxes = np.concatenate([centres - wh / 2, centres + wh / 2], axis=1).astype(np.float32)
+    scores = rng.permutation(len(boxes)).astype(np.float32) / len(boxes) + 0.01
+    return boxes, scores, rng.integers(0, 2, len(boxes))
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_merge_of_whole_boxes_is_torchvision_batched_nms(seed) -> None:
+    import torchvision
+
+    boxes, scores, ids = random_boxes(200, seed)
+    settings = InferConfig(tile=256, iou_threshold=0.45, max_det=1000)
+    got = merge_tiles(boxes, scores, ids, np.zeros(len(boxes), bool), settings)
+    keep = torchvision.ops.batched_nms(torch.as_tensor(boxes).double(), torch.as_tensor(scores).double(),
+                                       torch.as_tensor(ids), 0.45).numpy()  # fmt: skip
+    np.testing.assert_array_equal(got[0], boxes[keep])
+    np.testing.assert_array_equal(got[1], scores[keep])
+    np.testing.assert_array_equal(got[2], ids[keep])
+
+
+def slow_nmm(boxes, scores, ids, cut, iou_threshold) -> list[tuple]:
+    """SAHI's greedy NMM, written out: best box left takes each same-class box matching it (IoU, or
+    intersection over the smaller area > 0.5 where one is cut) and becomes their union."""
+    left = sorted(range(len(boxes)), key=lambda i: -scores[i])
+    out = []
+    while left:
+        i, rest = left[0], left[1:]
+        group = [i]
+        for j in rest:
+            (ax1, ay1, ax2, ay2), (bx1, by1, bx2, by2) = boxes[i].tolist(), boxes[j].tolist()
+            inter = max(0.0, min(ax2, bx2) - max(ax1, bx1)) * max(0.0, min(ay2, by2) - max(ay1, by1))
+            a, b = (ax2 - ax1) * (ay2 - ay1), (bx2 - bx1) * (by2 - by1)
+            ios = inter / min(a, b) if cut[i] or cut[j] else 0.0
+            if ids[j] == ids[i] and (inter / (a + b - inter) > iou_threshold or ios > TILE_IOS_THRESHOLD):
+                group.append(j)
+        g = boxes[group]
+        out.append((*g[:, :2].min(0).tolist(), *g[:, 2:].max(0).tolist(), float(scores[i]), int(ids[i])))
+        left = [k for k in rest if k not in group]
+    return out
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_nmm_against_a_slow_reference(seed) -> None:
+    boxes, scores, ids = random_boxes(120, seed)
+    cut = np.random.default_rng(seed).random(len(boxes)) < 0.3
+    got = merge_tiles(boxes, scores, ids, cut, InferConfig(tile=256, tile_merge="nmm", max_det=1000))
+    rows = [(*b, s, c) for b, s, c in zip(got[0].tolist(), got[1].tolist(), got[2].tolist())]
+    want = slow_nmm(boxes, scores, ids, cut, 0.45)
+    assert len(want) < len(boxes) * 0.8  # the clusters did merge
+    np.testing.assert_allclose(np.array(rows), np.array(want), rtol=1e-6)
+
+
+def test_cut_flags_inner_edges_only() -> None:
+    """A tile at (100, 100) of side 128: its left and top edges lie inside any picture; its right and
+    bottom (x, y = 228) are inner in a 400 x 400 picture and the picture's own in a 228 x 228 one."""
+    boxes = np.array([[101, 150, 120, 160], [102.5, 150, 120, 160], [150, 101, 160, 110],
+                      [200, 150, 227, 160], [150, 200, 160, 228], [150, 150, 160, 160]], np.float32)
+    np.testing.assert_array_equal(cut_flags(boxes, (100, 100), 128, (228, 228)), [1, 0, 1, 0, 0, 0])
+    np.testing.assert_array_equal(cut_flags(boxes, (100, 100), 128, (400, 400)), [1, 0, 1, 1, 1, 0])
+    assert not cut_flags(boxes - 100, (0, 0), 128, (128, 128)).any()  # a tile that is the picture
