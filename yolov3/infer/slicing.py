@@ -31,6 +31,7 @@ from typing import Protocol
 
 import numpy as np
 
+from yolov3.boxes import box_area
 from yolov3.config import InferConfig
 from yolov3.data.images import ImageError, check_pixels
 from yolov3.infer.results import Detections
@@ -106,8 +107,7 @@ def _overlaps(box: np.ndarray, others: np.ndarray) -> tuple[np.ndarray, np.ndarr
     lt = np.maximum(box[:2], others[:, :2])
     rb = np.minimum(box[2:], others[:, 2:])
     inter = np.prod(np.clip(rb - lt, 0.0, None), axis=1)
-    a = (box[2] - box[0]) * (box[3] - box[1])
-    b = (others[:, 2] - others[:, 0]) * (others[:, 3] - others[:, 1])
+    a, b = box_area(box), box_area(others)
     return inter / np.maximum(a + b - inter, 1e-9), inter / np.maximum(np.minimum(a, b), 1e-9)
 
 
