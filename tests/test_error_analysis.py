@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from yolov3.boxes import box_convert
+from yolov3.evaluate.error_report import analyze_errors, best_f1
 from yolov3.evaluate.errors import BKG, BOTH, CLS, DUPE, LOC, MISS, TP, classify, delta_ap, fixed_map
 from yolov3.infer.results import Detections
 
@@ -118,7 +119,7 @@ def test_matches_tidecv(tmp_path: Path, seed: int) -> None:
     assert dap["false_neg"] == pytest.approx(special["FalseNeg"], abs=1e-9)
 
 
-def test_each_kind_planted() -> None:
+def planted() -> tuple[Detections, tuple]:
     """One image, one error of each kind placed by hand, plus a true positive."""
     gb = np.array([[0, 0, 100, 100], [200, 0, 300, 100], [400, 0, 500, 100], [0, 200, 100, 300],
                    [200, 200, 300, 300]], np.float64)  # fmt: skip
@@ -133,7 +134,43 @@ def test_each_kind_planted() -> None:
     ]  # box 3 is missed
     d = Detections(np.array([r[0] for r in rows], np.float64), np.array([r[1] for r in rows]),
                    np.array([r[2] for r in rows]))  # fmt: skip
-    table = classify([d], [(gb, gc, np.zeros(5, bool))], 4)
+    return d, (gb, gc, np.zeros(5, bool))
+
+
+def test_each_kind_planted() -> None:
+    d, g = planted()
+    table = classify([d], [g], 4)
     assert table.det_kind.tolist() == [TP, DUPE, CLS, LOC, BOTH, BKG]
     assert table.det_target.tolist() == [0, -1, 1, 2, -1, -1]
     assert table.gt_kind.tolist() == [TP, -2, -2, MISS, MISS]
+
+
+def test_planted_summary() -> None:
+    d, g = planted()
+    summary = analyze_errors([d, Detections(np.zeros((0, 4)), np.zeros(0), np.zeros(0, np.int64))],
+                             [g, (np.zeros((0, 4)), np.zeros(0, np.int64), np.zeros(0, bool))],
+                             ["a", "b", "c", "d"]).summary  # fmt: skip
+    one = {"tp": 1, "cls": 1, "loc": 1, "both": 1, "dupe": 1, "bkg": 1, "miss": 2}
+    assert summary["counts"] == one
+    # every box is 100 x 100 (large: over 96²); the bkg detection, 50 x 50, is sized by itself (medium)
+    none = dict.fromkeys(one, 0)
+    by_size = summary["by_size"]
+    assert by_size["large"] == {**one, "bkg": 0} and by_size["medium"] == {**none, "bkg": 1}
+    assert by_size["small"] == none
+    assert summary["by_crowd"]["2-5"] == one and summary["by_crowd"]["0"] == none
+    a = summary["per_class"]["a"]  # tp, dupe, cls (a on b's box), both; box 3 (class a) missed
+    assert (a["tp"], a["dupe"], a["cls"], a["both"], a["miss"], a["instances"]) == (1, 1, 1, 1, 1, 2)
+    assert (a["precision"], a["recall"], a["conf"]) == (1.0, 0.5, 0.9)
+    assert summary["per_class"]["d"]["miss"] == 1 and summary["images"] == 2
+
+
+def test_best_f1_against_threshold_sweep() -> None:
+    rng = np.random.default_rng(3)
+    scores = rng.choice([0.1, 0.2, 0.3, 0.5, 0.7, 0.9], 40)  # ties: a threshold keeps all of them
+    tp = rng.uniform(size=40) < scores
+    npos = int(tp.sum()) + 5
+    best = max(((2 * p * r / (p + r) if p + r else 0.0), c, p, r) for c in np.unique(scores)
+               for p, r in [(tp[scores >= c].mean(), tp[scores >= c].sum() / npos)])  # fmt: skip
+    got = best_f1(scores, tp, npos)
+    assert got["f1"] == pytest.approx(best[0]) and got["conf"] == best[1]
+    assert (got["precision"], got["recall"]) == pytest.approx(best[2:])

@@ -167,22 +167,26 @@ def tide_ap(scores: np.ndarray, tp: np.ndarray, npos: int) -> float:
     """TIDE's AP of one class (``ap.py``, ``APDataObject.get_ap``): points in decreasing score
     (stable), precision envelope, read at recall i / 100 with ``searchsorted(side='left')`` (0 past
     the curve's end), averaged, times 100; 0 without ground truth."""
-    if npos <= 0:
+    if npos <= 0 or not len(scores):
         return 0.0
     order = np.argsort(-scores, kind="stable")
-    hits = tp[order].astype(np.float64)
-    ctp = np.cumsum(hits)
-    precision = ctp / np.arange(1, len(hits) + 1)
-    precision = np.maximum.accumulate(precision[::-1])[::-1] if len(precision) else precision
+    ctp = np.cumsum(tp[order])
+    precision = ctp / np.arange(1, len(ctp) + 1)
+    precision = np.maximum.accumulate(precision[::-1])[::-1]  # the envelope: no dips
     idx = np.searchsorted(ctp / npos, RECALL_POINTS, side="left")
-    y = np.where(idx < len(precision), precision[np.minimum(idx, max(len(precision) - 1, 0))], 0.0)
-    return float(y.mean() * 100) if len(precision) else 0.0
+    y = np.where(idx < len(precision), precision[np.minimum(idx, len(precision) - 1)], 0.0)
+    return float(y.mean() * 100)
 
 
 def tide_map(classes: np.ndarray, scores: np.ndarray, tp: np.ndarray, npos: np.ndarray) -> float:
     """TIDE's mAP: the mean ``tide_ap`` over classes with a box or a detection (0 when none)."""
-    aps = [tide_ap(scores[classes == c], tp[classes == c], int(npos[c]))
-           for c in range(len(npos)) if npos[c] > 0 or np.any(classes == c)]  # fmt: skip
+    order = np.argsort(classes, kind="stable")  # each class one slice, push order kept inside it
+    bounds = np.searchsorted(classes[order], np.arange(len(npos) + 1))
+    aps = []
+    for c in range(len(npos)):
+        rows = order[bounds[c] : bounds[c + 1]]
+        if npos[c] > 0 or rows.size:
+            aps.append(tide_ap(scores[rows], tp[rows], int(npos[c])))
     return float(np.mean(aps)) if aps else 0.0
 
 
