@@ -12,6 +12,8 @@ class's precision, recall and F1 at its F1-maximising score threshold.
     by_crowd       {"0", "1", "2-5", "6-10", "11+": counts}  by ground-truth boxes in the image
     per_class      {name: counts + precision, recall, f1, conf}  (false positives under the detection's
                    class, misses under the box's)
+
+``format_error_report(summary)`` is the short table ``yolov3 analyze`` prints.
 """
 
 from __future__ import annotations
@@ -122,3 +124,22 @@ def analyze_errors(
         "per_class": _per_class(t, names),
     }
     return ErrorAnalysis(summary, t, list(names))
+
+
+def format_error_report(summary: dict[str, Any]) -> str:
+    """Counts and dAP of each kind, then the counts by size and by crowdedness, one row each."""
+    kinds = list(KINDS)
+    lines = [f"TIDE mAP@{summary['pos_threshold']:g} {summary['map']:.2f}  ({summary['images']} images, "
+             f"{summary['instances']} boxes, {summary['detections']} detections, "
+             f"{summary['counts']['tp']} true positives)", ""]  # fmt: skip
+    head = f"{'':<10}" + "".join(f"{k:>8}" for k in kinds)
+    lines += [head, "-" * len(head)]
+    lines.append(f"{'count':<10}" + "".join(f"{summary['counts'][k]:>8}" for k in kinds))
+    lines.append(f"{'dAP':<10}" + "".join(f"{summary['dap'][k]:>8.2f}" for k in kinds))
+    for group in ("by_size", "by_crowd"):
+        for name, counts in summary[group].items():
+            label = name if group == "by_size" else f"{name} obj"
+            lines.append(f"{label:<10}" + "".join(f"{counts[k]:>8}" for k in kinds))
+    dap = summary["dap"]
+    lines.append(f"\nfalse positives cost {dap['false_pos']:.2f} mAP, false negatives {dap['false_neg']:.2f}")
+    return "\n".join(lines)
