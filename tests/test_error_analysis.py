@@ -11,7 +11,7 @@ import pytest
 
 from yolov3.boxes import box_convert
 from yolov3.evaluate.error_report import analyze_errors, best_f1
-from yolov3.evaluate.errors import BKG, BOTH, CLS, DUPE, LOC, MISS, TP, classify, delta_ap, fixed_map
+from yolov3.evaluate.errors import BKG, BOTH, CLS, DUPE, IGNORED, LOC, MISS, TP, classify, delta_ap, fixed_map
 from yolov3.infer.results import Detections
 
 NUM_CLASSES = 4
@@ -174,3 +174,15 @@ def test_best_f1_against_threshold_sweep() -> None:
     got = best_f1(scores, tp, npos)
     assert got["f1"] == pytest.approx(best[0]) and got["conf"] == best[1]
     assert (got["precision"], got["recall"]) == pytest.approx(best[2:])
+
+
+def test_ignored_boxes_leave_their_detections_out() -> None:
+    """A detection on an ignored (difficult / crowd) box of its class is neither a true positive nor an
+    error, and the box is not a miss; one of another class there is background."""
+    gb = np.array([[0, 0, 100, 100], [200, 0, 300, 100]], np.float64)
+    d = Detections(np.array([[2, 0, 100, 100], [0, 0, 100, 100], [200, 0, 300, 100]], np.float64),
+                   np.array([0.9, 0.8, 0.7]), np.array([0, 1, 1]))  # fmt: skip
+    table = classify([d], [(gb, np.array([0, 1]), np.array([True, False]))], 2)
+    assert table.det_kind.tolist() == [IGNORED, BKG, TP] and table.gt_kind.tolist() == [TP]
+    # class 1: its FP (0.8) before its TP (0.7), AP 50; class 0 holds only the ignored one: not averaged
+    assert fixed_map(table) == pytest.approx(50.0)
