@@ -15,10 +15,11 @@ from yolov3.evaluate.errors import KINDS
 def test_analyze_writes_analysis_json_and_table(tmp_path, weights, capsys) -> None:  # noqa: F811
     data = make_dataset(tmp_path / "ds")
     out = tmp_path / "an"
-    argv = ["analyze", "--data", str(data), "--weights", str(weights), "--img", "64", "--out", str(out)]
+    argv = ["analyze", "--data", str(data), "--weights", str(weights), "--img", "64", "--out", str(out),
+            "--iou-range"]
     assert main(argv) == 0
     text = capsys.readouterr().out
-    assert "TIDE mAP@0.5" in text and "dAP" in text and "analysis.json" in text
+    assert "TIDE mAP@0.5" in text and "mAP@.5:.95" in text and "dAP" in text and "analysis.json" in text
     summary = json.loads((out / "analysis.json").read_text())
     assert summary["images"] == 4 and summary["instances"] == 8 and summary["split"] == "val"
     assert set(summary["dap"]) == set(KINDS) | {"false_pos", "false_neg"}
@@ -30,3 +31,4 @@ def test_analyze_writes_analysis_json_and_table(tmp_path, weights, capsys) -> No
     assert counts["tp"] + counts["miss"] <= summary["instances"]
     assert sum(c["miss"] for c in summary["by_size"].values()) == counts["miss"]
     assert load_dataset(data).names == NAMES and np.isfinite(summary["map"])
+    assert 0 <= summary["map50_95"] <= summary["map"] + 1e-9

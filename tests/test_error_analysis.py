@@ -11,7 +11,21 @@ import pytest
 
 from yolov3.boxes import box_convert
 from yolov3.evaluate.error_report import analyze_errors, best_f1
-from yolov3.evaluate.errors import BKG, BOTH, CLS, DUPE, IGNORED, LOC, MISS, TP, classify, delta_ap, fixed_map
+from yolov3.evaluate.errors import (
+    BKG,
+    BOTH,
+    CLS,
+    COCO_THRESHOLDS,
+    DUPE,
+    IGNORED,
+    LOC,
+    MISS,
+    TP,
+    classify,
+    delta_ap,
+    fixed_map,
+    map_range,
+)
 from yolov3.infer.results import Detections
 
 NUM_CLASSES = 4
@@ -81,6 +95,14 @@ def tidecv_run(gt_file: Path, res_file: Path):  # noqa: ANN201
     """tidecv-light on the same files. Its box IoU reads ``bbox`` as x1, y1, x2, y2 (its own COCO
     reader was removed), so boxes are handed over converted."""
     tidecv = pytest.importorskip("tidecv")
+    gdata, pdata = tidecv_data(tidecv, gt_file, res_file)
+    tide = tidecv.TIDE()
+    run = tide.evaluate(gdata, pdata, mode=tidecv.TIDE.BOX)
+    return tidecv, tide, run
+
+
+def tidecv_data(tidecv, gt_file: Path, res_file: Path) -> tuple:  # noqa: ANN001
+    """The files as tidecv ``Data`` (ground truth, results), boxes x1, y1, x2, y2."""
     gt, res = json.loads(gt_file.read_text()), json.loads(res_file.read_text())
     gdata, pdata = tidecv.Data("gt"), tidecv.Data("results")
     for a in gt["annotations"]:
@@ -89,9 +111,7 @@ def tidecv_run(gt_file: Path, res_file: Path):  # noqa: ANN201
     for r in res:
         pdata.add_detection(r["image_id"], r["category_id"], r["score"],
                             box_convert(np.array(r["bbox"]), "xywh", "xyxy").tolist())  # fmt: skip
-    tide = tidecv.TIDE()
-    run = tide.evaluate(gdata, pdata, mode=tidecv.TIDE.BOX)
-    return tidecv, tide, run
+    return gdata, pdata
 
 
 TIDE_NAMES = {"Cls": "cls", "Loc": "loc", "Both": "both", "Dupe": "dupe", "Bkg": "bkg", "Miss": "miss"}
@@ -186,3 +206,15 @@ def test_ignored_boxes_leave_their_detections_out() -> None:
     assert table.det_kind.tolist() == [IGNORED, BKG, TP] and table.gt_kind.tolist() == [TP]
     # class 1: its FP (0.8) before its TP (0.7), AP 50; class 0 holds only the ignored one: not averaged
     assert fixed_map(table) == pytest.approx(50.0)
+
+
+def test_map_range_matches_tidecv_evaluate_range(tmp_path: Path) -> None:
+    gt_file, res_file = synthetic_coco(tmp_path, 4)
+    dets, gts = ours_from_files(gt_file, res_file)
+    tidecv, tide, _ = tidecv_run(gt_file, res_file)
+    gdata, pdata = tidecv_data(tidecv, gt_file, res_file)
+    tide.evaluate_range(gdata, pdata, thresholds=list(COCO_THRESHOLDS), name="range")
+    theirs = np.mean([run.ap for run in tide.run_thresholds["range"]])
+    assert map_range(dets, gts, NUM_CLASSES) == pytest.approx(theirs, abs=1e-9)
+    summary = analyze_errors(dets, gts, ["a", "b", "c", "d"], iou_range=True).summary
+    assert summary["map50_95"] == pytest.approx(theirs, abs=1e-6)

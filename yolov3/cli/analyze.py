@@ -29,6 +29,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--workers", type=int, default=2, help="image reading threads")
     p.add_argument("--pos-iou", type=float, default=0.5, help="IoU of a true positive (0.5)")
     p.add_argument("--bg-iou", type=float, default=0.1, help="bkg: IoU at most this with every box (0.1)")
+    p.add_argument("--iou-range", action="store_true", help="also TIDE's mAP@.5:.95 (ten matchings)")
     p.add_argument("--out", help="output folder (default runs/analyze/exp, numbered)")
     p.set_defaults(func=run)
 
@@ -42,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
     result = analyze(args.weights, args.data, args.split, cfg=args.cfg, names=args.names, device=args.device,
                      backend=args.backend, batch_size=args.batch, settings=settings, workers=args.workers,
                      out=out, progress=True, pos_threshold=args.pos_iou,
-                     bg_threshold=args.bg_iou)  # fmt: skip
+                     bg_threshold=args.bg_iou, iou_range=args.iou_range)  # fmt: skip
     print(format_error_report(result.summary))
     print(f"Results saved to {out / 'analysis.json'}")
     return 0

@@ -145,12 +145,13 @@ def analyze(
     progress: bool = False,
     pos_threshold: float = 0.5,
     bg_threshold: float = 0.1,
+    iou_range: bool = False,
     **overrides: Any,
 ) -> ErrorAnalysis:
     """TIDE error analysis (``yolov3.evaluate.error_report``) of ``weights`` on ``split`` of ``data``:
     the model runs over the split as in ``val`` (same loading, same default settings, the one image
-    loop), then every false positive / negative gets its cause and each cause its dAP. With ``out``:
-    ``analysis.json``. One process (no ``torchrun`` sharing)."""
+    loop), then every false positive / negative gets its cause and each cause its dAP (``iou_range``:
+    TIDE's mAP@.5:.95 too). With ``out``: ``analysis.json``. One process (no ``torchrun`` sharing)."""
     settings = (settings or InferConfig.for_map()).replace(**overrides)
     spec = load_dataset(data)
     samples = _labelled_split(spec, data, split)
@@ -160,7 +161,7 @@ def analyze(
     if not kept:
         raise UserError(f"{data}: no image of split '{split}' could be read")
     result = analyze_errors(dets, ground_truth_of([samples[i] for i in kept]), spec.names,
-                            pos_threshold, bg_threshold)  # fmt: skip
+                            pos_threshold, bg_threshold, iou_range=iou_range)  # fmt: skip
     head = {"weights": str(weights), "data": str(data), "split": split, "img_size": det.img_size}
     result.summary = {**head, **result.summary, "speed_ms": speed}
     if out is not None:

@@ -244,3 +244,20 @@ def delta_ap(table: ErrorTable) -> dict[str, float]:
     out = {name: max(fixed_map(table, k) - base, 0.0) for name, k in KINDS.items()}
     out.update({name: m - base for name, m in special_maps(table).items()})
     return out
+
+
+COCO_THRESHOLDS = tuple(np.round(np.arange(0.5, 0.96, 0.05), 2))  # 0.50 .. 0.95, TIDE's COCO_THRESHOLDS
+
+
+def map_range(
+    detections: Sequence[Detections],
+    ground_truth: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]],
+    num_classes: int,
+    thresholds: Sequence[float] = COCO_THRESHOLDS,
+    max_dets: int = 100,
+) -> float:
+    """TIDE's mAP averaged over IoU ``thresholds`` (its ``evaluate_range``: one matching per threshold;
+    the errors are those of one threshold only). Costs one ``classify`` per threshold."""
+    maps = [fixed_map(classify(detections, ground_truth, num_classes, t, min(0.1, t), max_dets))
+            for t in thresholds]  # fmt: skip
+    return float(np.mean(maps))
