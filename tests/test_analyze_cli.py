@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 
-from tests.test_val_cli import NAMES, make_dataset, model, weights  # noqa: F401 (fixtures)
+from test_val_cli import NAMES, make_dataset, model, weights  # noqa: F401 (fixtures)
 from yolov3.cli import main
 from yolov3.data.dataset_config import load_dataset
 from yolov3.evaluate.errors import KINDS
