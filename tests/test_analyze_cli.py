@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 
 import numpy as np
-
 from test_val_cli import NAMES, make_dataset, model, weights  # noqa: F401 (fixtures)
+
 from yolov3.cli import main
 from yolov3.data.dataset_config import load_dataset
 from yolov3.evaluate.errors import KINDS
