@@ -31,6 +31,7 @@ VERBS = {
     "track": "track objects in videos, image sequences, streams or a webcam",
     "serve": "serve detection over HTTP (JSON API, browser page, metrics)",
     "val": "mAP (VOC and COCO), curves and confusion matrix on a labelled split",
+    "analyze": "TIDE error analysis on a labelled split: what each kind of error costs in mAP",
     "benchmark": "latency, throughput and mAP of a model on every installed runtime",
     "anchors": "fit anchors to a data set's boxes (k-means, 1 - IoU)",
     "export": "export to ONNX / TorchScript / Darknet / OpenVINO, or INT8 (checked by running the file)",

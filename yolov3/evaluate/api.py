@@ -1,9 +1,11 @@
 """``yolov3.val(weights, data)``: score a weights file on a data set's labelled split (what ``yolov3
-val`` runs), writing the summary JSON and the plots when given an output folder.
+val`` runs), writing the summary JSON and the plots when given an output folder. ``yolov3.analyze``:
+the TIDE error analysis of the same run (what ``yolov3 analyze`` runs).
 
     import yolov3
     result = yolov3.val("runs/train/exp/weights/best.pt", "data.yaml", out="runs/val/exp")
     print(result.summary["map50"], result.summary["coco"]["AP"])
+    print(yolov3.analyze("runs/train/exp/weights/best.pt", "data.yaml").summary["dap"])
 """
 
 from __future__ import annotations
@@ -21,7 +23,15 @@ from yolov3.data.types import Sample
 from yolov3.device import select_device
 from yolov3.distributed import DistInfo, broadcast_object, env_dist_info, init_distributed, shard_indices
 from yolov3.errors import UserError
-from yolov3.evaluate.evaluator import Evaluation, check_labelled, evaluate, evaluate_detections, run_detector
+from yolov3.evaluate.error_report import ErrorAnalysis, analyze_errors
+from yolov3.evaluate.evaluator import (
+    Evaluation,
+    check_labelled,
+    evaluate,
+    evaluate_detections,
+    ground_truth_of,
+    run_detector,
+)
 from yolov3.evaluate.plots import save_plots
 from yolov3.evaluate.report import write_summary
 from yolov3.infer.detector import Detector
@@ -117,6 +127,45 @@ def val(
     result.summary = {**head, **result.summary}
     if out is not None and info.is_main:
         _save(result, Path(out), plots)
+    return result
+
+
+def analyze(
+    weights: str | os.PathLike,
+    data: str | os.PathLike,
+    split: str = "val",
+    cfg: str | os.PathLike | None = None,
+    names: str | os.PathLike | list[str] | None = None,
+    device: str = "auto",
+    backend: str = "auto",
+    batch_size: int = 8,
+    settings: InferConfig | None = None,
+    workers: int = 2,
+    out: str | os.PathLike | None = None,
+    progress: bool = False,
+    pos_threshold: float = 0.5,
+    bg_threshold: float = 0.1,
+    iou_range: bool = False,
+    **overrides: Any,
+) -> ErrorAnalysis:
+    """TIDE error analysis (``yolov3.evaluate.error_report``) of ``weights`` on ``split`` of ``data``:
+    the model runs over the split as in ``val`` (same loading, same default settings, the one image
+    loop), then every false positive / negative gets its cause and each cause its dAP (``iou_range``:
+    TIDE's mAP@.5:.95 too). With ``out``: ``analysis.json``. One process (no ``torchrun`` sharing)."""
+    settings = (settings or InferConfig.for_map()).replace(**overrides)
+    spec = load_dataset(data)
+    samples = _labelled_split(spec, data, split)
+    det = _detector(weights, spec, data, names, cfg=cfg, device=str(select_device(device)), backend=backend,
+                    batch_size=batch_size, settings=settings)  # fmt: skip
+    dets, kept, speed = run_detector(det, samples, workers, progress)
+    if not kept:
+        raise UserError(f"{data}: no image of split '{split}' could be read")
+    result = analyze_errors(dets, ground_truth_of([samples[i] for i in kept]), spec.names,
+                            pos_threshold, bg_threshold, iou_range=iou_range)  # fmt: skip
+    head = {"weights": str(weights), "data": str(data), "split": split, "img_size": det.img_size}
+    result.summary = {**head, **result.summary, "speed_ms": speed}
+    if out is not None:
+        write_summary(result.summary, Path(out) / "analysis.json")
     return result
 
 
