@@ -37,6 +37,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from yolov3.boxes import box_convert
 from yolov3.evaluate.voc import box_iou_np
 from yolov3.infer.results import Detections
 
@@ -124,7 +125,9 @@ def _ignored(det_boxes: np.ndarray, det_classes: np.ndarray, boxes: np.ndarray, 
 
 
 def _areas(boxes: np.ndarray) -> np.ndarray:
-    return np.clip(boxes[:, 2] - boxes[:, 0], 0, None) * np.clip(boxes[:, 3] - boxes[:, 1], 0, None)
+    """Areas with an inverted side counted as 0 (not as a negative or positive product)."""
+    sizes = np.clip(box_convert(boxes, "xyxy", "xywh")[:, 2:], 0, None)
+    return sizes[:, 0] * sizes[:, 1]
 
 
 def classify(
