@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
+import yaml
 from test_val_cli import NAMES, make_dataset, model, weights  # noqa: F401 (fixtures)
 
 from yolov3.cli import main
@@ -32,3 +34,30 @@ def test_analyze_writes_analysis_json_and_table(tmp_path, weights, capsys) -> No
     assert sum(c["miss"] for c in summary["by_size"].values()) == counts["miss"]
     assert load_dataset(data).names == NAMES and np.isfinite(summary["map"])
     assert 0 <= summary["map50_95"] <= summary["map"] + 1e-9
+    page = (out / "analysis.html").read_text()
+    assert page.startswith("<!doctype html>") and 'id="per-class"' in page and "http" not in page
+
+
+def test_analyze_refuses_other_classes_naming_both_counts_and_files(tmp_path, weights, capsys) -> None:  # noqa: F811
+    data = make_dataset(tmp_path / "two", names=["a", "b"])
+    out = str(tmp_path / "o")
+    argv = ["analyze", "--data", str(data), "--weights", str(weights), "--img", "64", "--out", out]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "3 classes" in err and "2 class names" in err and str(weights) in err and str(data) in err
+    assert not (tmp_path / "o" / "analysis.html").exists()
+
+
+@pytest.mark.parametrize("entry", ["images/val", None])
+def test_analyze_refuses_an_empty_split_naming_it_and_the_data_file(tmp_path, weights, capsys, entry) -> None:  # noqa: F811
+    for split in ("train", "val"):
+        (tmp_path / "images" / split).mkdir(parents=True)
+    cfg = {"path": str(tmp_path), "train": "images/train", "names": list(NAMES)}
+    if entry:
+        cfg["val"] = entry
+    data = tmp_path / "data.yaml"
+    data.write_text(yaml.safe_dump(cfg))
+    assert main(["analyze", "--data", str(data), "--weights", str(weights), "--img", "64",
+                 "--out", str(tmp_path / "o")]) == 2  # fmt: skip
+    err = capsys.readouterr().err
+    assert str(data) in err and "split 'val' is empty" in err

@@ -23,6 +23,7 @@ from yolov3.data.types import Sample
 from yolov3.device import select_device
 from yolov3.distributed import DistInfo, broadcast_object, env_dist_info, init_distributed, shard_indices
 from yolov3.errors import UserError
+from yolov3.evaluate.error_html import write_error_html
 from yolov3.evaluate.error_report import ErrorAnalysis, analyze_errors
 from yolov3.evaluate.evaluator import (
     Evaluation,
@@ -146,12 +147,14 @@ def analyze(
     pos_threshold: float = 0.5,
     bg_threshold: float = 0.1,
     iou_range: bool = False,
+    gallery: int = 8,
     **overrides: Any,
 ) -> ErrorAnalysis:
     """TIDE error analysis (``yolov3.evaluate.error_report``) of ``weights`` on ``split`` of ``data``:
     the model runs over the split as in ``val`` (same loading, same default settings, the one image
     loop), then every false positive / negative gets its cause and each cause its dAP (``iou_range``:
-    TIDE's mAP@.5:.95 too). With ``out``: ``analysis.json``. One process (no ``torchrun`` sharing)."""
+    TIDE's mAP@.5:.95 too). With ``out``: ``analysis.json`` and ``analysis.html`` (``error_html``: tables,
+    dAP chart, up to ``gallery`` worst images per kind with their boxes). One process (no ``torchrun``)."""
     settings = (settings or InferConfig.for_map()).replace(**overrides)
     spec = load_dataset(data)
     samples = _labelled_split(spec, data, split)
@@ -166,6 +169,7 @@ def analyze(
     result.summary = {**head, **result.summary, "speed_ms": speed}
     if out is not None:
         write_summary(result.summary, Path(out) / "analysis.json")
+        write_error_html(result, [samples[i].image for i in kept], Path(out) / "analysis.html", gallery)
     return result
 
 
@@ -174,6 +178,9 @@ def _labelled_split(spec: DatasetSpec, data: str | os.PathLike, split: str) -> l
     if split not in ("train", "val", "test"):
         raise UserError(f"split {split!r}: expected train, val or test")
     samples = getattr(spec, split)
+    if not samples:
+        raise UserError(f"{data}: split '{split}' is empty (no images): its '{split}:' entry must name an "
+                        "image folder, a list of images or an annotation file that lists some")  # fmt: skip
     check_labelled(samples, f"{data}: split '{split}'")
     return samples
 

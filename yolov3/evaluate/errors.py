@@ -56,6 +56,7 @@ class ErrorTable:
     arrays of the box a ``cls`` / ``loc`` detection points at, a ``TP``'s matched box, else -1).
     Ground truth ``(G,)`` (ignored boxes left out): ``gt_image``, ``gt_class``, ``gt_area``,
     ``gt_kind`` (``TP`` matched, ``MISS``, or -2: unmatched but pointed at by a ``cls`` / ``loc``).
+    ``det_box`` ``(M, 4)`` and ``gt_box`` ``(G, 4)``: xyxy, original-image pixels (for drawing).
     """
 
     det_image: np.ndarray
@@ -69,6 +70,8 @@ class ErrorTable:
     gt_area: np.ndarray
     gt_kind: np.ndarray
     num_classes: int
+    det_box: np.ndarray
+    gt_box: np.ndarray
 
 
 def _greedy_match(cls_iou: np.ndarray, pos: float) -> np.ndarray:
@@ -158,12 +161,13 @@ def classify(
         pointed[target[(kind == CLS) | (kind == LOC)]] = True
         gt_kind = np.where(used, TP, np.where(pointed, -2, MISS))
         target = np.where(target >= 0, target + g_offset, -1)
-        dets.append([np.full(len(ds), i), dc, np.asarray(ds, np.float64), _areas(db), kind, target])
-        gts.append([np.full(len(used), i), gc[~gi], _areas(gb[~gi]), gt_kind])
+        dets.append([np.full(len(ds), i), dc, np.asarray(ds, np.float64), _areas(db), kind, target, db])
+        gts.append([np.full(len(used), i), gc[~gi], _areas(gb[~gi]), gt_kind, gb[~gi]])
         g_offset += len(used)
-    dcols = [np.concatenate([p[k] for p in dets]) if dets else np.zeros(0) for k in range(6)]
-    gcols = [np.concatenate([p[k] for p in gts]) if gts else np.zeros(0) for k in range(4)]
-    return ErrorTable(*dcols, *gcols, num_classes=num_classes)  # type: ignore[arg-type]
+    dcols = [np.concatenate([p[k] for p in dets]) if dets else np.zeros(0) for k in range(7)]
+    gcols = [np.concatenate([p[k] for p in gts]) if gts else np.zeros(0) for k in range(5)]
+    dbox, gbox = (c.reshape(-1, 4) for c in (dcols.pop(), gcols.pop()))
+    return ErrorTable(*dcols, *gcols, num_classes=num_classes, det_box=dbox, gt_box=gbox)  # type: ignore[arg-type]
 
 
 def tide_ap(scores: np.ndarray, tp: np.ndarray, npos: int) -> float:
