@@ -46,6 +46,8 @@ def test_analyze_refuses_other_classes_naming_both_counts_and_files(tmp_path, we
     err = capsys.readouterr().err
     assert "3 classes" in err and "2 class names" in err and str(weights) in err and str(data) in err
     assert not (tmp_path / "o" / "analysis.html").exists()
+    assert main(argv[:-2] + ["--gallery", "-1"]) == 2
+    assert "gallery -1" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("entry", ["images/val", None])

@@ -155,6 +155,8 @@ def analyze(
     loop), then every false positive / negative gets its cause and each cause its dAP (``iou_range``:
     TIDE's mAP@.5:.95 too). With ``out``: ``analysis.json`` and ``analysis.html`` (``error_html``: tables,
     dAP chart, up to ``gallery`` worst images per kind with their boxes). One process (no ``torchrun``)."""
+    if gallery < 0:
+        raise UserError(f"gallery {gallery}: expected the number of images per error kind, 0 or more")
     settings = (settings or InferConfig.for_map()).replace(**overrides)
     spec = load_dataset(data)
     samples = _labelled_split(spec, data, split)
