@@ -183,3 +183,22 @@ def test_the_command_prints_the_summary_and_refuses_a_used_folder(source, tmp_pa
     assert "--out" in capsys.readouterr().err
     with pytest.raises(UserError, match="--size"):
         TileSettings(33).check()
+
+
+def test_a_short_side_gets_one_tile_spanning_it_and_a_missing_picture_is_skipped(tmp_path):
+    pixels = np.random.default_rng(1).integers(0, 256, (200, 700, 3), np.uint8)
+    cv2.imwrite(str(tmp_path / "strip.png"), pixels)
+    box = np.array([[300, 20, 340, 180]], np.float32)  # 40 x 160 across x = 320
+    samples = [Sample(str(tmp_path / "strip.png"), box, np.array([1]), width=700, height=200),
+               Sample(str(tmp_path / "gone.png"), box, np.array([0]), width=700, height=200)]  # fmt: skip
+    config = write("yolo", {"train": samples[:1]}, NAMES, tmp_path / "src")
+    spec = open_source(config)
+    spec.train.append(samples[1])  # as a non-strict reader would hand over a picture gone since
+    path, summary = tile_dataset(spec, tmp_path / "out", TileSettings(SIZE, OVERLAP, empty_rate=1.0))
+    tiles = _by_origin(path)[1]
+    assert sorted(tiles) == [(0, 0), (240, 0), (380, 0)]
+    assert all((s.width, s.height) == (SIZE, 200) for s in tiles.values())
+    np.testing.assert_allclose(tiles[(0, 0)].boxes, [[300, 20, 320, 180]], atol=1e-3)  # 50 % inside
+    np.testing.assert_allclose(tiles[(240, 0)].boxes, [[60, 20, 100, 180]], atol=1e-3)
+    assert len(tiles[(380, 0)].boxes) == 0  # wholly left of x = 380
+    assert summary.pictures == 1 and len(summary.skipped) == 1 and "gone.png" in summary.skipped[0]
