@@ -5,7 +5,8 @@ tiles, each detected at the model's input size, the tiles' boxes mapped back and
 so ``detect``, ``val``, ``track``, ``serve`` and the API all slice); ``tile_overlap``, ``tile_full`` and
 ``tile_merge`` shape it.
 
-* **Grid** (``tile_grid``): tiles of ``tile`` x ``tile`` picture pixels, ``round(tile * (1 - overlap))``
+* **Grid** (``tile_grid``, the rule of ``yolov3.data.tiling.grid_origins``, which ``yolov3 data tile``
+  cuts training pictures by): tiles of ``tile`` x ``tile`` picture pixels, ``round(tile * (1 - overlap))``
   apart; the last row and column are moved back so they end exactly at the picture's edge (no tile
   runs past it, no padding). A picture narrower or lower than a tile is an error naming it: run it
   without ``--tile``, or with a smaller one. Tiles are views of the picture, never copies; they go
@@ -34,6 +35,7 @@ import numpy as np
 from yolov3.boxes import box_area
 from yolov3.config import InferConfig
 from yolov3.data.images import ImageError, check_pixels
+from yolov3.data.tiling import grid_origins
 from yolov3.infer.results import Detections
 
 CUT_MARGIN = 2.0  # pixels: a box this close to an inner tile edge is taken as cut by it
@@ -47,15 +49,6 @@ class Tiler(Protocol):
 
     def predict_arrays(self, images: Sequence[np.ndarray], paths: Sequence[str | None] | None = None,
                        settings: InferConfig | None = None) -> list[Detections]: ...  # fmt: skip
-
-
-def _starts(length: int, tile: int, step: int) -> list[int]:
-    """Tile origins along one side of ``length`` pixels: every ``step``, the last ending at the edge."""
-    last = length - tile
-    starts = list(range(0, last + 1, step))
-    if starts[-1] != last:
-        starts.append(last)
-    return starts
 
 
 def check_sliceable(width: int, height: int, tile: int, source: str = "picture", limit: int | None = None
@@ -81,8 +74,7 @@ def tile_grid(width: int, height: int, tile: int, overlap: float, source: str = 
     and column, which end at the picture's edge). A side shorter than ``tile``: ``ImageError``
     (``check_sliceable``)."""
     _check_size(width, height, tile, source)
-    step = max(1, round(tile * (1.0 - overlap)))
-    return [(x, y) for y in _starts(height, tile, step) for x in _starts(width, tile, step)]
+    return grid_origins(width, height, tile, overlap)
 
 
 def cut_flags(boxes: np.ndarray, origin: tuple[int, int], tile: int, size: tuple[int, int]) -> np.ndarray:
