@@ -20,6 +20,7 @@ from pycocotools.cocoeval import COCOeval
 
 from yolov3.data.types import Sample
 from yolov3.evaluate.evaluator import evaluate_detections
+from yolov3.infer.results import Detections
 
 N_IMAGES, C, DETS = 5000, 80, 100
 SMALL = 1000  # images for the same-run comparison with pycocotools (slow)
@@ -47,6 +48,15 @@ def make_data(rng: np.random.Generator) -> tuple[list[Sample], list[tuple]]:
         )
         dets.append((np.concatenate([near, noise]), rng.random(DETS), cls))
     return samples, dets
+
+
+def as_detections(dets: list[tuple], samples: list[Sample], names: list[str]) -> list[Detections]:
+    """``make_data``'s ``(boxes, scores, classes)`` tuples as the ``Detections`` the evaluator takes."""
+    return [
+        Detections(b.astype(np.float32), s.astype(np.float32), c.astype(np.int64), names, x.image, x.width,
+                   x.height, None, {})  # fmt: skip
+        for (b, s, c), x in zip(dets, samples)
+    ]
 
 
 def pycocotools_only(samples: list[Sample], dets: list[tuple]) -> float:
@@ -110,10 +120,11 @@ def timed(fn) -> float:
 
 
 def main() -> None:
-    samples, dets = make_data(np.random.default_rng(0))
+    samples, raw = make_data(np.random.default_rng(0))
     names = [f"c{i}" for i in range(C)]
+    dets = as_detections(raw, samples, names)
     small_s, small_d = samples[:SMALL], dets[:SMALL]
-    anchor_small = pycocotools_only(small_s, small_d)
+    anchor_small = pycocotools_only(small_s, raw[:SMALL])
     ours_small = timed(lambda: evaluate_detections(small_d, small_s, names))
     emit(
         f"evaluate {SMALL:,} images: VOC + curves + matrix + COCO AP (faster-coco-eval)",
