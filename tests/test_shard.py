@@ -163,7 +163,7 @@ def test_a_rank_killed_mid_job_then_resume_gives_the_same_files(tmp_path, weight
     job = subprocess.Popen([*TORCHRUN, *args, *SETTINGS, "--img", "320"], env=env(),
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     part, deadline, pid = out / ".parts" / "r1-a0.jsonl", time.monotonic() + 120, None
-    while time.monotonic() < deadline and (not part.is_file() or len(part.read_text().splitlines()) < 3):
+    while time.monotonic() < deadline and (not part.is_file() or len(list(read_part(part))) < 3):
         pid = pid or rank_pid(job.pid, 1)  # found before the kill is due, so the kill lands at once
         time.sleep(0.01)
     pid = pid or rank_pid(job.pid, 1)
