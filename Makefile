@@ -34,6 +34,11 @@ $(STAMP): $(DEPS)
 # The test tools and every optional extra, so that their tests run: serve (web stack), ray, openvino.
 $(TEST_STAMP): $(STAMP)
 	$(BIN)/pip install --quiet -e '.[dev,serve,ray,openvino]'
+	# SAHI, the sliced-inference reference the tiling tests and benchmark compare against. Its own
+	# requirements name opencv-python, whose 5.x wheel would shadow our OpenCV 4.x (the Darknet reader):
+	# install it without its requirements, then the ones it uses but OpenCV.
+	$(BIN)/pip install --quiet --no-deps 'sahi>=0.11,<0.13'
+	$(BIN)/pip install --quiet 'shapely>=2' 'fire' 'click' 'requests'
 	touch $(TEST_STAMP)
 
 # The demo ends within DEMO_SECONDS of `make demo` starting, the install included: on a fresh install
