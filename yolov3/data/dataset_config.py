@@ -41,6 +41,8 @@ from yolov3.data.formats.common import (
     read_names_file,
     resolve_listed,
 )
+from yolov3.data.shard_read import load_shards_spec
+from yolov3.data.shards import is_shards_config
 
 __all__ = ["DatasetSpec", "LoadReport", "load_dataset", "parse_names"]
 
@@ -175,6 +177,8 @@ def load_dataset(
         )
     if not path.is_file():
         raise LabelError(str(path), "dataset config not found (expected a data.yaml or a Darknet .data)")
+    if is_shards_config(path):  # tar shards (yolov3 data shard): each split read out once, in order
+        return load_shards_spec(path, report)
     if path.suffix.lower() == ".json":
         return read("coco", path, report=report)
     if path.suffix.lower() == ".data":

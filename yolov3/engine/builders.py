@@ -20,6 +20,9 @@ from yolov3.darknet.weights import load_darknet_weights
 from yolov3.data.dataset import DetectionDataset
 from yolov3.data.dataset_config import DatasetSpec, load_dataset
 from yolov3.data.loader import DetectionLoader, build_loader
+from yolov3.data.shard_read import load_shards_spec
+from yolov3.data.shard_stream import RecordItems, ShardLoader, ShardStream, build_shard_loader
+from yolov3.data.shards import check_reachable, is_shards_config, read_shards_config
 from yolov3.data.types import Sample
 from yolov3.distributed import DistInfo
 from yolov3.errors import UserError
@@ -52,6 +55,12 @@ def load_spec(path: str) -> DatasetSpec:
     """The data set, refusing one with no usable training image before anything is built."""
     if not path:
         raise UserError("no data set given: pass --data path/to/data.yaml (or a Darknet .data)")
+    if is_shards_config(path):  # train streams from its shards; val is read out of them once
+        check_reachable(read_shards_config(path), ["train"])
+        spec = load_shards_spec(path, splits=("val",))
+        if not read_shards_config(path).samples("train"):
+            raise UserError(f"{path}: no training shard listed; nothing to train on")
+        return spec
     spec = load_dataset(path)
     if not spec.train:
         skipped = spec.report.skipped_images
@@ -79,13 +88,16 @@ def build_run_data(
         label_smoothing=data_cfg.label_smoothing,
         warn=False,
     )  # the trainer reports skips itself
-    train_ds = DetectionDataset(
-        spec.train, augment=data_cfg.augment, hsv=data_cfg.hsv, mosaic=data_cfg.mosaic, **common
-    )
-    train_loader = build_loader(
-        train_ds, batch_size=per_rank, shuffle=True, workers=data_cfg.workers, seed=train_cfg.seed,
-        distributed=dist.enabled, multi_scale=data_cfg.multi_scale, drop_last=False,
-    )  # fmt: skip
+    if spec.format == "shards":
+        train_loader = shard_train_loader(spec.source, data_cfg, train_cfg, common, per_rank, dist)
+    else:
+        train_ds = DetectionDataset(
+            spec.train, augment=data_cfg.augment, hsv=data_cfg.hsv, mosaic=data_cfg.mosaic, **common
+        )
+        train_loader = build_loader(
+            train_ds, batch_size=per_rank, shuffle=True, workers=data_cfg.workers, seed=train_cfg.seed,
+            distributed=dist.enabled, multi_scale=data_cfg.multi_scale, drop_last=False,
+        )  # fmt: skip
     val_loader = None
     if spec.val and dist.is_main:
         val_ds = DetectionDataset(spec.val, augment=False, hsv=False, mosaic=False, **common)
@@ -94,6 +106,21 @@ def build_run_data(
             distributed=False, multi_scale=False, drop_last=False,
         )  # fmt: skip
     return RunData(list(spec.names), train_loader, val_loader, list(spec.val))
+
+
+def shard_train_loader(path: str, data_cfg: DataConfig, train_cfg: TrainConfig, common: dict,
+                       per_rank: int, dist: DistInfo) -> ShardLoader:  # fmt: skip
+    """The training loader of a shards.yaml: this rank's share of the train shards, shuffled in a buffer
+    (``yolov3.data.shard_stream``) through the folder loader's per-sample transform."""
+    for flag, on in (("--mosaic", data_cfg.mosaic), ("--cache", data_cfg.cache)):
+        if on:
+            raise UserError(f"{flag} reads a folder data set at random; {path} streams tar shards: "
+                            "leave it off")
+    items = RecordItems([], augment=data_cfg.augment, hsv=data_cfg.hsv, encode=False, **common)
+    stream = ShardStream(read_shards_config(path).splits["train"], items, per_rank, shuffle=True,
+                         seed=train_cfg.seed, rank=dist.rank, world=dist.world_size,
+                         workers=data_cfg.workers, multi_scale=data_cfg.multi_scale)  # fmt: skip
+    return build_shard_loader(stream, data_cfg.workers, train_cfg.seed)
 
 
 def build_train_model(model_cfg: ModelConfig, train_cfg: TrainConfig, num_classes: int) -> nn.Module:
@@ -198,6 +225,8 @@ def rest_of_epoch(loader: DataLoader, k: int):
     by index, loading nothing; any other loader is replayed (its first ``k`` batches loaded and
     dropped) so that whatever random state it draws from advances exactly as in the original run.
     """
+    if isinstance(loader, ShardLoader):  # each worker starts at its shard and offset
+        return loader.from_batch(k)
     if isinstance(loader, DetectionLoader) and k:
         partial = DataLoader(
             loader.dataset, batch_sampler=_SkipBatches(loader.batch_sampler, k),

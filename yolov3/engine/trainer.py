@@ -286,7 +286,7 @@ class Trainer:
 
     @property
     def _val_estimate(self) -> float:
-        return self.budget.val_estimate(self._val_images, self.data.train_loader.batch_sampler.batch_size)
+        return self.budget.val_estimate(self._val_images, self.cfg.batch // self.dist.world_size)
 
     def _time_is_up(self) -> bool:
         """The budget left covers no more than the last validation and checkpoints (every process stops
