@@ -92,6 +92,11 @@ def test_shards_hold_the_image_bytes_and_labels_of_the_folder(data):
         got = [r for ref in config.splits[split] for r in read_shard(ref, len(config.names))]
         assert [r.index for r in got] == list(range(len(samples)))
         assert all(np.array_equal(r.sample.boxes, s.boxes) for r, s in zip(got, samples, strict=True))
+    shards = load_dataset(folder / "shards.yaml")  # what val and data check read: a split when used
+    assert list.__len__(shards.train) == 0 and len(shards.val) == len(spec.val)
+    for a, b in zip(shards.val, spec.val, strict=True):
+        assert Path(a.image).read_bytes() == Path(b.image).read_bytes()
+        assert np.array_equal(a.boxes, b.boxes) and np.array_equal(a.classes, b.classes)
 
 
 def _batches(loader, n: int) -> list[dict]:
@@ -179,7 +184,13 @@ def test_unreachable_url_and_wrong_class_count_are_clear_errors(data, tmp_path):
     doc["names"], doc["nc"] = ["circle", "square"], 2  # the labels hold class ids up to 4
     bad.write_text(yaml.safe_dump(doc))
     with pytest.raises(ShardError, match=r"class id [2-4] but the data set has 2 classes"):
-        load_dataset(bad)
+        len(load_dataset(bad).train)  # a split is read when first used
+    items = RecordItems([], num_classes=2, img_size=64, encode=False)
+    stream = ShardStream(read_shards_config(bad).splits["train"], items, 2, shuffle=True, workers=2)
+    loader = build_shard_loader(stream, 2)
+    with pytest.raises(ShardError, match=r"class id [2-4] but the data set has 2 classes") as raised:
+        list(loader)  # raised in a loader worker, it comes out with its own message
+    assert "Traceback" not in str(raised.value)
     doc["version"] = 99
     bad.write_text(yaml.safe_dump(doc))
     with pytest.raises(ShardError, match="version 99"):
@@ -221,30 +232,30 @@ def test_torchrun_two_processes_see_every_sample_once(data, tmp_path):
 
 @pytest.mark.slow
 def test_training_from_shards_resumes_to_the_uninterrupted_weights(data, tmp_path, monkeypatch):
-    """A run stopped after 3 of an epoch's 4 steps and resumed (its workers start at their shards and
+    """A run stopped after 2 of its epoch's 4 steps and resumed (its workers start at their shards and
     offsets, from the checkpoint's batch count) ends with the weights of a run never stopped."""
     from yolov3.engine.trainer import Trainer, train
 
-    opts = dict(data=str(data[1] / "shards.yaml"), img_size=64, width=0.125, epochs=2, batch=2,
+    opts = dict(data=str(data[1] / "shards.yaml"), img_size=64, width=0.125, epochs=1, batch=2,
                 device="cpu", amp="off", workers=2, seed=3, deterministic=True, warmup_epochs=0.5,
                 val_interval=5, project=str(tmp_path))  # fmt: skip
     train(**opts, name="whole")
     real = Trainer.train_batch
 
-    def stop_at_step_7(self, batch, i, n):
-        if self.state.step == 6 and i == 2:
-            raise KeyboardInterrupt  # fit() saves last.pt (epoch 1, 2 batches done) and re-raises
+    def stop_at_step_3(self, batch, i, n):
+        if i == 2:
+            raise KeyboardInterrupt  # fit() saves last.pt (epoch 0, 2 batches done) and re-raises
         return real(self, batch, i, n)
 
-    monkeypatch.setattr(Trainer, "train_batch", stop_at_step_7)
+    monkeypatch.setattr(Trainer, "train_batch", stop_at_step_3)
     with pytest.raises(KeyboardInterrupt):
         train(**opts, name="cut")
     monkeypatch.setattr(Trainer, "train_batch", real)
     saved = torch.load(tmp_path / "cut/weights/last.pt", weights_only=True)
-    assert (saved["epoch"], saved["epoch_step"], saved["step"]) == (1, 2, 6)
+    assert (saved["epoch"], saved["epoch_step"], saved["step"]) == (0, 2, 2)
     train(resume=str(tmp_path / "cut"))
     a = torch.load(tmp_path / "whole/weights/last.pt", weights_only=True)
     b = torch.load(tmp_path / "cut/weights/last.pt", weights_only=True)
-    assert a["step"] == b["step"] == 8
+    assert a["step"] == b["step"] == 4
     for name, p in a["model"].items():
         assert torch.equal(p, b["model"][name]), name

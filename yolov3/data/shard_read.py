@@ -7,8 +7,8 @@ shard and the samples lost. A label with a class id outside ``0..nc-1`` is a ``S
 of another data set).
 
 ``load_shards_spec(shards.yaml)`` is what ``load_dataset`` hands a shards config to (``val``, ``data
-check``): each split is read once, in order, and its images are written to a temporary folder (removed
-when the process ends), so the folder-based readers take it unchanged.
+check``): a split, when first used, is read once, in order, and its images are written to a temporary
+folder (removed when the process ends), so the folder-based readers take it unchanged.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import os
 import shutil
 import tempfile
 import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -130,26 +130,68 @@ def extract_split(refs: list[ShardRef], nc: int, folder: Path) -> list[Sample]:
     return samples
 
 
+class LazySplit(list):
+    """A split's samples, read out of its shards on first use (``val`` reads the split it scores and
+    no other): length, iteration, indexing, truth and ``+`` read it first; then it is a plain list."""
+
+    def __init__(self, fill: Callable[[], list[Sample]]) -> None:
+        super().__init__()
+        self._fill: Callable[[], list[Sample]] | None = fill
+
+    def filled(self) -> LazySplit:
+        if self._fill is not None:
+            fill, self._fill = self._fill, None
+            super().extend(fill())
+        return self
+
+    def __len__(self) -> int:
+        return super(LazySplit, self.filled()).__len__()
+
+    def __bool__(self) -> bool:
+        return len(self) > 0
+
+    def __iter__(self) -> Iterator[Sample]:
+        return super(LazySplit, self.filled()).__iter__()
+
+    def __getitem__(self, i):  # noqa: ANN001, ANN204 (list's own signature)
+        return super(LazySplit, self.filled()).__getitem__(i)
+
+    def __contains__(self, item: object) -> bool:
+        return super(LazySplit, self.filled()).__contains__(item)
+
+    def __add__(self, other: list) -> list:
+        return [*self, *other]
+
+    def __radd__(self, other: list) -> list:
+        return [*other, *self]
+
+
+def _temp_dir() -> Path:
+    """A folder removed when the process ends."""
+    root = tempfile.mkdtemp(prefix="yolov3-shards-")
+    if not _TEMP_DIRS:
+        atexit.register(_remove_temp_dirs)
+    _TEMP_DIRS.append(root)
+    return Path(root)
+
+
 def load_shards_spec(path: str | os.PathLike, report: LoadReport | None = None,
                      splits: Iterable[str] = ("train", "val", "test")) -> DatasetSpec:  # fmt: skip
-    """The data set a ``shards.yaml`` lists, its ``splits`` copied out of the shards (module docstring).
-    Every shard is checked reachable first (``ShardError`` naming the first that is not)."""
+    """The data set a ``shards.yaml`` lists (module docstring); each split of ``splits`` is read out
+    of its shards when first used (``LazySplit``). Every shard is checked reachable first
+    (``ShardError`` naming the first that is not)."""
     config = read_shards_config(path)
     splits = [s for s in splits if s in config.splits]
     check_reachable(config, splits)
     spec = DatasetSpec(names=list(config.names), source=str(path), format="shards",
                        report=report or LoadReport())  # fmt: skip
-    if not splits:
-        return spec
-    root = tempfile.mkdtemp(prefix="yolov3-shards-")
-    if not _TEMP_DIRS:
-        atexit.register(_remove_temp_dirs)
-    _TEMP_DIRS.append(root)
+    nc = len(config.names)
     for split in splits:
-        folder = Path(root) / split
-        folder.mkdir()
-        setattr(spec, split, extract_split(config.splits[split], len(config.names), folder))
+        refs = config.splits[split]
+        setattr(spec, split, LazySplit(lambda refs=refs: extract_split(refs, nc, _temp_dir())))
     return spec
 
 
-__all__ = ["Record", "ShardWarning", "extract_split", "load_shards_spec", "parse_labels", "read_shard"]
+__all__ = [
+    "LazySplit", "Record", "ShardWarning", "extract_split", "load_shards_spec", "parse_labels", "read_shard",
+]  # fmt: skip

@@ -39,7 +39,7 @@ from yolov3.data.dataset import DetectionDataset, _train_boxes
 from yolov3.data.images import ImageError, decode_image
 from yolov3.data.loader import MULTI_SCALE_SIZES, Collate, _worker_init
 from yolov3.data.shard_read import Record, read_shard
-from yolov3.data.shards import ShardRef
+from yolov3.data.shards import ShardError, ShardRef
 from yolov3.data.types import Sample
 
 SHUFFLE_BUFFER = 1000  # samples a worker holds to shuffle (webdataset's usual size)
@@ -223,6 +223,9 @@ class ShardLoader(DataLoader):
     def set_epoch(self, epoch: int) -> None:
         self.dataset.set_epoch(epoch)
 
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        return _plain_errors(super().__iter__())
+
     def from_batch(self, k: int) -> Iterator[dict[str, Any]]:
         """This epoch's batches after the first ``k`` (nothing before them is decoded)."""
         self.dataset.skip = int(k)
@@ -230,6 +233,18 @@ class ShardLoader(DataLoader):
             return iter(self)  # the workers (or the single-process fetcher) take the skip with them
         finally:
             self.dataset.skip = 0
+
+
+def _plain_errors(batches: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    """The batches; a ``ShardError`` a worker raised (a label of another class count) comes out with
+    its own message, not the worker's traceback that PyTorch wraps it in."""
+    try:
+        yield from batches
+    except ShardError as exc:
+        text = str(exc).rstrip()
+        if "Original Traceback" not in text:
+            raise
+        raise ShardError(text.rsplit("ShardError: ", 1)[-1]) from None
 
 
 def build_shard_loader(stream: ShardStream, workers: int, seed: int = 0) -> ShardLoader:
