@@ -33,6 +33,7 @@ from yolov3.data.shard_stream import RecordItems, ShardStream, batch_order, buil
 from yolov3.data.shards import ShardError, read_shards_config, write_shards
 from yolov3.data.synth import SynthConfig, generate
 from yolov3.engine import builders
+from yolov3.errors import UserError
 from yolov3.loss import YoloLoss
 from yolov3.model import YOLOv3
 
@@ -252,7 +253,9 @@ def test_training_from_shards_resumes_to_the_uninterrupted_weights(data, tmp_pat
         train(**opts, name="cut")
     monkeypatch.setattr(Trainer, "train_batch", real)
     saved = torch.load(tmp_path / "cut/weights/last.pt", weights_only=True)
-    assert (saved["epoch"], saved["epoch_step"], saved["step"]) == (0, 2, 2)
+    assert (saved["epoch"], saved["epoch_step"], saved["step"], saved["epoch_samples"]) == (0, 2, 2, 4)
+    with pytest.raises(UserError, match="2 batches held 4 samples, with these settings they hold 6"):
+        train(resume=str(tmp_path / "cut"), batch=3)  # another batch cuts the epoch elsewhere
     train(resume=str(tmp_path / "cut"))
     a = torch.load(tmp_path / "whole/weights/last.pt", weights_only=True)
     b = torch.load(tmp_path / "cut/weights/last.pt", weights_only=True)

@@ -112,6 +112,12 @@ class ShardStream(IterableDataset):
     def __len__(self) -> int:
         return sum(self._counts(self._pieces()))
 
+    def samples_before(self, k: int) -> int:
+        """The samples this rank's first ``k`` batches of the epoch hold."""
+        pieces = self._pieces()
+        b = self.batch_size
+        return sum(min(b, len(pieces[w]) - j * b) for w, j in batch_order(self._counts(pieces))[:k])
+
     def __iter__(self) -> Iterator[list[dict[str, Any]]]:
         info = get_worker_info()
         worker = info.id if info is not None else 0

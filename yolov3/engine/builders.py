@@ -218,6 +218,27 @@ def set_epoch(loader: DataLoader, epoch: int) -> None:
             holder.set_epoch(epoch)
 
 
+def samples_done(loader: DataLoader, k: int, dist: DistInfo) -> int:
+    """The samples the first ``k`` batches of an epoch hold, all processes together."""
+    if isinstance(loader, ShardLoader):
+        return loader.dataset.samples_before(k) * dist.world_size
+    size, n = loader.batch_sampler.batch_size, len(loader.batch_sampler.sampler)
+    return min(k * size, n) * dist.world_size
+
+
+def check_samples_done(loader: DataLoader, ckpt: dict, dist: DistInfo) -> None:
+    """A resume from shards must cut the epoch where the checkpoint did: its ``epoch_step`` batches
+    must hold its ``epoch_samples`` (they do not when ``--workers`` or ``--batch`` changed)."""
+    saved, k = ckpt.get("epoch_samples"), int(ckpt.get("epoch_step", 0))
+    if saved is None or not isinstance(loader, ShardLoader):
+        return
+    now = samples_done(loader, k, dist)
+    if now != saved:
+        raise UserError(f"cannot resume mid-epoch from tar shards: the checkpoint's {k} batches held {saved} "
+                        f"samples, with these settings they hold {now}; resume with the run's --workers "
+                        "and --batch")  # fmt: skip
+
+
 def rest_of_epoch(loader: DataLoader, k: int):
     """An iterator over ``loader``'s current epoch from batch ``k`` on (a mid-epoch resume).
 

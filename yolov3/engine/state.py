@@ -7,7 +7,8 @@ A training checkpoint is a ``torch.save``'d dict, written and read by ``yolov3.m
   detection and export load a training checkpoint like any other);
 - ``optimizer``, ``scaler`` (fp16 grad scaler, or None), ``ema`` (``ModelEMA.state_dict`` or None);
 - ``step`` (optimiser steps done, the schedule's input), ``epoch`` (0-based), ``epoch_step`` (batches
-  done in that epoch), ``best_fitness``, ``metrics``;
+  done in that epoch), ``epoch_samples`` (the samples those batches held, all processes together: what
+  a resume from tar shards skips), ``best_fitness``, ``metrics``;
 - ``rng`` (torch CPU / CUDA, NumPy, Python ``random`` at the step boundary) and ``rng_epoch`` (the
   same at the start of the epoch, so the resumed loader shuffles and augments identically);
 - ``config``: the resolved ``{"model", "data", "train"}`` sections; ``names``: class names.

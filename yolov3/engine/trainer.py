@@ -181,6 +181,7 @@ class Trainer:
             **kept,
             **self.train_step.state_dict(),  # optimizer, scaler, ema
             "epoch_step": self.state.epoch_step,
+            "epoch_samples": builders.samples_done(self.data.train_loader, self.state.epoch_step, self.dist),
             "rng": self.rng_step or rng_state(),
             "rng_epoch": self.rng_epoch,
             "time_used": self.budget.used(),
@@ -200,6 +201,7 @@ class Trainer:
         self.raw_model.load_state_dict(ckpt["model"])
         self.train_step.load_state_dict(ckpt)
         self.state = s = TrainState.from_checkpoint(ckpt)
+        builders.check_samples_done(self.data.train_loader, ckpt, self.dist)  # shards: cut where it was
         self.rng_epoch, self.rng_step = ckpt.get("rng_epoch"), ckpt.get("rng")
         self.budget.warm_end = ckpt.get("warm_end")
         self.patience = Patience(self.cfg.patience, **{k: v for k, v in (ckpt.get("patience") or {}).items()
