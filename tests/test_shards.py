@@ -25,6 +25,7 @@ import pytest
 import torch
 import yaml
 
+from yolov3.cli import main
 from yolov3.data.dataset import DetectionDataset
 from yolov3.data.dataset_config import load_dataset
 from yolov3.data.loader import build_loader
@@ -98,6 +99,17 @@ def test_shards_hold_the_image_bytes_and_labels_of_the_folder(data):
     for a, b in zip(shards.val, spec.val, strict=True):
         assert Path(a.image).read_bytes() == Path(b.image).read_bytes()
         assert np.array_equal(a.boxes, b.boxes) and np.array_equal(a.classes, b.classes)
+
+
+def test_data_shard_command_writes_the_splits_asked_for(data, tmp_path, capsys):
+    assert main(["data", "shard", str(data[0]), "--out", str(tmp_path / "s"), "--shard-size", "4KB",
+                 "--splits", "val", "--base-url", "http://host:8000/s"]) == 0  # fmt: skip
+    doc = yaml.safe_load((tmp_path / "s" / "shards.yaml").read_text())
+    assert (doc["format"], doc["version"], doc["nc"]) == ("yolov3-shards", 1, 5) and "train" not in doc
+    assert [s["url"] for s in doc["val"]["shards"]] == ["http://host:8000/s/val-000000.tar",
+                                                       "http://host:8000/s/val-000001.tar"]  # fmt: skip
+    assert "val: 2 samples in 2 shard(s)" in capsys.readouterr().out
+    assert main(["data", "shard", str(data[0]), "--out", str(tmp_path / "t"), "--shard-size", "lots"]) == 2
 
 
 def _batches(loader, n: int) -> list[dict]:

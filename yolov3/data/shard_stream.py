@@ -11,7 +11,9 @@ shard holds), before any byte is read, so it depends only on ``(seed, epoch, ran
 3. the slice is cut into one contiguous piece per loader worker (``np.array_split``): each worker
    reads its own shards (a shard on a boundary is read by both neighbours, each its part);
 4. a worker's samples pass a shuffle buffer of ``buffer`` samples (webdataset's ``shuffle``, drawn from
-   ``default_rng((seed, epoch, rank, worker))``) and are cut into batches of ``batch_size``.
+   ``default_rng((seed, epoch, rank, worker))``) and are cut into batches of ``batch_size`` (each
+   worker's last batch may be short, so an epoch can have up to ``workers - 1`` batches more than
+   ``ceil(N // W / batch_size)``; every rank has the same number).
 
 The loader returns the workers' batches in turn (PyTorch's order for an ``IterableDataset``), which
 ``batch_order`` reproduces. A resumed epoch that has consumed ``k`` batches therefore knows how many
