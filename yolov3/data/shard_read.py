@@ -24,7 +24,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from webdataset.tariterators import tarfile_samples
 
 from yolov3.data.formats.common import DatasetSpec, LoadReport
 from yolov3.data.shards import ShardError, ShardRef, check_reachable, read_shards_config
@@ -80,6 +79,8 @@ def _image_member(raw: dict) -> tuple[str, bytes] | None:
 def read_shard(ref: ShardRef, nc: int, warn: bool = True) -> Iterator[Record]:
     """The records of one shard in order (module docstring). With ``warn``, a shard that ends early
     warns once, naming the URL, the error and the samples lost."""
+    from webdataset.tariterators import tarfile_samples  # imports torch: not at `data check --help`
+
     errors: list[Exception] = []
 
     def keep_going(exc: Exception) -> bool:

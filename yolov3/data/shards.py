@@ -36,7 +36,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import webdataset as wds
 import yaml
 
 from yolov3.config_io import load_yaml
@@ -196,6 +195,8 @@ def _records(samples: list[Sample], root: Path | None) -> Iterator[dict]:
 def write_split(samples: list[Sample], out: Path, split: str, shard_size: int,
                 root: Path | None = None) -> list[ShardRef]:  # fmt: skip
     """Write ``samples`` as ``out/{split}-{n:06d}.tar`` shards of about ``shard_size`` bytes each."""
+    import webdataset as wds  # it imports torch: `yolov3 data check --help` must not pay for it
+
     refs: list[ShardRef] = []
     records = _records(samples, root)
     pending = next(records, None)
