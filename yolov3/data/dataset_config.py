@@ -177,7 +177,7 @@ def load_dataset(
         )
     if not path.is_file():
         raise LabelError(str(path), "dataset config not found (expected a data.yaml or a Darknet .data)")
-    if is_shards_config(path):  # tar shards (yolov3 data shard): each split read out once, in order
+    if is_shards_config(path):  # tar shards (yolov3 data shard): a split is read out of them when used
         return load_shards_spec(path, report)
     if path.suffix.lower() == ".json":
         return read("coco", path, report=report)
