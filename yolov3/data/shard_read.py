@@ -16,18 +16,23 @@ from __future__ import annotations
 import atexit
 import json
 import os
+import re
 import shutil
 import tempfile
+import urllib.request
 import warnings
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
 from yolov3.data.formats.common import DatasetSpec, LoadReport
 from yolov3.data.shards import ShardError, ShardRef, check_reachable, read_shards_config
 from yolov3.data.types import Sample
+
+_HTTP_TIMEOUT_S = 60  # a stalled server fails the shard instead of hanging the run
 
 
 class ShardWarning(UserWarning):
@@ -76,19 +81,39 @@ def _image_member(raw: dict) -> tuple[str, bytes] | None:
     return None
 
 
-def read_shard(ref: ShardRef, nc: int, warn: bool = True) -> Iterator[Record]:
-    """The records of one shard in order (module docstring). With ``warn``, a shard that ends early
-    warns once, naming the URL, the error and the samples lost."""
-    from webdataset.tariterators import tarfile_samples  # imports torch: not at `data check --help`
+def open_shard(url: str) -> BinaryIO:
+    """A shard's bytes as a stream: a local file, or an http(s) response read as it arrives (urllib,
+    so no ``curl`` program is needed, which is what webdataset's own opener runs)."""
+    if re.match(r"^https?://", url):
+        return urllib.request.urlopen(url, timeout=_HTTP_TIMEOUT_S)  # noqa: S310 (the scheme is checked)
+    return open(url, "rb")
 
-    errors: list[Exception] = []
+
+def _raw_samples(url: str, errors: list[Exception]) -> Iterator[dict]:
+    """webdataset's samples (one dict per key) of the shard at ``url``; a failure to open or read it
+    ends them and is appended to ``errors``."""
+    from webdataset.tariterators import group_by_keys, tar_file_expander  # imports torch: not at `--help`
 
     def keep_going(exc: Exception) -> bool:
         errors.append(exc)
         return False  # stop this shard: what follows a broken tar header cannot be trusted
 
+    try:
+        stream = open_shard(url)
+    except OSError as exc:
+        errors.append(exc)
+        return
+    with stream:
+        yield from group_by_keys(tar_file_expander([{"url": url, "stream": stream}], handler=keep_going),
+                                 handler=keep_going)  # fmt: skip
+
+
+def read_shard(ref: ShardRef, nc: int, warn: bool = True) -> Iterator[Record]:
+    """The records of one shard in order (module docstring). With ``warn``, a shard that ends early
+    warns once, naming the URL, the error and the samples lost."""
+    errors: list[Exception] = []
     count = 0
-    for raw in tarfile_samples([{"url": ref.url}], handler=keep_going):
+    for raw in _raw_samples(ref.url, errors):
         image = _image_member(raw)
         if image is None or "json" not in raw:
             continue  # a sample cut in two by the break: counted as lost
