@@ -5,7 +5,7 @@ synthetic set drawn here) are written as shards of about 8 MB (``write_shards``,
 epoch of training batches (batch 16 at 192 px, augmentation on, shuffled, 2 loader workers) from: the
 folder loader (the anchor, ``build_loader``), the shard loader on the local tar files, and the shard
 loader on the same files served by ``python -m http.server`` in another process (webdataset reads
-them through curl). Sides alternated, best of 2 epochs each. Prints JSON lines.
+them through urllib). Sides alternated, best of 2 epochs each. Prints JSON lines.
 """
 
 from __future__ import annotations
@@ -109,7 +109,7 @@ def main() -> None:
     note = (f"{N} images of the {where} ({SIZE} px JPEG), batch {BATCH}, augmentation on, "
             f"{WORKERS} workers; {shards} shards of ~8 MB; best of {ROUNDS} epochs, alternated; "
             "anchor: the folder loader")  # fmt: skip
-    for name, how in (("local", "local tar files"), ("http", "HTTP (python -m http.server, curl)")):
+    for name, how in (("local", "local tar files"), ("http", "HTTP (python -m http.server, urllib)")):
         print(json.dumps({"what": f"training images per second from shards on {how} vs the folder loader "
                                   "(after an epoch's first batch)",
                           "ours": round(rate[name], 1), "anchor": round(rate["folder"], 1),
