@@ -29,13 +29,19 @@ right") is the flag threshold. ``bg_iou`` / ``pos_iou`` are TIDE's background an
 
 from __future__ import annotations
 
+import json
+import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from yolov3.boxes import box_convert
+from yolov3.data.types import Sample
 from yolov3.evaluate.voc import box_iou_np
+from yolov3.files import atomic_writer
 from yolov3.infer.results import Detections
 
 KINDS = ("missing", "wrong_class", "bad_box", "spurious")
@@ -166,3 +172,32 @@ def image_scores(records: Sequence[LabelIssue], n_images: int) -> np.ndarray:
 def count_kinds(records: Sequence[LabelIssue], flag: float = FLAG_SCORE) -> dict[str, int]:
     """Flagged records (score >= ``flag``) per kind."""
     return {k: sum(1 for r in records if r.kind == k and r.score >= flag) for k in KINDS}
+
+
+def write_issues(records: Sequence[LabelIssue], path: str | os.PathLike) -> Path:
+    """``issues.jsonl``: one record a line (``LabelIssue.to_json``), in ranking order."""
+    with atomic_writer(path) as f:
+        for r in records:
+            f.write((json.dumps(r.to_json()) + "\n").encode("utf-8"))
+    return Path(path)
+
+
+def proposals_coco(records: Sequence[LabelIssue], samples: Sequence[Sample], names: Sequence[str],
+                   flag: float = FLAG_SCORE) -> dict[str, Any]:  # fmt: skip
+    """The flagged records (score >= ``flag``) as a COCO annotation document a labelling tool can load:
+    every audited image (``id`` its index + 1, ``file_name`` its path), the classes (``id`` index + 1)
+    and one annotation per proposed fix: ``bbox`` (xywh) and ``category_id`` of the label as the model
+    would have it, plus ``action`` (add | relabel | move | delete), ``kind``, ``score`` and ``label``
+    (the index of the label in its image, -1 for an added box)."""
+    images = [{"id": i + 1, "file_name": str(s.image), "width": int(s.width), "height": int(s.height)}
+              for i, s in enumerate(samples)]  # fmt: skip
+    categories = [{"id": k + 1, "name": n} for k, n in enumerate(names)]
+    annotations = []
+    for r in (r for r in records if r.score >= flag):
+        xywh = box_convert(np.asarray(r.fix["box"], np.float64).reshape(1, 4), "xyxy", "xywh")[0]
+        annotations.append({"id": len(annotations) + 1, "image_id": r.image + 1,
+                            "category_id": r.fix["cls"] + 1, "bbox": [round(float(v), 2) for v in xywh],
+                            "area": round(float(xywh[2] * xywh[3]), 2), "iscrowd": 0,
+                            "action": r.fix["action"], "kind": r.kind, "score": r.score, "label": r.label})
+    return {"info": {"description": "yolov3 data audit: proposed label fixes"}, "images": images,
+            "categories": categories, "annotations": annotations}  # fmt: skip
