@@ -57,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
     images = len({r.image for r in records if r.score >= FLAG_SCORE})
     print(f"{sum(counts.values())} labels flagged (score >= {FLAG_SCORE}) in {images} images: "
           + ", ".join(f"{n} {k}" for k, n in counts.items()))  # fmt: skip
-    for r in records[:5]:
+    for r in sorted(records, key=lambda r: -r.score)[:5]:
         print(f"  {r.score:.2f} {r.kind:<11} {r.path} box {[round(v) for v in r.box]} -> {r.fix['action']}")
     print(f"Results saved to {out / 'issues.jsonl'}, {out / 'proposals.json'} and {out / 'audit.html'}")
     return 0
