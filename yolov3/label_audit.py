@@ -50,17 +50,18 @@ def audit(weights: str | os.PathLike, data: str | os.PathLike, split: str = "val
           backend: str = "auto", batch_size: int = 8, settings: InferConfig | None = None, workers: int = 2,
           out: str | os.PathLike | None = None, gallery: int = 24, progress: bool = False,
           thresholds: AuditThresholds | None = None, seed: int = 0,
-          backend_options: dict[str, Any] | None = None) -> list[LabelIssue]:  # fmt: skip
+          backend_options: dict[str, Any] | None = None, **overrides: Any) -> list[LabelIssue]:  # fmt: skip
     """The records of ``split`` of ``data`` (module docstring), worst image first. ``folds``: 0 (the
     given model) or K >= 2 (out-of-sample models trained for ``time`` minutes in all, at most
     ``epochs`` each, ``batch`` images a step; ``time`` 0: ``epochs`` only). ``settings``: the
-    prediction settings (default ``InferConfig.for_map()``); ``backend_options``: as ``val``'s."""
+    prediction settings (default ``InferConfig.for_map()``; ``overrides``: its fields, as ``val`` takes
+    them); ``backend_options``: as ``val``'s."""
     if folds == 1 or folds < 0:
         raise UserError(f"--folds {folds}: expected 0 (audit with the given model) or 2 or more folds "
                         "(each fold scored by a model trained on the others)")  # fmt: skip
     if gallery < 0:
         raise UserError(f"gallery {gallery}: expected the number of images to show, 0 or more")
-    settings = settings or InferConfig.for_map()
+    settings = (settings or InferConfig.for_map()).replace(**overrides)
     spec, samples, det = prepare(weights, data, split, names, cfg=cfg, device=str(select_device(device)),
                                  backend=backend, batch_size=batch_size, settings=settings,
                                  backend_options=backend_options)  # fmt: skip
