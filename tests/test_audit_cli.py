@@ -55,7 +55,7 @@ def test_api_returns_the_records_and_folds_score_out_of_sample(tmp_path, weights
         r.score for r in records]  # fmt: skip
 
 
-@pytest.mark.parametrize("case", ["classes", "empty", "folds"])
+@pytest.mark.parametrize("case", ["classes", "empty", "folds", "clock"])
 def test_bad_input_is_a_clear_error(tmp_path, weights, capsys, case) -> None:  # noqa: F811
     if case == "empty":
         for split in ("train", "val"):
@@ -65,12 +65,13 @@ def test_bad_input_is_a_clear_error(tmp_path, weights, capsys, case) -> None:  #
                                         "names": NAMES}))  # fmt: skip
     else:
         data = make_dataset(tmp_path / "ds", names=["a", "b"] if case == "classes" else NAMES)
-    extra = ["--folds", "1"] if case == "folds" else []
+    extra = {"folds": ["--folds", "1"], "clock": ["--folds", "2"]}.get(case, [])
     argv = ["data", "audit", "--data", str(data), "--weights", str(weights), "--img", "64",
             "--out", str(tmp_path / "o"), *extra]  # fmt: skip
     assert main(argv) == 2
     err = capsys.readouterr().err
     want = {"classes": ["3 classes", "2 class names", str(data)], "folds": ["--folds 1", "2 or more"],
+            "clock": ["--folds 2", "--time"],
             "empty": ["split 'val' is empty", str(data)]}[case]  # fmt: skip
     assert all(w in err for w in want), err
     assert not (tmp_path / "o" / "issues.jsonl").exists()

@@ -29,6 +29,7 @@ import numpy as np
 import yaml
 
 from yolov3.config import InferConfig
+from yolov3.console import note
 from yolov3.data.dataset_config import DatasetSpec
 from yolov3.data.types import Sample
 from yolov3.device import select_device
@@ -53,14 +54,19 @@ def audit(weights: str | os.PathLike, data: str | os.PathLike, split: str = "val
           backend_options: dict[str, Any] | None = None, **overrides: Any) -> list[LabelIssue]:  # fmt: skip
     """The records of ``split`` of ``data`` (module docstring), worst image first. ``folds``: 0 (the
     given model) or K >= 2 (out-of-sample models trained for ``time`` minutes in all, at most
-    ``epochs`` each, ``batch`` images a step; ``time`` 0: ``epochs`` only). ``settings``: the
+    ``epochs`` each, ``batch`` images a step; ``time`` must be > 0). ``settings``: the
     prediction settings (default ``InferConfig.for_map()``; ``overrides``: its fields, as ``val`` takes
     them); ``backend_options``: as ``val``'s."""
     if folds == 1 or folds < 0:
         raise UserError(f"--folds {folds}: expected 0 (audit with the given model) or 2 or more folds "
                         "(each fold scored by a model trained on the others)")  # fmt: skip
+    if folds and time <= 0:
+        raise UserError(f"--folds {folds} trains {folds} models on a clock: give --time MINUTES (all folds)")
     if gallery < 0:
         raise UserError(f"gallery {gallery}: expected the number of images to show, 0 or more")
+    if split == "train" and not folds:
+        note("auditing the split the model was most likely trained on: it has learnt its label errors, "
+             "which then hide; --folds K scores every image with a model that never saw it")
     settings = (settings or InferConfig.for_map()).replace(**overrides)
     spec, samples, det = prepare(weights, data, split, names, cfg=cfg, device=str(select_device(device)),
                                  backend=backend, batch_size=batch_size, settings=settings,
