@@ -15,6 +15,7 @@ from test_val_cli import NAMES, make_dataset, model, weights  # noqa: F401 (fixt
 
 import yolov3
 from yolov3.cli import main
+from yolov3.data.dataset_config import load_dataset
 from yolov3.evaluate.audit import FLAG_SCORE, KINDS
 from yolov3.label_audit import fold_of
 
@@ -51,6 +52,8 @@ def test_api_returns_the_records_and_folds_score_out_of_sample(tmp_path, weights
         own = {f"{i}.jpg" for i, f in enumerate(fold) if f == k}
         assert len(listed) == 2 and not own & {p.rsplit("/", 1)[-1] for p in listed}
         assert list((out / "folds" / f"fold{k}" / "train" / "weights").glob("*.pt"))
+        trained_on = load_dataset(out / "folds" / f"fold{k}" / "data.yaml").train
+        assert [len(s.classes) for s in trained_on] == [2, 2]  # the labels came along
     assert [json.loads(s)["score"] for s in (out / "issues.jsonl").read_text().splitlines()] == [
         r.score for r in records]  # fmt: skip
 
