@@ -18,9 +18,10 @@ and for ours box level: recall per kind (a planted error is found when a flagged
 is on it: the same label, or for a deleted box a proposal at IoU >= 0.5 with it), any-kind recall and
 the precision of the flagged records (a record is right when it is on a planted error). Targets: AP
 >= cleanlab's + 0.15; recall >= 0.8 per kind at precision >= 0.6. The thresholds were fixed before
-the first run (module docstring of ``yolov3.evaluate.audit``); report ``--seed`` 1 (0 was looked at).
+the first run and revised once on seed 0 (module docstring of ``yolov3.evaluate.audit``); the
+default ``--seed`` 2 was not looked at before the figures in ``docs/benchmarks.md`` (0 and 1 were).
 
-    .venv/bin/python benchmarks/bench_audit.py [--seed 1] [--rate 0.03]
+    .venv/bin/python benchmarks/bench_audit.py [--seed 2] [--rate 0.03]
 """
 
 from __future__ import annotations
@@ -166,7 +167,7 @@ def image_metrics(positive: np.ndarray, ranking: np.ndarray, flagged: np.ndarray
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--seed", type=int, default=2)
     p.add_argument("--rate", type=float, default=0.03, help="fraction of boxes planted per kind")
     p.add_argument("--weights", default=str(WEIGHTS))
     p.add_argument("--data", default=str(DATA))

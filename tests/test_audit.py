@@ -86,3 +86,15 @@ def test_swapped_classes_among_clean_images_are_exactly_the_flagged_ones() -> No
     records = audit_labels(images, truth)
     assert set(np.flatnonzero(image_scores(records, len(images)) >= 0.5)) == set(bad)
     assert {r.kind for r in records if r.score >= 0.5} == {"wrong_class"}
+
+
+def test_each_label_is_explained_by_the_prediction_that_fits_it_best() -> None:
+    """An unlabelled object beside a labelled one of its class: the stronger prediction on the
+    unlabelled object overlaps the label a little (IoU 0.33), the label's own prediction fits it. The
+    label is fine and the other object is missing (taking predictions by score instead would call the
+    label a bad box and lose the missing one)."""
+    label, unlabelled = (10, 10, 40, 40), (25, 10, 55, 40)  # IoU 450 / 1350
+    got = audit_image(dets((*unlabelled, 0.95, 0), (*label, 0.9, 0)), *labels((*label, 0)))
+    assert [(r.kind, r.label, r.box) for r in got] == [("missing", -1, list(unlabelled))]
+    t = AuditThresholds()
+    assert got[0].score == pytest.approx(0.95 * (t.pos_iou - 1 / 3) / (t.pos_iou - t.bg_iou), abs=1e-6)
