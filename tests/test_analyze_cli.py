@@ -78,3 +78,15 @@ def test_val_analyze_writes_the_analysis_of_analyze(tmp_path, weights, capsys) -
     for key in ("counts", "dap", "per_class", "by_size", "map", "images", "weights", "split"):
         assert via_val[key] == alone[key], key
     assert (tmp_path / "v" / "summary.json").is_file() and (tmp_path / "v" / "analysis.html").is_file()
+
+
+def test_analyze_hands_backend_options_to_the_detector(tmp_path, weights, monkeypatch) -> None:  # noqa: F811
+    from yolov3.evaluate import api
+
+    seen = []
+    load = api.Detector.load
+    monkeypatch.setattr(api.Detector, "load",
+                        lambda *a, **k: seen.append(k.get("backend_options")) or load(*a, **k))  # fmt: skip
+    data = make_dataset(tmp_path / "ds")
+    api.analyze(weights, data, img_size=64, device="cpu", backend_options={"threads": 2})
+    assert seen == [{"threads": 2}]
