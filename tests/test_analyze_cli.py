@@ -63,3 +63,30 @@ def test_analyze_refuses_an_empty_split_naming_it_and_the_data_file(tmp_path, we
                  "--out", str(tmp_path / "o")]) == 2  # fmt: skip
     err = capsys.readouterr().err
     assert str(data) in err and "split 'val' is empty" in err
+
+
+def test_val_analyze_writes_the_analysis_of_analyze(tmp_path, weights, capsys) -> None:  # noqa: F811
+    """``val --analyze``: the summary and plots of ``val`` plus ``analyze``'s files, the analysis of the
+    same detections as ``yolov3 analyze`` gives (counts, dAPs, per class) and the same mAP@0.5 (VOC)."""
+    data = make_dataset(tmp_path / "ds")
+    common = ["--data", str(data), "--weights", str(weights), "--img", "64"]
+    assert main(["val", *common, "--analyze", "--no-plots", "--out", str(tmp_path / "v")]) == 0
+    assert main(["analyze", *common, "--out", str(tmp_path / "a")]) == 0
+    assert "TIDE mAP@0.5" in capsys.readouterr().out
+    via_val = json.loads((tmp_path / "v" / "analysis.json").read_text())
+    alone = json.loads((tmp_path / "a" / "analysis.json").read_text())
+    for key in ("counts", "dap", "per_class", "by_size", "map", "images", "weights", "split"):
+        assert via_val[key] == alone[key], key
+    assert (tmp_path / "v" / "summary.json").is_file() and (tmp_path / "v" / "analysis.html").is_file()
+
+
+def test_analyze_hands_backend_options_to_the_detector(tmp_path, weights, monkeypatch) -> None:  # noqa: F811
+    from yolov3.evaluate import api
+
+    seen = []
+    load = api.Detector.load
+    monkeypatch.setattr(api.Detector, "load",
+                        lambda *a, **k: seen.append(k.get("backend_options")) or load(*a, **k))  # fmt: skip
+    data = make_dataset(tmp_path / "ds")
+    api.analyze(weights, data, img_size=64, device="cpu", backend_options={"threads": 2})
+    assert seen == [{"threads": 2}]

@@ -4,7 +4,8 @@ The public API, loaded on first use (PEP 562) so that ``import yolov3.<module>``
 training workers and the command line, and imports no torch where the module needs none (the data
 tools, ``yolov3.demo_data``): ``load`` / ``Detector`` / ``Detections`` (detection),
 ``detect`` (detection with files written), ``track`` / ``TrackedDetections`` / ``TrackConfig``
-(tracking on videos and live streams), ``val``, ``analyze`` (TIDE error analysis), ``train``,
+(tracking on videos and live streams), ``val``, ``analyze`` (TIDE error analysis), ``audit``
+(label audit), ``train``,
 ``export_weights``, ``load_backend``, ``load_model`` / ``save_model`` / ``ModelMeta`` (model files),
 ``InferConfig`` and the data tools.
 """
@@ -21,14 +22,14 @@ __all__ = [
     "build_loader", "build_model", "check_dataset", "convert_dataset", "decode", "decode_all", "detect",
     "DetectionDataset", "export_weights", "load", "load_backend", "load_dataset", "load_model",
     "preprocess_true_boxes", "run_track", "evaluate_run", "save_model", "track", "TrackConfig",
-    "TrackedDetections", "train", "val", "analyze",
+    "TrackedDetections", "train", "val", "analyze", "audit",
 ]  # fmt: skip
 
 _LAZY = {"YOLOv3": "yolov3.model", "decode": "yolov3.decode", "decode_all": "yolov3.decode",
          "Detector": "yolov3.infer.detector", "load": "yolov3.infer.detector",
          "Detections": "yolov3.infer.results", "detect": "yolov3.apps.detect.runner",
          "load_backend": "yolov3.infer.backends", "val": "yolov3.evaluate.api",
-         "analyze": "yolov3.evaluate.api",
+         "analyze": "yolov3.evaluate.api", "audit": "yolov3.label_audit",
          "load_dataset": "yolov3.data.dataset_config", "check_dataset": "yolov3.data.check",
          "convert_dataset": "yolov3.data.convert", "build_model": "yolov3.builder",
          "load_model": "yolov3.modelfile", "save_model": "yolov3.modelfile", "ModelMeta": "yolov3.modelfile",

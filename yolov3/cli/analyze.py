@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 
 from yolov3.cli import VERBS
-from yolov3.cli.common import add_infer_options, add_model_options, infer_settings
+from yolov3.cli.common import add_infer_options, add_model_options, backend_options, infer_settings
 from yolov3.config import InferConfig
 from yolov3.files import make_dir, next_run_dir
 
@@ -45,7 +45,8 @@ def run(args: argparse.Namespace) -> int:
     result = analyze(args.weights, args.data, args.split, cfg=args.cfg, names=args.names, device=args.device,
                      backend=args.backend, batch_size=args.batch, settings=settings, workers=args.workers,
                      out=out, progress=True, pos_threshold=args.pos_iou,
-                     bg_threshold=args.bg_iou, iou_range=args.iou_range, gallery=args.gallery)  # fmt: skip
+                     bg_threshold=args.bg_iou, iou_range=args.iou_range, gallery=args.gallery,
+                     backend_options=backend_options(args))  # fmt: skip
     print(format_error_report(result.summary))
     print(f"Results saved to {out / 'analysis.json'} and {out / 'analysis.html'}")
     return 0

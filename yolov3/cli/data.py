@@ -8,7 +8,7 @@ import importlib
 
 from yolov3.cli import VERBS
 
-DATA_VERBS: list[str] = ["convert", "check", "synth", "tile", "shard"]
+DATA_VERBS: list[str] = ["convert", "check", "synth", "tile", "shard", "audit"]
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -2,8 +2,10 @@
 per-class AP, PR / F1 / P / R curves and the confusion matrix as PNG, speed, a JSON summary.
 
 Writes into ``--out`` (default ``runs/val/exp``, numbered when it exists): ``summary.json`` and the
-plots. For a COCO-format data set whose split is an annotation file, COCO AP is computed against
-that file itself (official numbers, segment areas for APs / APm / APl); ``--coco-gt`` names one.
+plots (with ``--analyze`` also ``analysis.json`` / ``analysis.html``: ``yolov3 analyze``'s TIDE error
+analysis of the same detections). For a COCO-format data set whose split is an annotation file, COCO
+AP is computed against that file itself (official numbers, segment areas for APs / APm / APl);
+``--coco-gt`` names one.
 Settings: the seed's test settings with score threshold 0.001 (mAP needs the low-score tail).
 """
 
@@ -31,13 +33,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--coco-backend", default="auto", choices=["auto", "faster", "pycocotools"],
                    help="COCO tool: faster-coco-eval (auto, when installed) or pycocotools")  # fmt: skip
     p.add_argument("--no-plots", action="store_true")
+    p.add_argument("--analyze", action="store_true",
+                   help="also analyze's TIDE error analysis of the same detections (analysis.json / .html)")
     p.add_argument("--out", help="output folder (default runs/val/exp, numbered)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from yolov3.distributed import cleanup, env_dist_info
-    from yolov3.evaluate.api import val
+    from yolov3.evaluate.api import val, write_analysis
+    from yolov3.evaluate.error_report import format_error_report
     from yolov3.evaluate.plots import save_plots
     from yolov3.evaluate.report import format_report, write_summary
 
@@ -45,7 +50,8 @@ def run(args: argparse.Namespace) -> int:
     result = val(args.weights, args.data, args.split, cfg=args.cfg, names=args.names, device=args.device,
                  backend=args.backend, batch_size=args.batch, settings=settings,
                  coco=not args.no_coco, coco_gt=args.coco_gt, coco_backend=args.coco_backend,
-                 workers=args.workers, progress=True, backend_options=backend_options(args))  # fmt: skip
+                 workers=args.workers, progress=True, backend_options=backend_options(args),
+                 analyze=args.analyze)  # fmt: skip
     info = env_dist_info()
     if not info.is_main:  # rank 0 reports for the whole torchrun job
         cleanup(info)
@@ -55,6 +61,9 @@ def run(args: argparse.Namespace) -> int:
     write_summary(result.summary, out / "summary.json")
     if not args.no_plots:
         save_plots(result, out)
+    if result.analysis is not None:
+        print(format_error_report(result.analysis.summary))
+        write_analysis(result.analysis, out)
     print(f"Results saved to {out}")
     cleanup(info)
     return 0

@@ -36,6 +36,7 @@ from yolov3.evaluate.evaluator import (
 from yolov3.evaluate.plots import save_plots
 from yolov3.evaluate.report import write_summary
 from yolov3.infer.detector import Detector
+from yolov3.infer.results import Detections
 
 
 def coco_annotation_file(data: str | os.PathLike, split: str) -> Path | None:
@@ -99,6 +100,7 @@ def val(
     plots: bool = True,
     progress: bool = False,
     backend_options: dict[str, Any] | None = None,
+    analyze: bool = False,
     **overrides: Any,
 ) -> Evaluation:
     """Load ``weights`` (checkpoint, Darknet ``.weights`` + ``cfg``, ONNX...), detect on ``split`` of
@@ -108,24 +110,24 @@ def val(
     names. COCO-format data is scored against its own annotation file unless ``coco_gt`` names
     another. With ``out``: ``summary.json`` and PNGs (rank 0 only). Under ``torchrun`` (``RANK`` /
     ``WORLD_SIZE`` set) the images are shared out (``evaluate_sharded``). ``backend_options``: as
-    ``Detector.load`` takes them (``threads``, ``hint``...)."""
+    ``Detector.load`` takes them (``threads``, ``hint``...). ``analyze`` (one process): also ``analyze``
+    of the same detections as ``result.analysis`` (with ``out``: ``analysis.json`` / ``.html``)."""
     settings = (settings or InferConfig.for_map()).replace(**overrides)
-    spec = load_dataset(data)
-    samples = _labelled_split(spec, data, split)
-    info = env_dist_info()
-    dev = init_distributed(info, select_device(device))
-    det = _detector(weights, spec, data, names, cfg=cfg, device=str(dev), backend=backend,
-                    batch_size=batch_size, settings=settings, backend_options=backend_options)  # fmt: skip
+    dev = init_distributed(info := env_dist_info(), select_device(device))
+    if analyze and info.enabled:
+        raise UserError("val --analyze runs in one process: run it without torchrun")
+    spec, samples, det = prepare(weights, data, split, names, cfg=cfg, device=str(dev), backend=backend,
+                                 batch_size=batch_size, settings=settings, backend_options=backend_options)
     gt_file = coco_gt or (coco_annotation_file(data, split) if coco else None)
-    score = {"coco": coco, "coco_gt": gt_file, "category_ids": spec.category_ids,
-             "coco_backend": coco_backend}  # fmt: skip
+    score = dict(coco=coco, coco_gt=gt_file, category_ids=spec.category_ids, coco_backend=coco_backend)
     if info.enabled:
         result = evaluate_sharded(det, samples, spec.names, info, workers, progress, **score)
     else:
-        result = evaluate(det, samples, spec.names, workers=workers, progress=progress, **score)
-    head: dict[str, Any] = {"weights": str(weights), "data": str(data), "split": split,
-                            "coco_gt": str(gt_file) if gt_file else None}  # fmt: skip
+        result = _evaluate(det, samples, spec.names, workers, progress, score, analyze)
+    head = {"weights": str(weights), "data": str(data), "split": split, "coco_gt": gt_file and str(gt_file)}
     result.summary = {**head, **result.summary}
+    if result.analysis is not None:
+        result.analysis.summary = {**head, **result.analysis.summary}
     if out is not None and info.is_main:
         _save(result, Path(out), plots)
     return result
@@ -148,6 +150,7 @@ def analyze(
     bg_threshold: float = 0.1,
     iou_range: bool = False,
     gallery: int = 8,
+    backend_options: dict[str, Any] | None = None,
     **overrides: Any,
 ) -> ErrorAnalysis:
     """TIDE error analysis (``yolov3.evaluate.error_report``) of ``weights`` on ``split`` of ``data``:
@@ -158,21 +161,44 @@ def analyze(
     if gallery < 0:
         raise UserError(f"gallery {gallery}: expected the number of images per error kind, 0 or more")
     settings = (settings or InferConfig.for_map()).replace(**overrides)
-    spec = load_dataset(data)
-    samples = _labelled_split(spec, data, split)
-    det = _detector(weights, spec, data, names, cfg=cfg, device=str(select_device(device)), backend=backend,
-                    batch_size=batch_size, settings=settings)  # fmt: skip
+    spec, samples, det = prepare(weights, data, split, names, cfg=cfg, device=str(select_device(device)),
+                                 backend=backend, batch_size=batch_size, settings=settings,
+                                 backend_options=backend_options)  # fmt: skip
     dets, kept, speed = run_detector(det, samples, workers, progress)
     if not kept:
         raise UserError(f"{data}: no image of split '{split}' could be read")
-    result = analyze_errors(dets, ground_truth_of([samples[i] for i in kept]), spec.names,
-                            pos_threshold, bg_threshold, iou_range=iou_range)  # fmt: skip
-    head = {"weights": str(weights), "data": str(data), "split": split, "img_size": det.img_size}
-    result.summary = {**head, **result.summary, "speed_ms": speed}
+    options = {"pos_threshold": pos_threshold, "bg_threshold": bg_threshold, "iou_range": iou_range}
+    result = _analysis(dets, kept, samples, spec.names, det.img_size, speed, options)
+    result.summary = {"weights": str(weights), "data": str(data), "split": split, **result.summary}
     if out is not None:
-        write_summary(result.summary, Path(out) / "analysis.json")
-        write_error_html(result, [samples[i].image for i in kept], Path(out) / "analysis.html", gallery)
+        write_analysis(result, Path(out), gallery)
     return result
+
+
+def _analysis(dets: list[Detections], kept: list[int], samples: Sequence[Sample], names: list[str],
+              img_size: int, speed: dict[str, float], options: dict[str, Any]) -> ErrorAnalysis:  # fmt: skip
+    """``analyze_errors`` of ``dets`` (of ``samples[kept[i]]``), with the image size and speed."""
+    result = analyze_errors(dets, ground_truth_of([samples[i] for i in kept]), names, **options)
+    result.images = [samples[i].image for i in kept]
+    result.summary = {"img_size": img_size, **result.summary, "speed_ms": speed}
+    return result
+
+
+def write_analysis(result: ErrorAnalysis, out: Path, gallery: int = 8) -> None:
+    """``out/analysis.json`` and ``out/analysis.html``."""
+    write_summary(result.summary, out / "analysis.json")
+    write_error_html(result, result.images, out / "analysis.html", gallery)
+
+
+def prepare(weights: str | os.PathLike, data: str | os.PathLike, split: str,
+            names: str | os.PathLike | list[str] | None = None,
+            **load: Any) -> tuple[DatasetSpec, list[Sample], Detector]:  # fmt: skip
+    """The prelude ``val``, ``analyze`` and the label audit share: ``(data set, labelled samples of
+    split, warmed-up Detector)`` (``load``: ``Detector.load``'s options), refusing an empty or
+    unlabelled split and weights of another class count."""
+    spec = load_dataset(data)
+    samples = _labelled_split(spec, data, split)
+    return spec, samples, _detector(weights, spec, data, names, **load)
 
 
 def _labelled_split(spec: DatasetSpec, data: str | os.PathLike, split: str) -> list[Sample]:
@@ -201,8 +227,25 @@ def _detector(weights: str | os.PathLike, spec: DatasetSpec, data: str | os.Path
     return det
 
 
+def _evaluate(det: Detector, samples: list[Sample], names: list[str], workers: int, progress: bool,
+              score: dict[str, Any], analyze: bool) -> Evaluation:  # fmt: skip
+    """``evaluate``; with ``analyze`` also ``analyze`` (its defaults) of the same pass of the model, as
+    the evaluation's ``.analysis``."""
+    if not analyze:
+        return evaluate(det, samples, names, workers=workers, progress=progress, **score)
+    dets, kept, speed = run_detector(det, samples, workers, progress)
+    if not kept:
+        raise UserError("no image of the validation set could be read")
+    result = evaluate_detections(dets, [samples[i] for i in kept], names, **score)
+    result.summary.update(speed_ms=speed, img_size=det.img_size)
+    result.analysis = _analysis(dets, kept, samples, names, det.img_size, speed, {})
+    return result
+
+
 def _save(result: Evaluation, out: Path, plots: bool) -> None:
-    """``out/summary.json``, and the plots with ``plots``."""
+    """``out/summary.json``, the plots with ``plots``, and the analysis when there is one."""
     write_summary(result.summary, out / "summary.json")
     if plots:
         save_plots(result, out)
+    if result.analysis is not None:
+        write_analysis(result.analysis, out)

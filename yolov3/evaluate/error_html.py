@@ -56,7 +56,7 @@ def _cell(x: Any) -> str:
     return html.escape(str(x))
 
 
-def _table(head: Sequence[str], rows: Sequence[Sequence[Any]], table_id: str) -> str:
+def html_table(head: Sequence[str], rows: Sequence[Sequence[Any]], table_id: str) -> str:
     """An HTML table with ``head`` and one ``<tr>`` per row."""
     th = "".join(f"<th>{html.escape(h)}</th>" for h in head)
     body = "".join("<tr>" + "".join(f"<td>{_cell(v)}</td>" for v in r) + "</tr>" for r in rows)
@@ -79,13 +79,13 @@ def summary_tables(summary: dict[str, Any]) -> str:
     per_class = [[name, row["instances"]] + [row[k] for k in kinds] + [row[k] for k in stats]
                  for name, row in summary["per_class"].items()]  # fmt: skip
     return "".join([
-        "<h2>Summary</h2>", _table(["", "value"], over, "overview"),
-        "<h2>Errors by kind</h2>", _table([""] + kinds, per_kind, "kinds"),
+        "<h2>Summary</h2>", html_table(["", "value"], over, "overview"),
+        "<h2>Errors by kind</h2>", html_table([""] + kinds, per_kind, "kinds"),
         f"<p>false positives cost {dap['false_pos']:.2f} mAP, false negatives {dap['false_neg']:.2f}</p>",
-        "<h2>By object size</h2>", _table(["size"] + kinds, size, "by-size"),
-        "<h2>By objects per image</h2>", _table(["image has"] + kinds, crowd, "by-crowd"),
+        "<h2>By object size</h2>", html_table(["size"] + kinds, size, "by-size"),
+        "<h2>By objects per image</h2>", html_table(["image has"] + kinds, crowd, "by-crowd"),
         "<h2>Per class (best-F1 threshold)</h2>",
-        _table(["class", "instances"] + kinds + ["P", "R", "F1", "conf"], per_class, "per-class"),
+        html_table(["class", "instances"] + kinds + ["P", "R", "F1", "conf"], per_class, "per-class"),
     ])  # fmt: skip
 
 
@@ -116,7 +116,7 @@ def worst_images(table: ErrorTable, kind: int, n: int) -> list[int]:
     return [int(i) for i in order[:n] if counts[i] > 0]
 
 
-def _jpeg_uri(path: str | os.PathLike) -> tuple[str, int, int]:
+def jpeg_uri(path: str | os.PathLike) -> tuple[str, int, int]:
     """``(data URI, width, height)``: the image (original size) as a JPEG at most ``MAX_SIDE`` wide."""
     rgb = read_image(path)
     h, w = rgb.shape[:2]
@@ -129,7 +129,7 @@ def _jpeg_uri(path: str | os.PathLike) -> tuple[str, int, int]:
     return "data:image/jpeg;base64," + base64.b64encode(buf.tobytes()).decode("ascii"), w, h
 
 
-def _rect(box: np.ndarray, cls: str, kind: str, colour: str | None, title: str) -> str:
+def svg_rect(box: np.ndarray, cls: str, kind: str, colour: str | None, title: str) -> str:
     """An SVG rectangle for one xyxy box (an inverted side drawn as 0)."""
     x, y, w, h = (float(v) for v in box_convert(np.asarray(box, np.float64).reshape(1, 4), "xyxy", "xywh")[0])
     stroke = f' stroke="{colour}"' if colour else ""
@@ -145,11 +145,11 @@ def figure(table: ErrorTable, names: Sequence[str], image: int, kind: str, path:
     for j in np.flatnonzero(table.gt_image == image):
         gk = GT_KINDS.get(int(table.gt_kind[j]), "tp")
         title = f"ground truth {names[table.gt_class[j]]} ({gk})"
-        rects.append(_rect(table.gt_box[j], "gt", gk, None, title))
+        rects.append(svg_rect(table.gt_box[j], "gt", gk, None, title))
     if kind != "miss":
         for j in np.flatnonzero((table.det_image == image) & (table.det_kind == KINDS[kind])):
             title = f"{kind}: {names[table.det_class[j]]} {table.det_score[j]:.3f}"
-            rects.append(_rect(table.det_box[j], "det", kind, COLOURS[kind], title))
+            rects.append(svg_rect(table.det_box[j], "det", kind, COLOURS[kind], title))
     svg = (f'<svg viewBox="0 0 {w} {h}"><image href="{data}" width="{w}" height="{h}" '
            f'preserveAspectRatio="none"/>{"".join(rects)}</svg>')  # fmt: skip
     return (f'<figure data-kind="{kind}" data-image="{image}">{svg}'
@@ -167,7 +167,7 @@ def galleries(analysis: ErrorAnalysis, images: Sequence[str], n: int) -> str:
         figs = []
         for i in shown:
             if i not in cache:
-                cache[i] = _jpeg_uri(images[i])
+                cache[i] = jpeg_uri(images[i])
             figs.append(figure(analysis.table, analysis.names, i, kind, images[i], cache[i]))
         body = "".join(figs) or "<p>none</p>"
         out.append(f'<h3>{kind}</h3><div class="gallery" id="gallery-{kind}">{body}</div>')

@@ -20,7 +20,7 @@ class's precision, recall and F1 at its F1-maximising score threshold.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -40,6 +40,7 @@ class ErrorAnalysis:
     summary: dict[str, Any]
     table: ErrorTable
     names: list[str]
+    images: list[str] = field(default_factory=list)  # the file of each image analysed (for the HTML)
 
 
 def _counts(kind: np.ndarray, gt_kind: np.ndarray, det_sel: np.ndarray, gt_sel: np.ndarray) -> dict[str, int]:

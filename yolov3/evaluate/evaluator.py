@@ -58,6 +58,7 @@ class Evaluation:
     conf_curves: ConfidenceCurves
     matrix: np.ndarray
     names: list[str]
+    analysis: Any = None  # the TIDE ErrorAnalysis of the same detections (``val(analyze=True)``)
 
 
 def ground_truth_of(samples: Sequence[Sample]) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:

@@ -57,8 +57,10 @@ LAYERS: tuple[Layer, ...] = (
           "one room per application: track, serve, Ray Data"),
     Layer("engine", (("yolov3.engine",),), "training"),
     Layer("export", (("yolov3.export",),), "exporters, each checked by running the file it wrote"),
-    Layer("recipes", (("yolov3.benchmark", "yolov3.benchmark_plan"), ("yolov3.demo", "yolov3.demo_data")),
-          "benchmark (export + val on every runtime) and the demo (train + evaluate)"),
+    Layer("recipes", (("yolov3.benchmark", "yolov3.benchmark_plan"), ("yolov3.demo", "yolov3.demo_data"),
+                      ("yolov3.label_audit",)),
+          "benchmark (export + val on every runtime), the demo (train + evaluate), the label audit "
+          "(predict, or train out-of-fold models, then audit)"),
     Layer("command line and package API", (("yolov3", "yolov3.__main__", "yolov3.cli", "yolov3.tools"),),
           "yolov3 <verb>, the lazy public API, these checks"),
 )  # fmt: skip
