@@ -41,6 +41,7 @@ from yolov3.data.formats.common import (
     read_names_file,
     resolve_listed,
 )
+from yolov3.data.index import SampleChain
 
 __all__ = ["DatasetSpec", "LoadReport", "load_dataset", "parse_names"]
 
@@ -110,7 +111,7 @@ def _load_yaml(path: Path, report: LoadReport, check_files: bool) -> DatasetSpec
             )
     spec.names = list(names) if names is not None else []
     if not given and fmt in ("yolo", "seed"):
-        spec.names = infer_names(spec.train + spec.val + spec.test, report, where)
+        spec.names = infer_names(SampleChain([spec.train, spec.val, spec.test]), report, where)
     return spec
 
 

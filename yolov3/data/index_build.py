@@ -1,0 +1,267 @@
+"""Building and updating a YOLO source's index (``yolov3.data.index``), and reading a split through it.
+
+``read_indexed(source, listing, num_classes, report)`` is what ``read_split`` calls for a YOLO
+folder or list file: it lists the images (``scan_folder``: ``os.scandir``, one ``stat`` per image and
+per label file, done in C; a list file's images are stat'ed one by one), compares each row's key
+(path, image size / mtime / inode, label size / mtime / inode) with the saved index, reads only the
+rows that are new or changed (``read_rows``: the format's own reader, in processes when there are
+many, with a progress bar), writes the index back when anything changed, and returns a
+``PackedSamples`` whose load report says what a fresh read would have said.
+
+A torn, corrupt or older-version index is rebuilt with a one-line note; one written by a newer
+version is an ``IndexVersionError`` (rebuilding it here would make that newer yolov3 rebuild it in
+turn, and a message that names both versions and the file is what the user needs).
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from yolov3.console import Progress, note
+from yolov3.data.formats.common import LoadReport
+from yolov3.data.formats.yolo import label_path_for, list_source, read_yolo_images, source_path
+from yolov3.data.images import is_image_file
+from yolov3.data.index import (
+    NO_LABEL,
+    REREAD,
+    IndexArrays,
+    IndexUnreadable,
+    PackedSamples,
+    concat,
+    index_path_for,
+    pack_paths,
+    read_index,
+    write_index,
+)
+from yolov3.data.types import Sample
+from yolov3.errors import UserError
+
+PARALLEL_MIN = 2000  # rows to read before worker processes pay for themselves
+CHUNK = 1000  # rows per task of a worker process
+MISSING = (-1, -1, -1)
+INDEX_MIN = 1000  # images in a source below which it is read directly (an index would not pay)
+INDEX_MIN_ENV = "YOLOV3_INDEX_MIN"
+
+
+def _stat3(st: os.stat_result) -> tuple[int, int, int]:
+    return st.st_size, st.st_mtime_ns, st.st_ino
+
+
+def _label_stats(folder: str) -> dict[str, tuple[int, int, int]]:
+    """``{file name: (size, mtime_ns, inode)}`` of the ``.txt`` files directly in ``folder``."""
+    try:
+        with os.scandir(folder) as it:
+            return {e.name: _stat3(e.stat()) for e in it if e.name.endswith(".txt") and e.is_file()}
+    except OSError:
+        return {}
+
+
+def scan_folder(folder: Path) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """``(image paths, image stats (N, 3), label stats (N, 3))`` of the images under ``folder``, in
+    the order and spelling of ``yolov3.data.images.list_images`` (hidden files and folders skipped,
+    symlinked folders not entered); a missing label file's stat is -1s."""
+    paths: list[str] = []
+    img: list[tuple[int, int, int]] = []
+    lbl: list[tuple[int, int, int]] = []
+    top = str(folder)
+    prefix_cut = 2 if top == "." else 0  # Path('.') / 'a.jpg' is 'a.jpg', not './a.jpg'
+
+    def walk(d: str) -> None:
+        with os.scandir(d) as it:
+            entries = sorted((e for e in it if not e.name.startswith(".")), key=lambda e: e.name)
+        files = [e for e in entries if not e.is_dir() and is_image_file(e.name)]
+        labels = _label_stats(str(label_path_for(os.path.join(d, "x.jpg")).parent)) if files else {}
+        for e in entries:
+            if e.is_dir():
+                if not e.is_symlink():
+                    walk(e.path)
+            elif is_image_file(e.name):
+                try:
+                    img.append(_stat3(e.stat()))
+                except OSError:
+                    img.append(MISSING)  # a dangling link: the reader reports it
+                paths.append(e.path[prefix_cut:])
+                lbl.append(labels.get(e.name.rsplit(".", 1)[0] + ".txt", MISSING))
+
+    walk(top)
+    return paths, _stats_array(img), _stats_array(lbl)
+
+
+def stat_listed(paths: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """``(image stats, label stats)`` of listed images, one ``os.stat`` each (-1s when missing)."""
+    img, lbl = [], []
+    for p in paths:
+        for out, q in ((img, p), (lbl, label_path_for(p))):
+            try:
+                out.append(_stat3(os.stat(q)))
+            except OSError:
+                out.append(MISSING)
+    return _stats_array(img), _stats_array(lbl)
+
+
+def _stats_array(rows: list[tuple[int, int, int]]) -> np.ndarray:
+    return np.array(rows, np.int64).reshape(-1, 3)
+
+
+def _read_chunk(paths: list[str]) -> tuple[np.ndarray, np.ndarray, list[np.ndarray], list[np.ndarray]]:
+    """``(sizes (n, 2), flags (n,), boxes per row, classes per row)`` of images read by the YOLO
+    reader with any class id accepted (the class count is checked at load)."""
+    sizes = np.zeros((len(paths), 2), np.int32)
+    flags = np.zeros(len(paths), np.uint8)
+    boxes, classes = [], []
+    for i, p in enumerate(paths):
+        report = LoadReport(collect=True)
+        got = read_yolo_images([(Path(p), p)], None, report)
+        if report.problems or report.clipped or report.dropped or not got:
+            flags[i] |= REREAD
+        flags[i] |= NO_LABEL if report.no_label_file else 0
+        s = got[0] if got else None
+        sizes[i] = (s.width, s.height) if s else (0, 0)
+        boxes.append(s.boxes if s else np.zeros((0, 4), np.float32))
+        classes.append(s.classes.astype(np.int32) if s else np.zeros(0, np.int32))
+    return sizes, flags, boxes, classes
+
+
+def read_rows(paths: list[str], desc: str = "indexing") -> IndexArrays:
+    """Read images ``paths`` (and their labels) into index arrays; stats are left at 0 for the caller.
+    Many rows are read in worker processes (``CHUNK`` at a time) behind a progress bar."""
+    chunks = [paths[i : i + CHUNK] for i in range(0, len(paths), CHUNK)]
+    out: list[IndexArrays] = []
+    with Progress(len(paths), desc, "images") as bar:
+        if len(paths) >= PARALLEL_MIN and (os.cpu_count() or 1) > 1:
+            workers = min(len(os.sched_getaffinity(0)), 16)
+            with multiprocessing.get_context("fork").Pool(workers) as pool:
+                for chunk, got in zip(chunks, pool.imap(_read_chunk, chunks)):
+                    out.append(_to_arrays(chunk, *got))
+                    bar.update(len(chunk))
+        else:
+            for chunk in chunks:
+                out.append(_to_arrays(chunk, *_read_chunk(chunk)))
+                bar.update(len(chunk))
+    return concat(out) if out else _to_arrays([], np.zeros((0, 2), np.int32), np.zeros(0, np.uint8), [], [])
+
+
+def _to_arrays(paths: list[str], sizes: np.ndarray, flags: np.ndarray, boxes: list,
+               classes: list) -> IndexArrays:  # fmt: skip
+    counts = np.array([len(c) for c in classes], np.int64)
+    zeros = np.zeros((len(paths), 3), np.int64)
+    starts = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    return IndexArrays(
+        pack_paths(paths), zeros, zeros.copy(), sizes, flags, starts,
+        np.concatenate(boxes).reshape(-1, 4).astype(np.float32) if boxes else np.zeros((0, 4), np.float32),
+        np.concatenate(classes).astype(np.int32) if classes else np.zeros(0, np.int32),
+    )  # fmt: skip
+
+
+def update_index(paths: list[str], image_stat: np.ndarray, label_stat: np.ndarray,
+                 old: IndexArrays | None) -> tuple[IndexArrays, int]:  # fmt: skip
+    """The index of the listing ``(paths, stats)``, reusing ``old``'s rows whose key is unchanged;
+    returns it and the number of rows read."""
+    if old is not None and old.paths == pack_paths(paths):
+        same = (old.image_stat == image_stat).all(1) & (old.label_stat == label_stat).all(1)
+        source = np.where(same, np.arange(len(paths)), -1)
+    elif old is not None:
+        where = {p: i for i, p in enumerate(old.path_list())}
+        source = np.array([where.get(p, -1) for p in paths], np.int64).reshape(-1)
+        known = source >= 0
+        same = np.zeros(len(paths), bool)
+        same[known] = (old.image_stat[source[known]] == image_stat[known]).all(1) & (
+            old.label_stat[source[known]] == label_stat[known]
+        ).all(1)
+        source = np.where(same, source, -1)
+    else:
+        source = np.full(len(paths), -1, np.int64)
+    todo = np.flatnonzero(source < 0)
+    fresh = read_rows([paths[i] for i in todo.tolist()])
+    base = len(old) if old is not None else 0
+    source[todo] = base + np.arange(len(todo))
+    both = concat([old, fresh]) if old is not None else fresh
+    merged = both.take(source) if (old is not None or len(todo) != len(paths)) else fresh
+    merged.image_stat, merged.label_stat = image_stat, label_stat
+    return merged, len(todo)
+
+
+def load_or_build(source: Path, paths: list[str], image_stat: np.ndarray,
+                  label_stat: np.ndarray) -> IndexArrays:  # fmt: skip
+    """The up-to-date index of ``source``'s listing, saved back when any row was read."""
+    path = index_path_for(source)
+    try:
+        old = read_index(path)
+    except IndexUnreadable as exc:
+        note(f"index {path} is unreadable ({exc}): rebuilding it")
+        old = None
+    arrays, read = update_index(paths, image_stat, label_stat, old)
+    if read or old is None or len(old) != len(arrays):
+        try:
+            write_index(path, arrays)
+        except OSError as exc:
+            note(f"cannot save the index {path} ({exc.strerror}): the next start reads the images again")
+    return arrays
+
+
+def read_indexed(source: Path, listing: list[tuple[Path, str]] | None, num_classes: int | None,
+                 report: LoadReport, scanned: tuple | None = None) -> PackedSamples:  # fmt: skip
+    """The samples of a YOLO source (an image folder: ``listing`` None; a list file: its
+    ``(image, listed by)`` pairs) through its index, with ``report`` filled as a fresh read would
+    fill it: rows flagged ``REREAD`` or with a class id >= ``num_classes`` are read again by the
+    reader (which reports them, or raises when ``report.collect`` is False). ``scanned``: the
+    folder's ``scan_folder`` when the caller has it."""
+    if listing is None:
+        paths, image_stat, label_stat = scanned or scan_folder(source)
+        listed_by: list[str] | str = str(source)
+    else:
+        paths = [str(p) for p, _ in listing]
+        image_stat, label_stat = stat_listed(paths)
+        listed_by = [by for _, by in listing]
+    arrays = load_or_build(source, paths, image_stat, label_stat)
+    redo = (arrays.flag & REREAD) != 0
+    if num_classes is not None and len(arrays.classes):
+        bad = arrays.box_rows()[arrays.classes >= num_classes]
+        redo[bad] = True
+    packed = PackedSamples(arrays, np.arange(len(arrays)))
+    no_label = np.flatnonzero((arrays.flag & NO_LABEL) != 0)
+    if len(no_label) and not report.no_label_example:  # the first in order, as a fresh read finds it
+        report.no_label_example = str(label_path_for(packed.image(int(no_label[0]))))
+    skipped, overrides = [], {}
+    for row in np.flatnonzero(redo).tolist():
+        by = listed_by if isinstance(listed_by, str) else listed_by[row]
+        got = read_yolo_images([(Path(packed.image(row)), by)], num_classes, report)
+        if got:
+            overrides[row] = got[0]
+        else:
+            skipped.append(row)
+    report.no_label_file += int((~redo[no_label]).sum())  # the reread ones counted themselves
+    rows = np.setdiff1d(np.arange(len(arrays)), np.array(skipped, np.int64), assume_unique=True)
+    return PackedSamples(arrays, rows, overrides)
+
+
+def index_min_images() -> int:
+    """Sources with fewer images are read directly, without an index (``$YOLOV3_INDEX_MIN``, default
+    ``INDEX_MIN``; a huge number turns the index off)."""
+    text = os.environ.get(INDEX_MIN_ENV, "").strip()
+    try:
+        return int(text) if text else INDEX_MIN
+    except ValueError:
+        raise UserError(f"{INDEX_MIN_ENV} = {text!r}: expected a number of images") from None
+
+
+def read_source(entry: str | os.PathLike, base: Path, num_classes: int | None,
+                report: LoadReport) -> Sequence[Sample]:  # fmt: skip
+    """The samples of one YOLO split entry (``yolov3.data.formats.yolo.list_source``): an image
+    folder or a list file of at least ``index_min_images()`` images through its index, else (and
+    a single image) by the reader directly."""
+    path = source_path(entry, base)
+    if path.is_dir():
+        paths, image_stat, label_stat = scan_folder(path)
+        if len(paths) < index_min_images():
+            return read_yolo_images([(Path(p), str(path)) for p in paths], num_classes, report)
+        return read_indexed(path, None, num_classes, report, (paths, image_stat, label_stat))
+    listing = list_source(entry, base)
+    if len(listing) < index_min_images() or path.suffix.lower() != ".txt":
+        return read_yolo_images(listing, num_classes, report)
+    return read_indexed(path, listing, num_classes, report)
