@@ -26,8 +26,8 @@ from yolov3.data.formats.common import (
     read_names_file,
     split_of,
 )
+from yolov3.data.formats.yolo_index import read_source
 from yolov3.data.index import SampleChain
-from yolov3.data.index_build import read_source
 from yolov3.data.types import Sample
 
 FORMATS = ("seed", "yolo", "coco", "voc")
@@ -95,7 +95,7 @@ def read_split(
     ``names`` None: YOLO / seed classes are read unchecked (the caller infers names afterwards); VOC
     names are inferred from the objects; COCO names always come from its categories (and must equal
     ``names`` when given: an error naming both otherwise). ``images``: COCO image folder. A YOLO
-    folder or list file of many images is read through its index (``yolov3.data.index_build``): the
+    folder or list file of many images is read through its index (``yolov3.data.formats.yolo_index``): the
     samples are then a ``Sequence`` that makes each ``Sample`` when asked, not a list.
     """
     _check_format(fmt)
