@@ -274,3 +274,24 @@ def test_training_from_the_index_gives_the_same_first_batch_loss(data, tmp_path,
         with pytest.raises((KeyboardInterrupt, trainer_mod.TrainingStopped)):
             trainer_mod.train(*cfgs)
     assert len(losses) == 2 and losses[0] == losses[1]
+
+
+def _check_view(r) -> tuple:
+    stats = {k: (st.images, st.boxes, st.no_boxes, st.per_class.tolist(), st.size_hist.tolist(),
+                 st.input_hist.tolist()) for k, st in r.splits.items()}  # fmt: skip
+    return stats, r.duplicate_images, r.cross_split, r.duplicate_boxes, [str(p) for p in r.problems], r.advice
+
+
+def test_data_check_on_the_index_says_what_it_says_on_the_reader(data):
+    train = data / "images" / "train"
+    os.link(train / "d0" / "000.jpg", train / "d1" / "050.jpg")  # a hard link: the same bytes
+    (train / "d1" / "051.jpg").write_bytes((train / "d0" / "002.jpg").read_bytes())  # a copy
+    (data / "images" / "val" / "v9.jpg").write_bytes((train / "d0" / "004.jpg").read_bytes())  # leaked
+    _label(data / "labels" / "train" / "d0" / "006.txt", "0 0.5 0.5 0.2 0.2\n0 0.5 0.5 0.2 0.2\n")  # twice
+    _label(data / "labels" / "train" / "d1" / "orphan.txt", "0 0.5 0.5 0.2 0.2\n")
+    ours = check_dataset(data / "data.yaml")
+    ref = _check_fresh(data / "data.yaml")
+    assert isinstance(load_dataset(data / "data.yaml").train, PackedSamples)
+    assert _check_view(ours) == _check_view(ref)
+    assert ours.duplicate_boxes == 1 and len(ours.cross_split) == 1 and len(ours.duplicate_images) == 3
+    assert any(p.kind == "orphan-label" and "orphan.txt" in p.message for p in ours.problems)
