@@ -17,6 +17,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from PIL import Image
 
 from yolov3.data.check import check_dataset
 from yolov3.data.dataset_config import load_dataset
@@ -41,7 +42,8 @@ def _label(path: Path, text: str) -> None:
 @pytest.fixture
 def data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A YOLO set of ``N`` train images in two folders (sizes vary; one without a label file, one
-    with a box sticking out, one empty label file) and 4 val images; indexed from 1 image up."""
+    with a box sticking out, one empty label file, a PNG, a JPEG turned by its EXIF orientation) and
+    4 val images; indexed from 1 image up."""
     monkeypatch.setenv(INDEX_MIN_ENV, "1")
     for i in range(N):
         sub = f"d{i % 2}"
@@ -52,6 +54,12 @@ def data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         if i == 9:
             text += "2 0.95 0.5 0.2 0.2\n"  # sticks out: clipped, with a warning
         _label(tmp_path / "labels" / "train" / sub / f"{i:03d}.txt", text)
+    rotated = Image.new("RGB", (36, 20), (90, 90, 90))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # EXIF orientation: turned 90 degrees, so 20 x 36 as decoded
+    rotated.save(tmp_path / "images" / "train" / "d1" / "015.jpg", exif=exif)
+    (tmp_path / "images" / "train" / "d1" / "013.jpg").unlink()
+    _image(tmp_path / "images" / "train" / "d1" / "013.png", 50, 30, 13)  # a PNG
     for i in range(4):
         _image(tmp_path / "images" / "val" / f"v{i}.jpg", 48, 48, 200 + i)
         _label(tmp_path / "labels" / "val" / f"v{i}.txt", "0 0.5 0.5 0.5 0.5\n")
@@ -109,6 +117,8 @@ def _touch_later(path: Path) -> None:
 def test_first_build_equals_the_reader_and_the_second_start_reads_nothing(data, reads):
     spec = _same_as_fresh(data)
     assert spec.report.no_label_file == 1 and spec.report.clipped == 1
+    sizes = {Path(s.image).name: (s.width, s.height) for s in spec.train}
+    assert sizes["015.jpg"] == (20, 36) and sizes["013.png"] == (50, 30)
     assert (data / "images" / f"train{INDEX_SUFFIX}").is_file()
     assert reads == [N, 4]
     _same_as_fresh(data)

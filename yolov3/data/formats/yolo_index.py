@@ -25,6 +25,7 @@ import numpy as np
 from yolov3.console import Progress, note
 from yolov3.data.formats.common import LoadReport
 from yolov3.data.formats.yolo import label_path_for, list_source, read_yolo_images, source_path
+from yolov3.data.formats.yolo_fast import quick_row
 from yolov3.data.images import is_image_file
 from yolov3.data.index import (
     NO_LABEL,
@@ -108,23 +109,38 @@ def _stats_array(rows: list[tuple[int, int, int]]) -> np.ndarray:
     return np.array(rows, np.int64).reshape(-1, 3)
 
 
-def _read_chunk(paths: list[str]) -> tuple[np.ndarray, np.ndarray, list[np.ndarray], list[np.ndarray]]:
-    """``(sizes (n, 2), flags (n,), boxes per row, classes per row)`` of images read by the YOLO
-    reader with any class id accepted (the class count is checked at load)."""
+def _read_chunk(paths: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``(sizes (n, 2), flags (n,), boxes per row (n,), boxes (M, 4), classes (M,))`` of images read
+    with any class id accepted (the class count is checked at load): by ``quick_row`` where it
+    can, else by the YOLO reader, whose findings flag the row ``REREAD``."""
     sizes = np.zeros((len(paths), 2), np.int32)
     flags = np.zeros(len(paths), np.uint8)
-    boxes, classes = [], []
+    counts = np.zeros(len(paths), np.int64)
+    boxes, classes, label_dirs = [], [], {}
     for i, p in enumerate(paths):
-        report = LoadReport(collect=True)
-        got = read_yolo_images([(Path(p), p)], None, report)
-        if report.problems or report.clipped or report.dropped or not got:
-            flags[i] |= REREAD
-        flags[i] |= NO_LABEL if report.no_label_file else 0
-        s = got[0] if got else None
-        sizes[i] = (s.width, s.height) if s else (0, 0)
-        boxes.append(s.boxes if s else np.zeros((0, 4), np.float32))
-        classes.append(s.classes.astype(np.int32) if s else np.zeros(0, np.int32))
-    return sizes, flags, boxes, classes
+        quick = quick_row(p, label_dirs)
+        if quick is not None:
+            w, h, b, c, has_label = quick
+            flags[i] = 0 if has_label else NO_LABEL
+        else:
+            report = LoadReport(collect=True)
+            got = read_yolo_images([(Path(p), p)], None, report)
+            if report.problems or report.clipped or report.dropped or not got:
+                flags[i] |= REREAD
+            flags[i] |= NO_LABEL if report.no_label_file else 0
+            s = got[0] if got else None
+            w, h = (s.width, s.height) if s else (0, 0)
+            b = s.boxes if s else np.zeros((0, 4), np.float32)
+            c = s.classes.astype(np.int32) if s else np.zeros(0, np.int32)
+        sizes[i] = (w, h)
+        counts[i] = len(c)
+        boxes.append(b)
+        classes.append(c)
+    cat_boxes = (
+        np.concatenate(boxes).reshape(-1, 4).astype(np.float32) if boxes else np.zeros((0, 4), np.float32)
+    )
+    cat_classes = np.concatenate(classes).astype(np.int32) if classes else np.zeros(0, np.int32)
+    return sizes, flags, counts, cat_boxes, cat_classes
 
 
 def read_rows(paths: list[str], desc: str = "indexing") -> IndexArrays:
@@ -143,19 +159,14 @@ def read_rows(paths: list[str], desc: str = "indexing") -> IndexArrays:
             for chunk in chunks:
                 out.append(_to_arrays(chunk, *_read_chunk(chunk)))
                 bar.update(len(chunk))
-    return concat(out) if out else _to_arrays([], np.zeros((0, 2), np.int32), np.zeros(0, np.uint8), [], [])
+    return concat(out) if out else _to_arrays([], *_read_chunk([]))
 
 
-def _to_arrays(paths: list[str], sizes: np.ndarray, flags: np.ndarray, boxes: list,
-               classes: list) -> IndexArrays:  # fmt: skip
-    counts = np.array([len(c) for c in classes], np.int64)
+def _to_arrays(paths: list[str], sizes: np.ndarray, flags: np.ndarray, counts: np.ndarray, boxes: np.ndarray,
+               classes: np.ndarray) -> IndexArrays:  # fmt: skip
     zeros = np.zeros((len(paths), 3), np.int64)
     starts = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-    return IndexArrays(
-        pack_paths(paths), zeros, zeros.copy(), sizes, flags, starts,
-        np.concatenate(boxes).reshape(-1, 4).astype(np.float32) if boxes else np.zeros((0, 4), np.float32),
-        np.concatenate(classes).astype(np.int32) if classes else np.zeros(0, np.int32),
-    )  # fmt: skip
+    return IndexArrays(pack_paths(paths), zeros, zeros.copy(), sizes, flags, starts, boxes, classes)
 
 
 def update_index(paths: list[str], image_stat: np.ndarray, label_stat: np.ndarray,
