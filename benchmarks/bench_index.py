@@ -1,6 +1,6 @@
 """Issue 26: training starts in seconds on a million images; ``data check`` bounded in time and memory.
 
-Synthetic YOLO data sets of N images (hard links to 8 of the demo's 192 px JPEGs, each with its own
+Synthetic YOLO data sets of N images (hard links to 64 of the demo's 192 px JPEGs, each with its own
 label file of 1-3 boxes, 10,000 a folder; 16 val images), made once under ``--root`` (default
 ``/tmp/yolov3-index-bench``) and reused. For each N, in its own child process (peak RSS from
 ``os.wait4``):
@@ -34,6 +34,7 @@ DEMO_IMAGES = REPO / ".cache/yolov3-demo/synth-192px-7200-seed0/images/train"
 DEMO_WEIGHTS = REPO / "runs/demo/train/weights/best.pt"  # trained: its validation is quick
 NAMES = ["circle", "square", "triangle", "letter-X", "digit-3"]
 PER_FOLDER = 10_000
+SOURCES = 64  # JPEGs linked to: ext4 allows 65,000 links to one file
 VAL_IMAGES = 16
 FLOOR = 1000
 
@@ -44,10 +45,10 @@ def make_set(root: Path, n: int) -> Path:
     cfg = top / "data.yaml"
     if (top / ".complete").is_file():
         return cfg
-    src = root / "src"
+    src = root / f"src{SOURCES}"
     if not src.is_dir():  # copies of a few demo JPEGs on this file system, to hard-link to
         src.mkdir(parents=True)
-        for p in sorted(DEMO_IMAGES.iterdir())[:8]:
+        for p in sorted(DEMO_IMAGES.iterdir())[:SOURCES]:
             (src / p.name).write_bytes(p.read_bytes())
     sources = sorted(str(p) for p in src.iterdir())
     rng = np.random.default_rng(n)

@@ -17,7 +17,10 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+from array import array
 from collections.abc import Sequence
+from dataclasses import dataclass
+from operator import attrgetter
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +29,7 @@ from yolov3.console import Progress, note
 from yolov3.data.formats.common import LoadReport
 from yolov3.data.formats.yolo import label_path_for, list_source, read_yolo_images, source_path
 from yolov3.data.formats.yolo_fast import quick_row
-from yolov3.data.images import is_image_file
+from yolov3.data.images import IMAGE_SUFFIXES
 from yolov3.data.index import (
     NO_LABEL,
     REREAD,
@@ -47,66 +50,89 @@ CHUNK = 1000  # rows per task of a worker process
 MISSING = (-1, -1, -1)
 INDEX_MIN = 1000  # images in a source below which it is read directly (an index would not pay)
 INDEX_MIN_ENV = "YOLOV3_INDEX_MIN"
+_name = attrgetter("name")
 
 
-def _stat3(st: os.stat_result) -> tuple[int, int, int]:
-    return st.st_size, st.st_mtime_ns, st.st_ino
+@dataclass
+class Listing:
+    """A source's images as listed now: ``paths`` (NUL-terminated UTF-8, as ``IndexArrays.paths``),
+    ``image_stat`` / ``label_stat`` ``(N, 3)`` int64 size, mtime_ns, inode (-1s: no such file)."""
+
+    paths: bytes
+    image_stat: np.ndarray
+    label_stat: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.image_stat)
+
+    def path_list(self) -> list[str]:
+        return self.paths.decode("utf-8", "surrogateescape").split("\0")[:-1] if self.paths else []
 
 
 def _label_stats(folder: str) -> dict[str, tuple[int, int, int]]:
     """``{file name: (size, mtime_ns, inode)}`` of the ``.txt`` files directly in ``folder``."""
+    out = {}
     try:
         with os.scandir(folder) as it:
-            return {e.name: _stat3(e.stat()) for e in it if e.name.endswith(".txt") and e.is_file()}
+            for e in it:
+                if e.name.endswith(".txt") and e.is_file():
+                    st = e.stat()
+                    out[e.name] = (st.st_size, st.st_mtime_ns, st.st_ino)
     except OSError:
-        return {}
+        pass
+    return out
 
 
-def scan_folder(folder: Path) -> tuple[list[str], np.ndarray, np.ndarray]:
-    """``(image paths, image stats (N, 3), label stats (N, 3))`` of the images under ``folder``, in
-    the order and spelling of ``yolov3.data.images.list_images`` (hidden files and folders skipped,
-    symlinked folders not entered); a missing label file's stat is -1s."""
-    paths: list[str] = []
-    img: list[tuple[int, int, int]] = []
-    lbl: list[tuple[int, int, int]] = []
+def scan_folder(folder: Path) -> Listing:
+    """The images under ``folder`` in the order and spelling of ``yolov3.data.images.list_images``
+    (hidden files and folders skipped, symlinked folders not entered), with their label files' stats.
+    A few bytes an image: paths are packed a folder at a time, stats go to flat integer arrays."""
+    blobs: list[bytes] = []
+    img, lbl = array("q"), array("q")
     top = str(folder)
-    prefix_cut = 2 if top == "." else 0  # Path('.') / 'a.jpg' is 'a.jpg', not './a.jpg'
+    cut = 2 if top == "." else 0  # Path('.') / 'a.jpg' is 'a.jpg', not './a.jpg'
 
     def walk(d: str) -> None:
         with os.scandir(d) as it:
-            entries = sorted((e for e in it if not e.name.startswith(".")), key=lambda e: e.name)
-        files = [e for e in entries if not e.is_dir() and is_image_file(e.name)]
+            entries = sorted((e for e in it if not e.name.startswith(".")), key=_name)
+        files = [e for e in entries if e.name.lower().endswith(IMAGE_SUFFIXES) and not e.is_dir()]
         labels = _label_stats(str(label_path_for(os.path.join(d, "x.jpg")).parent)) if files else {}
+        names = []
         for e in entries:
             if e.is_dir():
                 if not e.is_symlink():
+                    blobs.append(pack_paths(names))
+                    names = []
                     walk(e.path)
-            elif is_image_file(e.name):
+            elif e.name.lower().endswith(IMAGE_SUFFIXES):
                 try:
-                    img.append(_stat3(e.stat()))
+                    st = e.stat()
+                    img.extend((st.st_size, st.st_mtime_ns, st.st_ino))
                 except OSError:
-                    img.append(MISSING)  # a dangling link: the reader reports it
-                paths.append(e.path[prefix_cut:])
-                lbl.append(labels.get(e.name.rsplit(".", 1)[0] + ".txt", MISSING))
+                    img.extend(MISSING)  # a dangling link: the reader reports it
+                names.append(e.path[cut:])
+                lbl.extend(labels.get(e.name.rsplit(".", 1)[0] + ".txt", MISSING))
+        blobs.append(pack_paths(names))
 
     walk(top)
-    return paths, _stats_array(img), _stats_array(lbl)
+    return Listing(b"".join(blobs), _as_stats(img), _as_stats(lbl))
 
 
-def stat_listed(paths: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    """``(image stats, label stats)`` of listed images, one ``os.stat`` each (-1s when missing)."""
-    img, lbl = [], []
+def stat_listed(paths: list[str]) -> Listing:
+    """A list file's images with their stats, one ``os.stat`` each."""
+    img, lbl = array("q"), array("q")
     for p in paths:
         for out, q in ((img, p), (lbl, label_path_for(p))):
             try:
-                out.append(_stat3(os.stat(q)))
+                st = os.stat(q)
+                out.extend((st.st_size, st.st_mtime_ns, st.st_ino))
             except OSError:
-                out.append(MISSING)
-    return _stats_array(img), _stats_array(lbl)
+                out.extend(MISSING)
+    return Listing(pack_paths(paths), _as_stats(img), _as_stats(lbl))
 
 
-def _stats_array(rows: list[tuple[int, int, int]]) -> np.ndarray:
-    return np.array(rows, np.int64).reshape(-1, 3)
+def _as_stats(flat: array) -> np.ndarray:
+    return np.frombuffer(flat, np.int64).reshape(-1, 3).copy() if len(flat) else np.zeros((0, 3), np.int64)
 
 
 def _read_chunk(paths: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -169,44 +195,48 @@ def _to_arrays(paths: list[str], sizes: np.ndarray, flags: np.ndarray, counts: n
     return IndexArrays(pack_paths(paths), zeros, zeros.copy(), sizes, flags, starts, boxes, classes)
 
 
-def update_index(paths: list[str], image_stat: np.ndarray, label_stat: np.ndarray,
-                 old: IndexArrays | None) -> tuple[IndexArrays, int]:  # fmt: skip
-    """The index of the listing ``(paths, stats)``, reusing ``old``'s rows whose key is unchanged;
-    returns it and the number of rows read."""
-    if old is not None and old.paths == pack_paths(paths):
-        same = (old.image_stat == image_stat).all(1) & (old.label_stat == label_stat).all(1)
-        source = np.where(same, np.arange(len(paths)), -1)
+def update_index(listing: Listing, old: IndexArrays | None) -> tuple[IndexArrays, int]:
+    """The index of ``listing``, reusing ``old``'s rows whose key is unchanged; returns it and the
+    number of rows read."""
+    n = len(listing)
+    if old is not None and old.paths == listing.paths:
+        same = (old.image_stat == listing.image_stat).all(1) & (old.label_stat == listing.label_stat).all(1)
+        source = np.where(same, np.arange(n), -1)
     elif old is not None:
         where = {p: i for i, p in enumerate(old.path_list())}
-        source = np.array([where.get(p, -1) for p in paths], np.int64).reshape(-1)
+        source = np.array([where.get(p, -1) for p in listing.path_list()], np.int64).reshape(-1)
         known = source >= 0
-        same = np.zeros(len(paths), bool)
-        same[known] = (old.image_stat[source[known]] == image_stat[known]).all(1) & (
-            old.label_stat[source[known]] == label_stat[known]
+        same = np.zeros(n, bool)
+        same[known] = (old.image_stat[source[known]] == listing.image_stat[known]).all(1) & (
+            old.label_stat[source[known]] == listing.label_stat[known]
         ).all(1)
         source = np.where(same, source, -1)
     else:
-        source = np.full(len(paths), -1, np.int64)
+        source = np.full(n, -1, np.int64)
     todo = np.flatnonzero(source < 0)
-    fresh = read_rows([paths[i] for i in todo.tolist()])
-    base = len(old) if old is not None else 0
-    source[todo] = base + np.arange(len(todo))
-    both = concat([old, fresh]) if old is not None else fresh
-    merged = both.take(source) if (old is not None or len(todo) != len(paths)) else fresh
-    merged.image_stat, merged.label_stat = image_stat, label_stat
+    if old is not None and len(todo) == 0 and np.array_equal(source, np.arange(len(old))):
+        return old, 0
+    if len(todo) == 0 and old is not None:  # rows removed or moved (a list file reordered), none to read
+        merged = old.take(source)
+    else:
+        paths = listing.path_list()
+        fresh = read_rows([paths[i] for i in todo.tolist()])
+        del paths
+        source[todo] = (len(old) if old is not None else 0) + np.arange(len(todo))
+        merged = fresh if len(todo) == n else concat([old, fresh]).take(source)
+    merged.paths, merged.image_stat, merged.label_stat = listing.paths, listing.image_stat, listing.label_stat
     return merged, len(todo)
 
 
-def load_or_build(source: Path, paths: list[str], image_stat: np.ndarray,
-                  label_stat: np.ndarray) -> IndexArrays:  # fmt: skip
-    """The up-to-date index of ``source``'s listing, saved back when any row was read."""
+def load_or_build(source: Path, listing: Listing) -> IndexArrays:
+    """The up-to-date index of ``source``'s ``listing``, saved back when it changed."""
     path = index_path_for(source)
     try:
         old = read_index(path)
     except IndexUnreadable as exc:
         note(f"index {path} is unreadable ({exc}): rebuilding it")
         old = None
-    arrays, read = update_index(paths, image_stat, label_stat, old)
+    arrays, read = update_index(listing, old)
     if read or old is None or len(old) != len(arrays):
         try:
             write_index(path, arrays)
@@ -216,20 +246,19 @@ def load_or_build(source: Path, paths: list[str], image_stat: np.ndarray,
 
 
 def read_indexed(source: Path, listing: list[tuple[Path, str]] | None, num_classes: int | None,
-                 report: LoadReport, scanned: tuple | None = None) -> PackedSamples:  # fmt: skip
+                 report: LoadReport, scanned: Listing | None = None) -> PackedSamples:  # fmt: skip
     """The samples of a YOLO source (an image folder: ``listing`` None; a list file: its
     ``(image, listed by)`` pairs) through its index, with ``report`` filled as a fresh read would
     fill it: rows flagged ``REREAD`` or with a class id >= ``num_classes`` are read again by the
     reader (which reports them, or raises when ``report.collect`` is False). ``scanned``: the
     folder's ``scan_folder`` when the caller has it."""
     if listing is None:
-        paths, image_stat, label_stat = scanned or scan_folder(source)
+        files = scanned or scan_folder(source)
         listed_by: list[str] | str = str(source)
     else:
-        paths = [str(p) for p, _ in listing]
-        image_stat, label_stat = stat_listed(paths)
+        files = stat_listed([str(p) for p, _ in listing])
         listed_by = [by for _, by in listing]
-    arrays = load_or_build(source, paths, image_stat, label_stat)
+    arrays = load_or_build(source, files)
     redo = (arrays.flag & REREAD) != 0
     if num_classes is not None and len(arrays.classes):
         bad = arrays.box_rows()[arrays.classes >= num_classes]
@@ -268,10 +297,10 @@ def read_source(entry: str | os.PathLike, base: Path, num_classes: int | None,
     a single image) by the reader directly."""
     path = source_path(entry, base)
     if path.is_dir():
-        paths, image_stat, label_stat = scan_folder(path)
-        if len(paths) < index_min_images():
-            return read_yolo_images([(Path(p), str(path)) for p in paths], num_classes, report)
-        return read_indexed(path, None, num_classes, report, (paths, image_stat, label_stat))
+        files = scan_folder(path)
+        if len(files) < index_min_images():
+            return read_yolo_images([(Path(p), str(path)) for p in files.path_list()], num_classes, report)
+        return read_indexed(path, None, num_classes, report, files)
     listing = list_source(entry, base)
     if len(listing) < index_min_images() or path.suffix.lower() != ".txt":
         return read_yolo_images(listing, num_classes, report)
