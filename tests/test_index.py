@@ -101,9 +101,9 @@ def reads(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     counts: list[int] = []
     real = index_build.read_rows
 
-    def counting(paths, *a, **k):
-        counts.append(len(paths))
-        return real(paths, *a, **k)
+    def counting(listing, rows, *a, **k):
+        counts.append(len(rows))
+        return real(listing, rows, *a, **k)
 
     monkeypatch.setattr(index_build, "read_rows", counting)
     return counts
@@ -316,3 +316,9 @@ def test_data_check_on_the_index_says_what_it_says_on_the_reader(data):
     assert _check_view(ours) == _check_view(ref)
     assert ours.duplicate_boxes == 1 and len(ours.cross_split) == 1 and len(ours.duplicate_images) == 3
     assert any(p.kind == "orphan-label" and "orphan.txt" in p.message for p in ours.problems)
+
+
+def test_a_build_in_worker_processes_equals_the_reader(data, monkeypatch):
+    monkeypatch.setattr(index_build, "PARALLEL_MIN", 2)
+    monkeypatch.setattr(index_build, "CHUNK", 5)  # several tasks, the last one short
+    _same_as_fresh(data)

@@ -68,6 +68,26 @@ class Listing:
     def path_list(self) -> list[str]:
         return self.paths.decode("utf-8", "surrogateescape").split("\0")[:-1] if self.paths else []
 
+    def _bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        if not hasattr(self, "_ends"):
+            self._ends = np.flatnonzero(np.frombuffer(self.paths, np.uint8) == 0)
+            self._starts = np.concatenate([[0], self._ends[:-1] + 1]).astype(np.int64)
+        return self._starts, self._ends
+
+    def paths_of(self, rows: np.ndarray) -> list[str]:
+        """The paths of ``rows``."""
+        starts, ends = self._bounds()
+        blob = self.paths
+        return [
+            blob[a:b].decode("utf-8", "surrogateescape")
+            for a, b in zip(starts[rows].tolist(), ends[rows].tolist())
+        ]
+
+    def packed(self, rows: np.ndarray) -> bytes:
+        """The paths of ``rows`` as an ``IndexArrays.paths`` blob."""
+        starts, ends = self._bounds()
+        return b"".join(self.paths[a : b + 1] for a, b in zip(starts[rows].tolist(), ends[rows].tolist()))
+
 
 def _label_stats(folder: str) -> dict[str, tuple[int, int, int]]:
     """``{file name: (size, mtime_ns, inode)}`` of the ``.txt`` files directly in ``folder``."""
@@ -169,30 +189,47 @@ def _read_chunk(paths: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray, n
     return sizes, flags, counts, cat_boxes, cat_classes
 
 
-def read_rows(paths: list[str], desc: str = "indexing") -> IndexArrays:
-    """Read images ``paths`` (and their labels) into index arrays; stats are left at 0 for the caller.
-    Many rows are read in worker processes (``CHUNK`` at a time) behind a progress bar."""
-    chunks = [paths[i : i + CHUNK] for i in range(0, len(paths), CHUNK)]
+_LISTING: Listing | None = None  # the listing being read, which forked workers see without a copy
+
+
+def _read_listed(rows: np.ndarray) -> tuple[np.ndarray, ...]:
+    return _read_chunk(_LISTING.paths_of(rows))
+
+
+def read_rows(listing: Listing, rows: np.ndarray, desc: str = "indexing") -> IndexArrays:
+    """Read ``listing``'s images ``rows`` (and their labels) into index arrays; stats are left at 0
+    for the caller. Many rows are read in forked worker processes, ``CHUNK`` rows a task (the
+    workers take the paths from the listing they inherit, so no list of paths is made or sent),
+    behind a progress bar."""
+    global _LISTING
+    chunks = [rows[i : i + CHUNK] for i in range(0, len(rows), CHUNK)]
     out: list[IndexArrays] = []
-    with Progress(len(paths), desc, "images") as bar:
-        if len(paths) >= PARALLEL_MIN and (os.cpu_count() or 1) > 1:
+    with Progress(len(rows), desc, "images") as bar:
+        if len(rows) >= PARALLEL_MIN and (os.cpu_count() or 1) > 1:
             workers = min(len(os.sched_getaffinity(0)), 16)
-            with multiprocessing.get_context("fork").Pool(workers) as pool:
-                for chunk, got in zip(chunks, pool.imap(_read_chunk, chunks)):
-                    out.append(_to_arrays(chunk, *got))
-                    bar.update(len(chunk))
+            _LISTING = listing
+            try:
+                with multiprocessing.get_context("fork").Pool(workers) as pool:
+                    for chunk, got in zip(chunks, pool.imap(_read_listed, chunks)):
+                        out.append(_to_arrays(len(chunk), *got))
+                        bar.update(len(chunk))
+            finally:
+                _LISTING = None
         else:
             for chunk in chunks:
-                out.append(_to_arrays(chunk, *_read_chunk(chunk)))
+                out.append(_to_arrays(len(chunk), *_read_chunk(listing.paths_of(chunk))))
                 bar.update(len(chunk))
-    return concat(out) if out else _to_arrays([], *_read_chunk([]))
+    arrays = concat(out) if out else _to_arrays(0, *_read_chunk([]))
+    arrays.paths = listing.paths if len(rows) == len(listing) else listing.packed(rows)
+    return arrays
 
 
-def _to_arrays(paths: list[str], sizes: np.ndarray, flags: np.ndarray, counts: np.ndarray, boxes: np.ndarray,
+def _to_arrays(n: int, sizes: np.ndarray, flags: np.ndarray, counts: np.ndarray, boxes: np.ndarray,
                classes: np.ndarray) -> IndexArrays:  # fmt: skip
-    zeros = np.zeros((len(paths), 3), np.int64)
+    """Index arrays of ``n`` rows without paths (``read_rows`` sets them) or stats (the caller's)."""
+    zeros = np.zeros((n, 3), np.int64)
     starts = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-    return IndexArrays(pack_paths(paths), zeros, zeros.copy(), sizes, flags, starts, boxes, classes)
+    return IndexArrays(b"", zeros, zeros.copy(), sizes, flags, starts, boxes, classes)
 
 
 def update_index(listing: Listing, old: IndexArrays | None) -> tuple[IndexArrays, int]:
@@ -219,9 +256,7 @@ def update_index(listing: Listing, old: IndexArrays | None) -> tuple[IndexArrays
     if len(todo) == 0 and old is not None:  # rows removed or moved (a list file reordered), none to read
         merged = old.take(source)
     else:
-        paths = listing.path_list()
-        fresh = read_rows([paths[i] for i in todo.tolist()])
-        del paths
+        fresh = read_rows(listing, todo)
         source[todo] = (len(old) if old is not None else 0) + np.arange(len(todo))
         merged = fresh if len(todo) == n else concat([old, fresh]).take(source)
     merged.paths, merged.image_stat, merged.label_stat = listing.paths, listing.image_stat, listing.label_stat
