@@ -64,8 +64,12 @@ class IndexArrays:
         return len(self.flag)
 
     def path_ends(self) -> np.ndarray:
-        """``(N,)`` offsets of each path's NUL terminator in ``paths``."""
-        return np.flatnonzero(np.frombuffer(self.paths, np.uint8) == 0)
+        """``(N,)`` offsets of each path's NUL terminator in ``paths`` (kept until ``paths`` changes)."""
+        cached = self.__dict__.get("_ends")
+        if cached is None or cached[0] is not self.paths:
+            cached = (self.paths, np.flatnonzero(np.frombuffer(self.paths, np.uint8) == 0))
+            self.__dict__["_ends"] = cached
+        return cached[1]
 
     def path_list(self) -> list[str]:
         return self.paths.decode("utf-8", "surrogateescape").split("\0")[:-1] if self.paths else []
@@ -92,7 +96,7 @@ class IndexArrays:
 
 def pack_paths(paths: Sequence[str]) -> bytes:
     """Paths as one NUL-terminated UTF-8 blob (``IndexArrays.paths``)."""
-    return "".join(p + "\0" for p in paths).encode("utf-8", "surrogateescape")
+    return ("\0".join(paths) + "\0").encode("utf-8", "surrogateescape") if len(paths) else b""
 
 
 def concat(parts: Sequence[IndexArrays]) -> IndexArrays:

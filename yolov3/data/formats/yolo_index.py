@@ -152,7 +152,7 @@ def stat_listed(paths: list[str]) -> Listing:
 
 
 def _as_stats(flat: array) -> np.ndarray:
-    return np.frombuffer(flat, np.int64).reshape(-1, 3).copy() if len(flat) else np.zeros((0, 3), np.int64)
+    return np.frombuffer(flat, np.int64).reshape(-1, 3) if len(flat) else np.zeros((0, 3), np.int64)
 
 
 def _read_chunk(paths: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
