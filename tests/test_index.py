@@ -322,3 +322,16 @@ def test_a_build_in_worker_processes_equals_the_reader(data, monkeypatch):
     monkeypatch.setattr(index_build, "PARALLEL_MIN", 2)
     monkeypatch.setattr(index_build, "CHUNK", 5)  # several tasks, the last one short
     _same_as_fresh(data)
+
+
+@pytest.mark.parametrize("rank", [0, 1])
+def test_under_torchrun_rank_0_builds_while_the_others_wait(data, monkeypatch, rank):
+    from yolov3.distributed import DistInfo
+    from yolov3.engine import builders
+
+    events: list[str] = []
+    monkeypatch.setattr(builders, "barrier", lambda info: events.append("barrier"))
+    real = builders.load_dataset
+    monkeypatch.setattr(builders, "load_dataset", lambda path: events.append("load") or real(path))
+    builders.load_spec(str(data / "data.yaml"), DistInfo(rank=rank, local_rank=rank, world_size=2))
+    assert events == (["load", "barrier"] if rank == 0 else ["barrier", "load"])
