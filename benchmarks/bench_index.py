@@ -8,7 +8,9 @@ label file of 1-3 boxes, 10,000 a folder; 16 val images), made once under ``--ro
 - ``train`` to its first step: ``python -m yolov3 train --epochs 1 --time 0.0005`` (the time budget
   stops the run after its first step; its final validation of the 16 val images and checkpoint are
   in every run alike), cold (no index: it is built) and warm (index present);
-- ``data check`` with the index present.
+- ``data check`` with the index present;
+- both without the index (``$YOLOV3_INDEX_MIN`` above N: the reader's lists, as before issue 26)
+  for sets up to ``--plain-max`` images.
 
 The floor is the same warm ``train`` on 1,000 images, measured in the same run (warm runs and floor
 runs alternate, ``--rounds`` times; the best of each, the shared machine's load being what varies);
@@ -31,6 +33,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+from yolov3.data.formats.yolo_index import INDEX_MIN_ENV
 
 REPO = Path(__file__).resolve().parent.parent
 DEMO_IMAGES = REPO / ".cache/yolov3-demo/synth-192px-7200-seed0/images/train"
@@ -131,6 +135,7 @@ def main() -> None:
     ap.add_argument("--sizes", type=int, nargs="+", default=[100_000])
     ap.add_argument("--rounds", type=int, default=3, help="alternations of warm runs and floor runs")
     ap.add_argument("--root", type=Path, default=Path("/tmp/yolov3-index-bench"))
+    ap.add_argument("--plain-max", type=int, default=100_000, help="also time sets up to N without the index")
     args = ap.parse_args()
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     runs = args.root / "runs"
@@ -161,6 +166,16 @@ def main() -> None:
         check, check_rss, rc = run_child(["data", "check", str(cfg)], env)
         emit(what=f"data check, {n:,} images (index present)", ours=round(check, 2), unit="s",
              rss_gb=round(check_rss, 2), target="<= 180 s at 1 M", status=rc)  # fmt: skip
+        if n <= args.plain_max:  # the same without the index: the reader's lists, as before issue 26
+            plain = {**env, INDEX_MIN_ENV: str(10**12)}
+            floor, _, _ = run_child(train_args(floor_cfg, runs), plain)
+            start, start_rss, rc = run_child(train_args(cfg, runs), plain)
+            emit(what=f"train to first step, {n:,} images, without the index", ours=round(start, 2), unit="s",
+                 anchor=round(floor, 2), data_share=round(start - floor, 2), rss_gb=round(start_rss, 2),
+                 status=rc)  # fmt: skip
+            check, check_rss, rc = run_child(["data", "check", str(cfg)], plain)
+            emit(what=f"data check, {n:,} images, without the index", ours=round(check, 2), unit="s",
+                 rss_gb=round(check_rss, 2), status=rc)  # fmt: skip
 
 
 if __name__ == "__main__":

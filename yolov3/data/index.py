@@ -176,7 +176,7 @@ def _check_shapes(a: IndexArrays) -> None:
     ok = (
         len(a.path_ends()) == n and a.image_stat.shape == (n, 3) and a.label_stat.shape == (n, 3)
         and a.size.shape == (n, 2) and a.box_start.shape == (n + 1,) and a.boxes.ndim == 2
-        and a.boxes.shape[1:] == (4,) and len(a.classes) == len(a.boxes) == (a.box_start[-1] if n + 1 else 0)
+        and a.boxes.shape[1:] == (4,) and len(a.classes) == len(a.boxes) == a.box_start[-1]
         and (n == 0 or a.box_start[0] == 0) and bool((np.diff(a.box_start) >= 0).all())
     )  # fmt: skip
     if not ok:

@@ -1,12 +1,14 @@
 """Building and updating a YOLO source's index (``yolov3.data.index``), and reading a split through it.
 
-``read_indexed(source, listing, num_classes, report)`` is what ``read_split`` calls for a YOLO
-folder or list file: it lists the images (``scan_folder``: ``os.scandir``, one ``stat`` per image and
-per label file, done in C; a list file's images are stat'ed one by one), compares each row's key
-(path, image size / mtime / inode, label size / mtime / inode) with the saved index, reads only the
-rows that are new or changed (``read_rows``: the format's own reader, in processes when there are
-many, with a progress bar), writes the index back when anything changed, and returns a
-``PackedSamples`` whose load report says what a fresh read would have said.
+``read_source(entry, base, num_classes, report)`` is what ``read_split`` calls for a YOLO entry; a
+folder or list file of at least ``index_min_images()`` images goes to ``read_indexed``, which lists
+the images (``scan_folder``: ``os.scandir``, one ``DirEntry.stat`` per image and per label file; a list
+file's images are stat'ed one by one), compares each row's key (path, image size / mtime / inode,
+label size / mtime / inode) with the saved index, reads only the rows that are new or changed
+(``read_rows``: ``yolo_fast.quick_row`` for the common clean JPEG, the format's own reader for the
+rest; in forked processes when there are many, with a progress bar), writes the index back when
+anything changed, and returns a ``PackedSamples`` whose load report says what a fresh read would
+have said.
 
 A torn, corrupt or older-version index is rebuilt with a one-line note; one written by a newer
 version is an ``IndexVersionError`` (rebuilding it here would make that newer yolov3 rebuild it in
