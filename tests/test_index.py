@@ -335,3 +335,11 @@ def test_under_torchrun_rank_0_builds_while_the_others_wait(data, monkeypatch, r
     monkeypatch.setattr(builders, "load_dataset", lambda path: events.append("load") or real(path))
     builders.load_spec(str(data / "data.yaml"), DistInfo(rank=rank, local_rank=rank, world_size=2))
     assert events == (["load", "barrier"] if rank == 0 else ["barrier", "load"])
+
+
+def test_the_index_does_not_depend_on_how_the_folder_is_named(data, reads, monkeypatch):
+    _same_as_fresh(data)  # absolute paths
+    monkeypatch.chdir(data.parent)
+    relative = Path(data.name)
+    spec = _same_as_fresh(relative)  # the same folders named from another working directory
+    assert spec.train[0].image.startswith(f"{data.name}/images/train/") and reads == [N, 4]

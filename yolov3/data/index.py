@@ -7,13 +7,13 @@ found in a few NumPy arrays (``IndexArrays``), saved beside the source (``index_
 dataset, loader and evaluation take it as they take a list.
 
 File (``np.savez``, no pickles; written to a temporary file and ``os.replace``d, so a reader sees the
-old or the new index, never half of one): ``version`` (``INDEX_VERSION``); ``paths`` (every image path
-as written in ``Sample.image``, UTF-8, each ended by a NUL byte); ``image_stat`` / ``label_stat``
-``(N, 3)`` int64 size, mtime_ns, inode (-1 for a missing label file), the key an image's row is
-reused by; ``size`` ``(N, 2)`` int32 width, height; ``flag`` ``(N,)`` uint8 (``NO_LABEL``,
-``REREAD``); ``box_start`` ``(N + 1,)`` int64 offsets into ``boxes`` ``(M, 4)`` float32
-``(x1, y1, x2, y2)`` pixels (clipped, empty boxes dropped, as the reader leaves them) and
-``classes`` ``(M,)`` int32.
+old or the new index, never half of one): ``version`` (``INDEX_VERSION``); ``paths`` (every image
+path below the indexed folder, or as a list file gives them; UTF-8, each ended by a NUL byte);
+``image_stat`` / ``label_stat`` ``(N, 3)`` int64 size, mtime_ns, inode (-1 for a missing label
+file), the key an image's row is reused by; ``size`` ``(N, 2)`` int32 width, height; ``flag``
+``(N,)`` uint8 (``NO_LABEL``, ``REREAD``); ``box_start`` ``(N + 1,)`` int64 offsets into ``boxes``
+``(M, 4)`` float32 ``(x1, y1, x2, y2)`` pixels (clipped, empty boxes dropped, as the reader leaves
+them) and ``classes`` ``(M,)`` int32.
 
 A row whose reading met anything the load report must show (a warning, a bad line, a bad image)
 carries ``REREAD``: the loader reads that image again with the format's own reader, so the report's
@@ -184,14 +184,17 @@ def _check_shapes(a: IndexArrays) -> None:
 
 
 class PackedSamples(Sequence[Sample]):
-    """Rows ``rows`` of an index as a ``Sequence[Sample]``: item ``i`` is made when asked (a fresh
+    """Rows ``rows`` of an index as a ``Sequence[Sample]`` (``Sample.image``: ``prefix`` + the stored
+    path): item ``i`` is made when asked (a fresh
     ``Sample`` each time; changing it changes nothing stored), except rows in ``overrides`` (row ->
     the reader's own ``Sample``), returned as they are. A slice gives a list."""
 
-    def __init__(self, arrays: IndexArrays, rows: np.ndarray, overrides: dict[int, Sample] | None = None):
+    def __init__(self, arrays: IndexArrays, rows: np.ndarray, overrides: dict[int, Sample] | None = None,
+                 prefix: str = ""):  # fmt: skip
         self.arrays = arrays
         self.rows = np.asarray(rows, np.int64)
         self.overrides = overrides or {}
+        self.prefix = prefix  # written before each stored path (the indexed folder's own path)
         ends = arrays.path_ends()
         self._path_start = np.concatenate([[0], ends[:-1] + 1]).astype(np.int64)
         self._path_end = ends
@@ -214,7 +217,7 @@ class PackedSamples(Sequence[Sample]):
     def image(self, row: int) -> str:
         """The image path of index row ``row``."""
         a, b = int(self._path_start[row]), int(self._path_end[row])
-        return self.arrays.paths[a:b].decode("utf-8", "surrogateescape")
+        return self.prefix + self.arrays.paths[a:b].decode("utf-8", "surrogateescape")
 
     def sample(self, row: int) -> Sample:
         """Index row ``row`` as a ``Sample`` (ignoring overrides)."""

@@ -63,11 +63,14 @@ class Listing:
     paths: bytes
     image_stat: np.ndarray
     label_stat: np.ndarray
+    prefix: str = ""  # what each of ``paths`` follows in ``Sample.image``: a folder's own path, kept out
+    # of the index so that naming the folder otherwise (from another working directory) changes nothing
 
     def __len__(self) -> int:
         return len(self.image_stat)
 
     def path_list(self) -> list[str]:
+        """The paths as stored (without ``prefix``)."""
         return self.paths.decode("utf-8", "surrogateescape").split("\0")[:-1] if self.paths else []
 
     def _bounds(self) -> tuple[np.ndarray, np.ndarray]:
@@ -77,11 +80,11 @@ class Listing:
         return self._starts, self._ends
 
     def paths_of(self, rows: np.ndarray) -> list[str]:
-        """The paths of ``rows``."""
+        """The full paths (``prefix`` + stored path) of ``rows``."""
         starts, ends = self._bounds()
         blob = self.paths
         return [
-            blob[a:b].decode("utf-8", "surrogateescape")
+            self.prefix + blob[a:b].decode("utf-8", "surrogateescape")
             for a, b in zip(starts[rows].tolist(), ends[rows].tolist())
         ]
 
@@ -112,7 +115,9 @@ def scan_folder(folder: Path) -> Listing:
     blobs: list[bytes] = []
     img, lbl = array("q"), array("q")
     top = str(folder)
-    cut = 2 if top == "." else 0  # Path('.') / 'a.jpg' is 'a.jpg', not './a.jpg'
+    joined = top if top.endswith(os.sep) else top + os.sep  # how os.scandir writes entries' paths
+    cut = len(joined)  # e.path[cut:]: the path below the folder
+    prefix = "" if top == "." else joined  # Path('.') / 'a.jpg' is 'a.jpg', not './a.jpg'
 
     def walk(d: str) -> None:
         with os.scandir(d) as it:
@@ -137,7 +142,7 @@ def scan_folder(folder: Path) -> Listing:
         blobs.append(pack_paths(names))
 
     walk(top)
-    return Listing(b"".join(blobs), _as_stats(img), _as_stats(lbl))
+    return Listing(b"".join(blobs), _as_stats(img), _as_stats(lbl), prefix)
 
 
 def stat_listed(paths: list[str]) -> Listing:
@@ -300,7 +305,7 @@ def read_indexed(source: Path, listing: list[tuple[Path, str]] | None, num_class
     if num_classes is not None and len(arrays.classes):
         bad = arrays.box_rows()[arrays.classes >= num_classes]
         redo[bad] = True
-    packed = PackedSamples(arrays, np.arange(len(arrays)))
+    packed = PackedSamples(arrays, np.arange(len(arrays)), prefix=files.prefix)
     no_label = np.flatnonzero((arrays.flag & NO_LABEL) != 0)
     if len(no_label) and not report.no_label_example:  # the first in order, as a fresh read finds it
         report.no_label_example = str(label_path_for(packed.image(int(no_label[0]))))
@@ -314,7 +319,7 @@ def read_indexed(source: Path, listing: list[tuple[Path, str]] | None, num_class
             skipped.append(row)
     report.no_label_file += int((~redo[no_label]).sum())  # the reread ones counted themselves
     rows = np.setdiff1d(np.arange(len(arrays)), np.array(skipped, np.int64), assume_unique=True)
-    return PackedSamples(arrays, rows, overrides)
+    return PackedSamples(arrays, rows, overrides, files.prefix)
 
 
 def index_min_images() -> int:
@@ -336,7 +341,8 @@ def read_source(entry: str | os.PathLike, base: Path, num_classes: int | None,
     if path.is_dir():
         files = scan_folder(path)
         if len(files) < index_min_images():
-            return read_yolo_images([(Path(p), str(path)) for p in files.path_list()], num_classes, report)
+            images = [(Path(files.prefix + p), str(path)) for p in files.path_list()]
+            return read_yolo_images(images, num_classes, report)
         return read_indexed(path, None, num_classes, report, files)
     listing = list_source(entry, base)
     if len(listing) < index_min_images() or path.suffix.lower() != ".txt":
