@@ -10,18 +10,19 @@ boxes, boxes tiny at the input size, many boxes clipped).
 
 from __future__ import annotations
 
-import hashlib
 import os
-from collections import Counter, defaultdict
+from collections import defaultdict
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from yolov3.boxes import box_area
 from yolov3.data.dataset_config import load_dataset
+from yolov3.data.duplicates import find_duplicates, orphan_labels
 from yolov3.data.formats.common import LoadReport, Problem
-from yolov3.data.formats.yolo import label_path_for
 from yolov3.data.images import ImageError, image_size
+from yolov3.data.index import IndexArrays, PackedSamples, SampleChain
 from yolov3.data.types import Sample
 
 # Box-size buckets by sqrt(w * h) in pixels: <8, 8-16, ..., >256.
@@ -81,26 +82,65 @@ def _size_hist(sizes: np.ndarray) -> np.ndarray:
     return np.bincount(np.searchsorted(SIZE_EDGES, sizes, side="right"), minlength=len(SIZE_LABELS))
 
 
-def _split_stats(samples: list[Sample], num_classes: int, input_size: int) -> SplitStats:
+def _parts(samples: Sequence[Sample]) -> Iterator[Sequence[Sample]]:
+    """A split's sources: each an index's ``PackedSamples`` or a list."""
+    if isinstance(samples, SampleChain):
+        for part in samples.parts:
+            yield from _parts(part)
+    else:
+        yield samples
+
+
+def _plain_rows(part: PackedSamples) -> tuple[np.ndarray, list[Sample]]:
+    """``(rows served from the arrays, the reader's samples of the other rows)``."""
+    reread = np.isin(part.rows, np.array(list(part.overrides), np.int64))
+    return part.rows[~reread], [part.overrides[int(r)] for r in part.rows[reread]]
+
+
+def _split_stats(samples: Sequence[Sample], num_classes: int, input_size: int) -> SplitStats:
     st = SplitStats(images=len(samples), per_class=np.zeros(num_classes, np.int64))
     sizes, input_sizes = [], []
-    for s in samples:
-        n = len(s.boxes)
-        st.boxes += n
-        st.no_boxes += n == 0
-        if not n:
-            continue
-        st.per_class += np.bincount(s.classes, minlength=num_classes)[:num_classes]
-        st.crowd_or_difficult += int((s.iscrowd | s.difficult).sum())
-        side = np.sqrt(box_area(s.boxes))
-        sizes.append(side)
-        if s.width and s.height:
-            input_sizes.append(side * input_size / max(s.width, s.height))
+    for part in _parts(samples):
+        if isinstance(part, PackedSamples):
+            rows, reread = _plain_rows(part)
+            _packed_stats(st, part.arrays, rows, (sizes, input_sizes), input_size)
+            part = reread
+        for s in part:
+            n = len(s.boxes)
+            st.boxes += n
+            st.no_boxes += n == 0
+            if not n:
+                continue
+            st.per_class += np.bincount(s.classes, minlength=num_classes)[:num_classes]
+            st.crowd_or_difficult += int((s.iscrowd | s.difficult).sum())
+            side = np.sqrt(box_area(s.boxes))
+            sizes.append(side)
+            if s.width and s.height:
+                input_sizes.append(side * input_size / max(s.width, s.height))
     if sizes:
         st.size_hist = _size_hist(np.concatenate(sizes))
     if input_sizes:
         st.input_hist = _size_hist(np.concatenate(input_sizes))
     return st
+
+
+def _packed_stats(st: SplitStats, arr: IndexArrays, rows: np.ndarray, out: tuple[list, list],
+                  input_size: int) -> None:  # fmt: skip
+    """``_split_stats`` of index rows ``rows``, from the arrays at once (YOLO: no crowd or difficult)."""
+    counts = np.diff(arr.box_start)[rows]
+    st.boxes += int(counts.sum())
+    st.no_boxes += int((counts == 0).sum())
+    chosen = np.zeros(len(arr), bool)
+    chosen[rows] = True
+    box_rows = arr.box_rows()
+    pick = chosen[box_rows]
+    box_rows = box_rows[pick]
+    st.per_class += np.bincount(arr.classes[pick], minlength=len(st.per_class))[: len(st.per_class)]
+    side = np.sqrt(box_area(arr.boxes[pick]))
+    out[0].append(side)
+    wh = arr.size[box_rows]
+    known = (wh > 0).all(1)
+    out[1].append(side[known] * input_size / wh[known].max(1).astype(np.float32))
 
 
 def _check_headers(spec_splits: dict[str, list[Sample]], report: LoadReport) -> dict[str, list[Sample]]:
@@ -123,60 +163,40 @@ def _check_headers(spec_splits: dict[str, list[Sample]], report: LoadReport) -> 
     return out
 
 
-def _file_hash(path: str) -> str:
-    h = hashlib.sha1()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def find_duplicates(splits: dict[str, list[Sample]]) -> tuple[list[list[str]], list[str]]:
-    """``(groups of identical images, images in more than one split)``.
-
-    Identical means the same resolved path or the same bytes; only files sharing a byte size are
-    hashed, so a set without duplicates costs one ``stat`` per image.
-    """
-    by_size: dict[int, set[str]] = defaultdict(set)
-    split_of_path: dict[str, set[str]] = defaultdict(set)
-    path_count: Counter = Counter()
-    for split, samples in splits.items():
-        for s in samples:
-            p = os.path.realpath(s.image)
-            path_count[p] += 1
-            split_of_path[p].add(split)
-            try:
-                by_size[os.stat(p).st_size].add(p)
-            except OSError:
-                continue
-    groups = [[p] * n for p, n in path_count.items() if n > 1]  # listed twice
-    for paths in by_size.values():
-        if len(paths) < 2:
-            continue
-        by_hash: dict[str, list[str]] = defaultdict(list)
-        for p in sorted(paths):
-            by_hash[_file_hash(p)].append(p)
-        groups += [g for g in by_hash.values() if len(g) > 1]
-    content_split: dict[str, set[str]] = {}
-    for g in groups:
-        splits_of_group = set().union(*(split_of_path[p] for p in g))
-        content_split[g[0]] = splits_of_group
-    cross = sorted(p for p, s in content_split.items() if len(s) > 1)
-    return sorted(groups), cross
-
-
-def _duplicate_boxes(splits: dict[str, list[Sample]], report: LoadReport) -> int:
+def _duplicate_boxes(splits: dict[str, Sequence[Sample]], report: LoadReport) -> int:
     total = 0
     for samples in splits.values():
-        for s in samples:
-            if len(s.boxes) < 2:
-                continue
-            rows = np.concatenate([s.boxes, s.classes[:, None].astype(np.float32)], 1)
-            n = len(rows) - len(np.unique(rows, axis=0))
-            if n:
-                total += n
-                report.warn(s.image, f"{n} duplicate box(es) (same class and coordinates)", "duplicate-box")
+        for part in _parts(samples):
+            if isinstance(part, PackedSamples):
+                found = _packed_duplicate_boxes(part)
+            else:
+                found = ((s.image, _duplicates_in(s)) for s in part)
+            for image, n in found:
+                if n:
+                    total += n
+                    report.warn(image, f"{n} duplicate box(es) (same class and coordinates)", "duplicate-box")
     return total
+
+
+def _duplicates_in(s: Sample) -> int:
+    if len(s.boxes) < 2:
+        return 0
+    rows = np.concatenate([s.boxes, s.classes[:, None].astype(np.float32)], 1)
+    return len(rows) - len(np.unique(rows, axis=0))
+
+
+def _packed_duplicate_boxes(part: PackedSamples) -> Iterator[tuple[str, int]]:
+    """``(image, duplicate boxes)`` of an index's rows in order, counted for all rows at once."""
+    arr = part.arrays
+    box_rows = arr.box_rows()
+    several = (np.diff(arr.box_start) > 1)[box_rows]
+    keys = np.concatenate([box_rows[several, None].astype(np.float64), arr.boxes[several],
+                           arr.classes[several, None].astype(np.float32)], 1)  # fmt: skip
+    distinct = np.unique(keys, axis=0)[:, 0].astype(np.int64)
+    dups = np.bincount(box_rows[several], minlength=len(arr)) - np.bincount(distinct, minlength=len(arr))
+    for row in part.rows[(dups[part.rows] > 0) | np.isin(part.rows, list(part.overrides))].tolist():
+        s = part.overrides.get(row)
+        yield (s.image, _duplicates_in(s)) if s is not None else (part.image(row), int(dups[row]))
 
 
 def check_dataset(config: str | os.PathLike, strict: bool = False, input_size: int = 416) -> CheckReport:
@@ -201,22 +221,14 @@ def check_dataset(config: str | os.PathLike, strict: bool = False, input_size: i
     return out
 
 
-def _orphan_labels(splits: dict[str, list[Sample]], report: LoadReport) -> None:
+def _orphan_labels(splits: dict[str, Sequence[Sample]], report: LoadReport) -> None:
     """Warn, per label folder, about ``.txt`` files that no listed image reads: their boxes are not
     trained on (usually an image renamed or deleted after labelling)."""
     skipped = [p.where for p in report.problems if p.kind == "missing-image"]
-    images = [s.image for samples in splits.values() for s in samples] + skipped
-    used = {os.path.normcase(os.path.abspath(label_path_for(i))) for i in images}
-    for folder in sorted({os.path.dirname(u) for u in used}):
-        try:
-            names = sorted(n for n in os.listdir(folder) if n.endswith(".txt") and n not in ORPHAN_EXEMPT)
-        except OSError:
-            continue
-        orphans = [n for n in names if os.path.normcase(os.path.join(folder, n)) not in used]
-        if orphans:
-            shown = ", ".join(orphans[:3]) + (" ..." if len(orphans) > 3 else "")
-            message = f"{len(orphans)} label file(s) that no image reads: {shown} (their boxes are not used; "
-            report.warn(folder, message + "was an image renamed or removed?)", "orphan-label")
+    for folder, orphans in orphan_labels(splits, skipped, ORPHAN_EXEMPT):
+        shown = ", ".join(orphans[:3]) + (" ..." if len(orphans) > 3 else "")
+        message = f"{len(orphans)} label file(s) that no image reads: {shown} (their boxes are not used; "
+        report.warn(folder, message + "was an image renamed or removed?)", "orphan-label")
 
 
 def _advice(r: CheckReport, report: LoadReport) -> list[str]:

@@ -60,7 +60,7 @@ def _train_boxes(sample: Sample) -> np.ndarray:
 class DetectionDataset(Dataset):
     """Samples -> network inputs and the seed's targets.
 
-    ``samples``: ``Sample`` list (``yolov3.data.dataset_config.load_dataset(...).train``).
+    ``samples``: a sequence of ``Sample`` (``yolov3.data.dataset_config.load_dataset(...).train``).
     ``anchors_px`` / ``strides``: the model's (``model.anchors``, ``model.strides``); default the
     seed's (COCO anchors, 8/16/32). ``augment``: the seed's flip / crop / translate (p = 0.5 each);
     ``hsv`` / ``mosaic`` add HSV jitter / 4-image mosaic (only with ``augment``). ``cache``: decode
@@ -102,7 +102,10 @@ class DetectionDataset(Dataset):
     ):
         if img_size % max(strides) != 0:
             raise UserError(f"img_size {img_size} must be a multiple of the largest stride {max(strides)}")
-        self.samples = list(samples)
+        # a list is copied (the caller may change it); another Sequence (an index's PackedSamples, which
+        # makes each Sample when asked) is kept as it is: a list of a million Samples is ~10 GB
+        keep = isinstance(samples, Sequence) and not isinstance(samples, list)
+        self.samples = samples if keep else list(samples)
         self.num_classes = int(num_classes)
         self.img_size = int(img_size)
         self.encoder = TargetEncoder.create(

@@ -43,6 +43,7 @@ from yolov3.data.formats.common import (
 )
 from yolov3.data.shard_read import load_shards_spec
 from yolov3.data.shards import is_shards_config
+from yolov3.data.index import SampleChain
 
 __all__ = ["DatasetSpec", "LoadReport", "load_dataset", "parse_names"]
 
@@ -112,7 +113,7 @@ def _load_yaml(path: Path, report: LoadReport, check_files: bool) -> DatasetSpec
             )
     spec.names = list(names) if names is not None else []
     if not given and fmt in ("yolo", "seed"):
-        spec.names = infer_names(spec.train + spec.val + spec.test, report, where)
+        spec.names = infer_names(SampleChain([spec.train, spec.val, spec.test]), report, where)
     return spec
 
 

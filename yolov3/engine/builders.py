@@ -6,6 +6,7 @@ These are the only readers of ``ModelConfig`` / ``DataConfig`` / ``TrainConfig``
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,7 +25,7 @@ from yolov3.data.shard_read import load_shards_spec
 from yolov3.data.shard_stream import RecordItems, ShardLoader, ShardStream, build_shard_loader
 from yolov3.data.shards import check_reachable, is_shards_config, read_shards_config
 from yolov3.data.types import Sample
-from yolov3.distributed import DistInfo
+from yolov3.distributed import DistInfo, barrier
 from yolov3.errors import UserError
 from yolov3.modelfile import CheckpointError, read_checkpoint
 
@@ -36,7 +37,7 @@ class RunData:
     names: list[str]
     train_loader: DataLoader
     val_loader: DataLoader | None
-    val_samples: list[Sample]
+    val_samples: Sequence[Sample]
 
 
 def seed_everything(cfg: TrainConfig, rank: int) -> None:
@@ -51,8 +52,10 @@ def seed_everything(cfg: TrainConfig, rank: int) -> None:
     torch.backends.cudnn.benchmark = not cfg.deterministic  # fastest conv per input shape
 
 
-def load_spec(path: str) -> DatasetSpec:
-    """The data set, refusing one with no usable training image before anything is built."""
+def load_spec(path: str, dist: DistInfo | None = None) -> DatasetSpec:
+    """The data set, refusing one with no usable training image before anything is built. Under
+    torchrun rank 0 reads it first (building or updating the split indexes, ``yolov3.data.index``)
+    while the others wait, then they read the indexes it wrote."""
     if not path:
         raise UserError("no data set given: pass --data path/to/data.yaml (or a Darknet .data)")
     if is_shards_config(path):  # train streams from its shards; val is read out of them once
@@ -61,7 +64,12 @@ def load_spec(path: str) -> DatasetSpec:
         if not read_shards_config(path).samples("train"):
             raise UserError(f"{path}: no training shard listed; nothing to train on")
         return spec
+    dist = dist or DistInfo()
+    if not dist.is_main:
+        barrier(dist)
     spec = load_dataset(path)
+    if dist.is_main:
+        barrier(dist)
     if not spec.train:
         skipped = spec.report.skipped_images
         why = f" ({skipped} listed image(s) missing or unreadable)" if skipped else ""
@@ -105,7 +113,7 @@ def build_run_data(
             val_ds, batch_size=per_rank, shuffle=False, workers=data_cfg.workers, seed=train_cfg.seed,
             distributed=False, multi_scale=False, drop_last=False,
         )  # fmt: skip
-    return RunData(list(spec.names), train_loader, val_loader, list(spec.val))
+    return RunData(list(spec.names), train_loader, val_loader, spec.val)
 
 
 def shard_train_loader(path: str, data_cfg: DataConfig, train_cfg: TrainConfig, common: dict,

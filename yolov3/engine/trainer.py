@@ -101,7 +101,7 @@ class Trainer:
         self.dist = ddp.env_dist_info()
         self.device = ddp.init_distributed(self.dist, select_device(self.cfg.device))
         builders.seed_everything(self.cfg, self.dist.rank)
-        spec = builders.load_spec(self.data_cfg.path)
+        spec = builders.load_spec(self.data_cfg.path, self.dist)
         if ckpt:
             check_resumable(ckpt, to_dict(self.model_cfg), list(spec.names), str(resume))
         self.run_dir = self._run_dir(resume)

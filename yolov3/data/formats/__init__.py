@@ -11,7 +11,7 @@ Coordinate conventions and round-trip tolerances are in each format's module doc
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import yaml
@@ -26,6 +26,8 @@ from yolov3.data.formats.common import (
     read_names_file,
     split_of,
 )
+from yolov3.data.formats.yolo_index import read_source
+from yolov3.data.index import SampleChain
 from yolov3.data.types import Sample
 
 FORMATS = ("seed", "yolo", "coco", "voc")
@@ -60,6 +62,25 @@ def guess_coco_images(json_path: Path) -> Path:
     return root
 
 
+def _read_coco_entry(entry: Entry, base: Path, images: str | os.PathLike | None, names: list[str] | None,
+                     category_ids: list[int] | None, report: LoadReport,
+                     check_files: bool) -> tuple[list[Sample], list[str], list[int]]:  # fmt: skip
+    """One COCO source of a split: ``(samples, names, category ids)``, which must equal those of the
+    split's other sources (``names`` / ``category_ids``, None for the first)."""
+    ann = entry.get("annotations") if isinstance(entry, dict) else entry
+    if ann is None:
+        raise LabelError(str(entry), "a COCO source needs 'annotations' (a json file)")
+    json_path = _path(ann, base)
+    img = entry.get("images", images) if isinstance(entry, dict) else images
+    img_dir = _path(img, base) if img is not None else guess_coco_images(json_path)
+    got, got_names, ids = coco.read_coco(json_path, img_dir, report, check_files)
+    if names is not None and got_names != names:
+        raise LabelError(str(json_path), f"class names {got_names} differ from {names}", "names")
+    if category_ids is not None and ids != category_ids:
+        raise LabelError(str(json_path), f"category ids {ids} differ from {category_ids}", "names")
+    return got, got_names, ids
+
+
 def read_split(
     fmt: str,
     entries: list[Entry],
@@ -68,36 +89,29 @@ def read_split(
     report: LoadReport,
     images: str | os.PathLike | None = None,
     check_files: bool = True,
-) -> tuple[list[Sample], list[str] | None, list[int] | None]:
+) -> tuple[Sequence[Sample], list[str] | None, list[int] | None]:
     """``(samples, names, category_ids)`` of one split's sources, paths relative to ``base``.
 
     ``names`` None: YOLO / seed classes are read unchecked (the caller infers names afterwards); VOC
     names are inferred from the objects; COCO names always come from its categories (and must equal
-    ``names`` when given: an error naming both otherwise). ``images``: COCO image folder.
+    ``names`` when given: an error naming both otherwise). ``images``: COCO image folder. A YOLO
+    folder or list file of many images is read through its index (``yolov3.data.formats.yolo_index``): the
+    samples are then a ``Sequence`` that makes each ``Sample`` when asked, not a list.
     """
     _check_format(fmt)
     samples: list[Sample] = []
+    parts: list[Sequence[Sample]] = []  # YOLO sources, each a list or an index's PackedSamples
     category_ids = None
     nc = len(names) if names is not None else None
     for entry in entries:
         if fmt == "coco":
-            ann = entry.get("annotations") if isinstance(entry, dict) else entry
-            if ann is None:
-                raise LabelError(str(entry), "a COCO source needs 'annotations' (a json file)")
-            json_path = _path(ann, base)
-            img = entry.get("images", images) if isinstance(entry, dict) else images
-            img_dir = _path(img, base) if img is not None else guess_coco_images(json_path)
-            got, got_names, ids = coco.read_coco(json_path, img_dir, report, check_files)
-            if names is not None and got_names != names:
-                raise LabelError(str(json_path), f"class names {got_names} differ from {names}", "names")
-            if category_ids is not None and ids != category_ids:
-                raise LabelError(str(json_path), f"category ids {ids} differ from {category_ids}", "names")
-            names, category_ids = got_names, ids
+            got, names, category_ids = _read_coco_entry(entry, base, images, names, category_ids, report,
+                                                         check_files)  # fmt: skip
             samples += got
         elif isinstance(entry, dict):
             raise LabelError(str(entry), f"a {fmt} source is a path, not a mapping")
         elif fmt == "yolo":
-            samples += yolo.read_yolo_images(yolo.list_source(entry, base), nc, report)
+            parts.append(read_source(entry, base, nc, report))
         elif fmt == "seed":
             samples += seed_lines.read_seed_lines(_path(entry, base), nc, report, read_sizes=True)
         else:  # voc: an ImageSets/Main/<split>.txt file, or a VOC root (every annotation)
@@ -109,10 +123,12 @@ def read_split(
             if names is None:
                 names = voc.names_found(records)
             samples += voc.to_samples(records, names, report, check_files)
-    return samples, names, category_ids
+    if any(not isinstance(p, list) for p in parts):
+        return SampleChain(parts) if len(parts) > 1 else parts[0], names, category_ids
+    return samples + [s for p in parts for s in p], names, category_ids
 
 
-def infer_names(samples: list[Sample], report: LoadReport, where: str) -> list[str]:
+def infer_names(samples: Sequence[Sample], report: LoadReport, where: str) -> list[str]:
     """``class0 .. classK`` for labels read without names (K = the largest class id), with a warning."""
     top = max((int(s.classes.max()) for s in samples if len(s.classes)), default=-1)
     report.warn(where, f"no class names given: using class0..class{top} (pass names)", "names")
@@ -180,7 +196,7 @@ def read(
         setattr(spec, split, samples)
     spec.names = list(names) if names is not None else []
     if not given and fmt in ("yolo", "seed"):
-        spec.names = infer_names(spec.train + spec.val + spec.test, report, str(src))
+        spec.names = infer_names(SampleChain([spec.train, spec.val, spec.test]), report, str(src))
     return spec
 
 

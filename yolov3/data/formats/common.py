@@ -20,7 +20,7 @@ import math
 import os
 import shutil
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -127,13 +127,15 @@ class DatasetSpec:
 
     ``names[i]`` is the name of class index ``i`` (``Sample.classes`` values). ``category_ids`` (COCO)
     maps each index back to the source's category id, so writing COCO restores the original ids.
-    ``source`` is the file or folder it was read from; ``format`` one of ``FORMATS``.
+    ``source`` is the file or folder it was read from; ``format`` one of ``FORMATS``. A split read
+    through an index (a large YOLO folder, ``yolov3.data.index``) is a ``Sequence[Sample]`` that makes
+    each ``Sample`` when asked, not a list: iterate, index and slice it, but do not concatenate it.
     """
 
     names: list[str]
-    train: list[Sample] = field(default_factory=list)
-    val: list[Sample] = field(default_factory=list)
-    test: list[Sample] = field(default_factory=list)
+    train: Sequence[Sample] = field(default_factory=list)
+    val: Sequence[Sample] = field(default_factory=list)
+    test: Sequence[Sample] = field(default_factory=list)
     source: str = ""
     format: str = ""
     category_ids: list[int] | None = None
@@ -144,7 +146,7 @@ class DatasetSpec:
         return len(self.names)
 
     @property
-    def splits(self) -> dict[str, list[Sample]]:
+    def splits(self) -> dict[str, Sequence[Sample]]:
         """The non-empty splits by name, in the order train, val, test."""
         return {k: v for k, v in (("train", self.train), ("val", self.val), ("test", self.test)) if v}
 

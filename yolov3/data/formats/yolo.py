@@ -146,13 +146,19 @@ def read_yolo_images(
     return samples
 
 
-def list_source(entry: str | os.PathLike, base: Path) -> list[tuple[Path, str]]:
-    """Images named by one split entry: a folder (searched recursively), a ``.txt`` list of image paths,
-    or one image; each with what listed it (for messages)."""
+def source_path(entry: str | os.PathLike, base: Path) -> Path:
+    """The path a split entry names, relative ones against ``base``."""
     path = Path(entry)
     path = path if path.is_absolute() else base / path
     if not path.exists() and str(entry).startswith("../") and (base / str(entry)[3:]).exists():
         path = base / str(entry)[3:]  # Roboflow exports write '../train/images' (ultralytics' fallback)
+    return path
+
+
+def list_source(entry: str | os.PathLike, base: Path) -> list[tuple[Path, str]]:
+    """Images named by one split entry: a folder (searched recursively), a ``.txt`` list of image paths,
+    or one image; each with what listed it (for messages)."""
+    path = source_path(entry, base)
     if path.is_dir():
         return [(p, str(path)) for p in list_images(path)]
     if path.suffix.lower() == ".txt":

@@ -1,0 +1,350 @@
+"""Building and updating a YOLO source's index (``yolov3.data.index``), and reading a split through it.
+
+``read_source(entry, base, num_classes, report)`` is what ``read_split`` calls for a YOLO entry; a
+folder or list file of at least ``index_min_images()`` images goes to ``read_indexed``, which lists
+the images (``scan_folder``: ``os.scandir``, one ``DirEntry.stat`` per image and per label file; a list
+file's images are stat'ed one by one), compares each row's key (path, image size / mtime / inode,
+label size / mtime / inode) with the saved index, reads only the rows that are new or changed
+(``read_rows``: ``yolo_fast.quick_row`` for the common clean JPEG, the format's own reader for the
+rest; in forked processes when there are many, with a progress bar), writes the index back when
+anything changed, and returns a ``PackedSamples`` whose load report says what a fresh read would
+have said.
+
+A torn, corrupt or older-version index is rebuilt with a one-line note; one written by a newer
+version is an ``IndexVersionError`` (rebuilding it here would make that newer yolov3 rebuild it in
+turn, and a message that names both versions and the file is what the user needs).
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from array import array
+from collections.abc import Sequence
+from dataclasses import dataclass
+from operator import attrgetter
+from pathlib import Path
+
+import numpy as np
+
+from yolov3.console import Progress, note
+from yolov3.data.formats.common import LoadReport
+from yolov3.data.formats.yolo import label_path_for, list_source, read_yolo_images, source_path
+from yolov3.data.formats.yolo_fast import quick_row
+from yolov3.data.images import IMAGE_SUFFIXES
+from yolov3.data.index import (
+    NO_LABEL,
+    REREAD,
+    IndexArrays,
+    IndexUnreadable,
+    PackedSamples,
+    concat,
+    index_path_for,
+    pack_paths,
+    read_index,
+    write_index,
+)
+from yolov3.data.types import Sample
+from yolov3.errors import UserError
+
+PARALLEL_MIN = 2000  # rows to read before worker processes pay for themselves
+CHUNK = 1000  # rows per task of a worker process
+MISSING = (-1, -1, -1)
+INDEX_MIN = 1000  # images in a source below which it is read directly (an index would not pay)
+INDEX_MIN_ENV = "YOLOV3_INDEX_MIN"
+_name = attrgetter("name")
+
+
+@dataclass
+class Listing:
+    """A source's images as listed now: ``paths`` (NUL-terminated UTF-8, as ``IndexArrays.paths``),
+    ``image_stat`` / ``label_stat`` ``(N, 3)`` int64 size, mtime_ns, inode (-1s: no such file)."""
+
+    paths: bytes
+    image_stat: np.ndarray
+    label_stat: np.ndarray
+    prefix: str = ""  # what each of ``paths`` follows in ``Sample.image``: a folder's own path, kept out
+    # of the index so that naming the folder otherwise (from another working directory) changes nothing
+
+    def __len__(self) -> int:
+        return len(self.image_stat)
+
+    def path_list(self) -> list[str]:
+        """The paths as stored (without ``prefix``)."""
+        return self.paths.decode("utf-8", "surrogateescape").split("\0")[:-1] if self.paths else []
+
+    def _bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        if not hasattr(self, "_ends"):
+            self._ends = np.flatnonzero(np.frombuffer(self.paths, np.uint8) == 0)
+            self._starts = np.concatenate([[0], self._ends[:-1] + 1]).astype(np.int64)
+        return self._starts, self._ends
+
+    def paths_of(self, rows: np.ndarray) -> list[str]:
+        """The full paths (``prefix`` + stored path) of ``rows``."""
+        starts, ends = self._bounds()
+        blob = self.paths
+        return [
+            self.prefix + blob[a:b].decode("utf-8", "surrogateescape")
+            for a, b in zip(starts[rows].tolist(), ends[rows].tolist())
+        ]
+
+    def packed(self, rows: np.ndarray) -> bytes:
+        """The paths of ``rows`` as an ``IndexArrays.paths`` blob."""
+        starts, ends = self._bounds()
+        return b"".join(self.paths[a : b + 1] for a, b in zip(starts[rows].tolist(), ends[rows].tolist()))
+
+
+def _label_stats(folder: str) -> dict[str, tuple[int, int, int]]:
+    """``{file name: (size, mtime_ns, inode)}`` of the ``.txt`` files directly in ``folder``."""
+    out = {}
+    try:
+        with os.scandir(folder) as it:
+            for e in it:
+                if e.name.endswith(".txt") and e.is_file():
+                    st = e.stat()
+                    out[e.name] = (st.st_size, st.st_mtime_ns, st.st_ino)
+    except OSError:
+        pass
+    return out
+
+
+def scan_folder(folder: Path) -> Listing:
+    """The images under ``folder`` in the order and spelling of ``yolov3.data.images.list_images``
+    (hidden files and folders skipped, symlinked folders not entered), with their label files' stats.
+    A few bytes an image: paths are packed a folder at a time, stats go to flat integer arrays."""
+    blobs: list[bytes] = []
+    img, lbl = array("q"), array("q")
+    top = str(folder)
+    joined = top if top.endswith(os.sep) else top + os.sep  # how os.scandir writes entries' paths
+    cut = len(joined)  # e.path[cut:]: the path below the folder
+    prefix = "" if top == "." else joined  # Path('.') / 'a.jpg' is 'a.jpg', not './a.jpg'
+
+    def walk(d: str) -> None:
+        with os.scandir(d) as it:
+            entries = sorted((e for e in it if not e.name.startswith(".")), key=_name)
+        files = [e for e in entries if e.name.lower().endswith(IMAGE_SUFFIXES) and not e.is_dir()]
+        labels = _label_stats(str(label_path_for(os.path.join(d, "x.jpg")).parent)) if files else {}
+        names = []
+        for e in entries:
+            if e.is_dir():
+                if not e.is_symlink():
+                    blobs.append(pack_paths(names))
+                    names = []
+                    walk(e.path)
+            elif e.name.lower().endswith(IMAGE_SUFFIXES):
+                try:
+                    st = e.stat()
+                    img.extend((st.st_size, st.st_mtime_ns, st.st_ino))
+                except OSError:
+                    img.extend(MISSING)  # a dangling link: the reader reports it
+                names.append(e.path[cut:])
+                lbl.extend(labels.get(e.name.rsplit(".", 1)[0] + ".txt", MISSING))
+        blobs.append(pack_paths(names))
+
+    walk(top)
+    return Listing(b"".join(blobs), _as_stats(img), _as_stats(lbl), prefix)
+
+
+def stat_listed(paths: list[str]) -> Listing:
+    """A list file's images with their stats, one ``os.stat`` each."""
+    img, lbl = array("q"), array("q")
+    for p in paths:
+        for out, q in ((img, p), (lbl, label_path_for(p))):
+            try:
+                st = os.stat(q)
+                out.extend((st.st_size, st.st_mtime_ns, st.st_ino))
+            except OSError:
+                out.extend(MISSING)
+    return Listing(pack_paths(paths), _as_stats(img), _as_stats(lbl))
+
+
+def _as_stats(flat: array) -> np.ndarray:
+    return np.frombuffer(flat, np.int64).reshape(-1, 3) if len(flat) else np.zeros((0, 3), np.int64)
+
+
+def _read_chunk(paths: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``(sizes (n, 2), flags (n,), boxes per row (n,), boxes (M, 4), classes (M,))`` of images read
+    with any class id accepted (the class count is checked at load): by ``quick_row`` where it
+    can, else by the YOLO reader, whose findings flag the row ``REREAD``."""
+    sizes = np.zeros((len(paths), 2), np.int32)
+    flags = np.zeros(len(paths), np.uint8)
+    counts = np.zeros(len(paths), np.int64)
+    boxes, classes, label_dirs = [], [], {}
+    for i, p in enumerate(paths):
+        quick = quick_row(p, label_dirs)
+        if quick is not None:
+            w, h, b, c, has_label = quick
+            flags[i] = 0 if has_label else NO_LABEL
+        else:
+            report = LoadReport(collect=True)
+            got = read_yolo_images([(Path(p), p)], None, report)
+            if report.problems or report.clipped or report.dropped or not got:
+                flags[i] |= REREAD
+            flags[i] |= NO_LABEL if report.no_label_file else 0
+            s = got[0] if got else None
+            w, h = (s.width, s.height) if s else (0, 0)
+            b = s.boxes if s else np.zeros((0, 4), np.float32)
+            c = s.classes.astype(np.int32) if s else np.zeros(0, np.int32)
+        sizes[i] = (w, h)
+        counts[i] = len(c)
+        boxes.append(b)
+        classes.append(c)
+    cat_boxes = (
+        np.concatenate(boxes).reshape(-1, 4).astype(np.float32) if boxes else np.zeros((0, 4), np.float32)
+    )
+    cat_classes = np.concatenate(classes).astype(np.int32) if classes else np.zeros(0, np.int32)
+    return sizes, flags, counts, cat_boxes, cat_classes
+
+
+_LISTING: Listing | None = None  # the listing being read, which forked workers see without a copy
+
+
+def _read_listed(rows: np.ndarray) -> tuple[np.ndarray, ...]:
+    return _read_chunk(_LISTING.paths_of(rows))
+
+
+def read_rows(listing: Listing, rows: np.ndarray, desc: str = "indexing") -> IndexArrays:
+    """Read ``listing``'s images ``rows`` (and their labels) into index arrays; stats are left at 0
+    for the caller. Many rows are read in forked worker processes, ``CHUNK`` rows a task (the
+    workers take the paths from the listing they inherit, so no list of paths is made or sent),
+    behind a progress bar."""
+    global _LISTING
+    chunks = [rows[i : i + CHUNK] for i in range(0, len(rows), CHUNK)]
+    out: list[IndexArrays] = []
+    with Progress(len(rows), desc, "images") as bar:
+        if len(rows) >= PARALLEL_MIN and (os.cpu_count() or 1) > 1:
+            workers = min(len(os.sched_getaffinity(0)), 16)
+            _LISTING = listing
+            try:
+                with multiprocessing.get_context("fork").Pool(workers) as pool:
+                    for chunk, got in zip(chunks, pool.imap(_read_listed, chunks)):
+                        out.append(_to_arrays(len(chunk), *got))
+                        bar.update(len(chunk))
+            finally:
+                _LISTING = None
+        else:
+            for chunk in chunks:
+                out.append(_to_arrays(len(chunk), *_read_chunk(listing.paths_of(chunk))))
+                bar.update(len(chunk))
+    arrays = concat(out) if out else _to_arrays(0, *_read_chunk([]))
+    arrays.paths = listing.paths if len(rows) == len(listing) else listing.packed(rows)
+    return arrays
+
+
+def _to_arrays(n: int, sizes: np.ndarray, flags: np.ndarray, counts: np.ndarray, boxes: np.ndarray,
+               classes: np.ndarray) -> IndexArrays:  # fmt: skip
+    """Index arrays of ``n`` rows without paths (``read_rows`` sets them) or stats (the caller's)."""
+    zeros = np.zeros((n, 3), np.int64)
+    starts = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    return IndexArrays(b"", zeros, zeros.copy(), sizes, flags, starts, boxes, classes)
+
+
+def update_index(listing: Listing, old: IndexArrays | None) -> tuple[IndexArrays, int]:
+    """The index of ``listing``, reusing ``old``'s rows whose key is unchanged; returns it and the
+    number of rows read."""
+    n = len(listing)
+    if old is not None and old.paths == listing.paths:
+        same = (old.image_stat == listing.image_stat).all(1) & (old.label_stat == listing.label_stat).all(1)
+        source = np.where(same, np.arange(n), -1)
+    elif old is not None:
+        where = {p: i for i, p in enumerate(old.path_list())}
+        source = np.array([where.get(p, -1) for p in listing.path_list()], np.int64).reshape(-1)
+        known = source >= 0
+        same = np.zeros(n, bool)
+        same[known] = (old.image_stat[source[known]] == listing.image_stat[known]).all(1) & (
+            old.label_stat[source[known]] == listing.label_stat[known]
+        ).all(1)
+        source = np.where(same, source, -1)
+    else:
+        source = np.full(n, -1, np.int64)
+    todo = np.flatnonzero(source < 0)
+    if old is not None and len(todo) == 0 and np.array_equal(source, np.arange(len(old))):
+        return old, 0
+    if len(todo) == 0 and old is not None:  # rows removed or moved (a list file reordered), none to read
+        merged = old.take(source)
+    else:
+        fresh = read_rows(listing, todo)
+        source[todo] = (len(old) if old is not None else 0) + np.arange(len(todo))
+        merged = fresh if len(todo) == n else concat([old, fresh]).take(source)
+    merged.paths, merged.image_stat, merged.label_stat = listing.paths, listing.image_stat, listing.label_stat
+    return merged, len(todo)
+
+
+def load_or_build(source: Path, listing: Listing) -> IndexArrays:
+    """The up-to-date index of ``source``'s ``listing``, saved back when it changed."""
+    path = index_path_for(source)
+    try:
+        old = read_index(path)
+    except IndexUnreadable as exc:
+        note(f"index {path} is unreadable ({exc}): rebuilding it")
+        old = None
+    arrays, read = update_index(listing, old)
+    if read or old is None or len(old) != len(arrays):
+        try:
+            write_index(path, arrays)
+        except OSError as exc:
+            note(f"cannot save the index {path} ({exc.strerror}): the next start reads the images again")
+    return arrays
+
+
+def read_indexed(source: Path, listing: list[tuple[Path, str]] | None, num_classes: int | None,
+                 report: LoadReport, scanned: Listing | None = None) -> PackedSamples:  # fmt: skip
+    """The samples of a YOLO source (an image folder: ``listing`` None; a list file: its
+    ``(image, listed by)`` pairs) through its index, with ``report`` filled as a fresh read would
+    fill it: rows flagged ``REREAD`` or with a class id >= ``num_classes`` are read again by the
+    reader (which reports them, or raises when ``report.collect`` is False). ``scanned``: the
+    folder's ``scan_folder`` when the caller has it."""
+    if listing is None:
+        files = scanned or scan_folder(source)
+        listed_by: list[str] | str = str(source)
+    else:
+        files = stat_listed([str(p) for p, _ in listing])
+        listed_by = [by for _, by in listing]
+    arrays = load_or_build(source, files)
+    redo = (arrays.flag & REREAD) != 0
+    if num_classes is not None and len(arrays.classes):
+        bad = arrays.box_rows()[arrays.classes >= num_classes]
+        redo[bad] = True
+    packed = PackedSamples(arrays, np.arange(len(arrays)), prefix=files.prefix)
+    no_label = np.flatnonzero((arrays.flag & NO_LABEL) != 0)
+    if len(no_label) and not report.no_label_example:  # the first in order, as a fresh read finds it
+        report.no_label_example = str(label_path_for(packed.image(int(no_label[0]))))
+    skipped, overrides = [], {}
+    for row in np.flatnonzero(redo).tolist():
+        by = listed_by if isinstance(listed_by, str) else listed_by[row]
+        got = read_yolo_images([(Path(packed.image(row)), by)], num_classes, report)
+        if got:
+            overrides[row] = got[0]
+        else:
+            skipped.append(row)
+    report.no_label_file += int((~redo[no_label]).sum())  # the reread ones counted themselves
+    rows = np.setdiff1d(np.arange(len(arrays)), np.array(skipped, np.int64), assume_unique=True)
+    return PackedSamples(arrays, rows, overrides, files.prefix)
+
+
+def index_min_images() -> int:
+    """Sources with fewer images are read directly, without an index (``$YOLOV3_INDEX_MIN``, default
+    ``INDEX_MIN``; a huge number turns the index off)."""
+    text = os.environ.get(INDEX_MIN_ENV, "").strip()
+    try:
+        return int(text) if text else INDEX_MIN
+    except ValueError:
+        raise UserError(f"{INDEX_MIN_ENV} = {text!r}: expected a number of images") from None
+
+
+def read_source(entry: str | os.PathLike, base: Path, num_classes: int | None,
+                report: LoadReport) -> Sequence[Sample]:  # fmt: skip
+    """The samples of one YOLO split entry (``yolov3.data.formats.yolo.list_source``): an image
+    folder or a list file of at least ``index_min_images()`` images through its index, else (and
+    a single image) by the reader directly."""
+    path = source_path(entry, base)
+    if path.is_dir():
+        files = scan_folder(path)
+        if len(files) < index_min_images():
+            images = [(Path(files.prefix + p), str(path)) for p in files.path_list()]
+            return read_yolo_images(images, num_classes, report)
+        return read_indexed(path, None, num_classes, report, files)
+    listing = list_source(entry, base)
+    if len(listing) < index_min_images() or path.suffix.lower() != ".txt":
+        return read_yolo_images(listing, num_classes, report)
+    return read_indexed(path, listing, num_classes, report)

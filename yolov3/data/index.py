@@ -1,0 +1,252 @@
+"""A split source's index: its file list, file stats, image sizes and labels as packed arrays.
+
+Reading a YOLO folder of N images costs N label files and N image headers (about 0.3 ms an image:
+5 minutes at 1 M), and a ``list[Sample]`` of it about 10 KB an image. The index keeps what that read
+found in a few NumPy arrays (``IndexArrays``), saved beside the source (``index_path_for``), and
+``PackedSamples`` serves it as a ``Sequence[Sample]`` that makes one ``Sample`` when asked: the
+dataset, loader and evaluation take it as they take a list.
+
+File (``np.savez``, no pickles; written to a temporary file and ``os.replace``d, so a reader sees the
+old or the new index, never half of one): ``version`` (``INDEX_VERSION``); ``paths`` (every image
+path below the indexed folder, or as a list file gives them; UTF-8, each ended by a NUL byte);
+``image_stat`` / ``label_stat`` ``(N, 3)`` int64 size, mtime_ns, inode (-1 for a missing label
+file), the key an image's row is reused by; ``size`` ``(N, 2)`` int32 width, height; ``flag``
+``(N,)`` uint8 (``NO_LABEL``, ``REREAD``); ``box_start`` ``(N + 1,)`` int64 offsets into ``boxes``
+``(M, 4)`` float32 ``(x1, y1, x2, y2)`` pixels (clipped, empty boxes dropped, as the reader leaves
+them) and ``classes`` ``(M,)`` int32.
+
+A row whose reading met anything the load report must show (a warning, a bad line, a bad image)
+carries ``REREAD``: the loader reads that image again with the format's own reader, so the report's
+messages are the reader's own; rows read cleanly are never reread.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+import zipfile
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from yolov3.data.types import Sample
+from yolov3.errors import UserError
+
+INDEX_VERSION = 1
+INDEX_SUFFIX = ".yolov3-index"
+NO_LABEL = 1  # no label file: a negative (counted in the load report)
+REREAD = 2  # the reader reported something for this image: read it again at load
+CACHE_ENV = "YOLOV3_INDEX_CACHE"  # where indexes of read-only data sets go (default ~/.cache/yolov3/index)
+FIELDS = ("paths", "image_stat", "label_stat", "size", "flag", "box_start", "boxes", "classes")
+
+
+class IndexVersionError(UserError):
+    """An index written by a newer yolov3 (its format is unknown to this one)."""
+
+
+@dataclass
+class IndexArrays:
+    """The arrays of one index (see the module docstring for their shapes and meaning)."""
+
+    paths: bytes
+    image_stat: np.ndarray
+    label_stat: np.ndarray
+    size: np.ndarray
+    flag: np.ndarray
+    box_start: np.ndarray
+    boxes: np.ndarray
+    classes: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.flag)
+
+    def path_ends(self) -> np.ndarray:
+        """``(N,)`` offsets of each path's NUL terminator in ``paths`` (kept until ``paths`` changes)."""
+        cached = self.__dict__.get("_ends")
+        if cached is None or cached[0] is not self.paths:
+            cached = (self.paths, np.flatnonzero(np.frombuffer(self.paths, np.uint8) == 0))
+            self.__dict__["_ends"] = cached
+        return cached[1]
+
+    def path_list(self) -> list[str]:
+        return self.paths.decode("utf-8", "surrogateescape").split("\0")[:-1] if self.paths else []
+
+    def box_rows(self) -> np.ndarray:
+        """``(M,)`` the row of each box."""
+        return np.repeat(np.arange(len(self), dtype=np.int64), np.diff(self.box_start))
+
+    def take(self, rows: np.ndarray) -> IndexArrays:
+        """The index of ``rows`` only (in that order)."""
+        rows = np.asarray(rows, np.int64)
+        counts = np.diff(self.box_start)[rows]
+        starts = self.box_start[rows]
+        box_idx = np.repeat(starts - np.concatenate([[0], np.cumsum(counts)[:-1]]), counts) + np.arange(
+            counts.sum()
+        )
+        names = self.path_list()
+        return IndexArrays(
+            pack_paths([names[r] for r in rows.tolist()]), self.image_stat[rows], self.label_stat[rows],
+            self.size[rows], self.flag[rows], np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),
+            self.boxes[box_idx], self.classes[box_idx],
+        )  # fmt: skip
+
+
+def pack_paths(paths: Sequence[str]) -> bytes:
+    """Paths as one NUL-terminated UTF-8 blob (``IndexArrays.paths``)."""
+    return ("\0".join(paths) + "\0").encode("utf-8", "surrogateescape") if len(paths) else b""
+
+
+def concat(parts: Sequence[IndexArrays]) -> IndexArrays:
+    """Rows of ``parts`` one after the other."""
+    starts = [np.diff(p.box_start) for p in parts]
+    counts = np.concatenate(starts) if starts else np.zeros(0, np.int64)
+    return IndexArrays(
+        b"".join(p.paths for p in parts),
+        *(np.concatenate([getattr(p, f) for p in parts]) for f in ("image_stat", "label_stat", "size",
+                                                                   "flag")),
+        np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),
+        np.concatenate([p.boxes for p in parts]).reshape(-1, 4).astype(np.float32),
+        np.concatenate([p.classes for p in parts]).astype(np.int32),
+    )  # fmt: skip
+
+
+def index_path_for(source: Path) -> Path:
+    """Where the index of ``source`` (an image folder or a list file) lives: beside it
+    (``images/train`` -> ``images/train.yolov3-index``), or in ``$YOLOV3_INDEX_CACHE`` (default
+    ``~/.cache/yolov3/index``) under a hash of its absolute path when that folder is not writable."""
+    source = Path(source)
+    beside = source.parent / (source.name + INDEX_SUFFIX)
+    if os.access(source.parent, os.W_OK):
+        return beside
+    cache = Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "yolov3" / "index")
+    key = hashlib.sha1(str(source.absolute()).encode("utf-8", "surrogateescape")).hexdigest()[:20]
+    return cache / f"{source.name}-{key}{INDEX_SUFFIX}"
+
+
+def write_index(path: Path, arrays: IndexArrays) -> None:
+    """Save atomically: a temporary file in the same folder, then ``os.replace``; two processes
+    writing at once leave one whole index (the last one's)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            data = {f: getattr(arrays, f) for f in FIELDS if f != "paths"}
+            np.savez(f, version=np.int64(INDEX_VERSION), paths=np.frombuffer(arrays.paths, np.uint8), **data)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # as open() would create it (mkstemp makes it private)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class IndexUnreadable(Exception):
+    """A torn, corrupt or inconsistent index file (the caller rebuilds it); the message says why."""
+
+
+def read_index(path: Path) -> IndexArrays | None:
+    """The index at ``path``; None when there is none. ``IndexUnreadable`` for a torn or corrupt file,
+    ``IndexVersionError`` for one written by a newer version."""
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            version = int(z["version"])
+            if version > INDEX_VERSION:
+                raise IndexVersionError(
+                    f"{path}: an index of version {version}, written by a newer yolov3 (this one reads "
+                    f"version {INDEX_VERSION}): upgrade yolov3, or delete the file to rebuild it"
+                )
+            if version != INDEX_VERSION:
+                raise IndexUnreadable(f"version {version}, not {INDEX_VERSION}")
+            got = {f: z[f] for f in FIELDS}
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
+        raise IndexUnreadable(f"{exc.__class__.__name__}: {exc}") from exc
+    arrays = IndexArrays(got.pop("paths").tobytes(), **got)
+    _check_shapes(arrays)
+    return arrays
+
+
+def _check_shapes(a: IndexArrays) -> None:
+    n = len(a.flag)
+    ok = (
+        len(a.path_ends()) == n and a.image_stat.shape == (n, 3) and a.label_stat.shape == (n, 3)
+        and a.size.shape == (n, 2) and a.box_start.shape == (n + 1,) and a.boxes.ndim == 2
+        and a.boxes.shape[1:] == (4,) and len(a.classes) == len(a.boxes) == a.box_start[-1]
+        and (n == 0 or a.box_start[0] == 0) and bool((np.diff(a.box_start) >= 0).all())
+    )  # fmt: skip
+    if not ok:
+        raise IndexUnreadable("its arrays do not fit together")
+
+
+class PackedSamples(Sequence[Sample]):
+    """Rows ``rows`` of an index as a ``Sequence[Sample]`` (``Sample.image``: ``prefix`` + the stored
+    path): item ``i`` is made when asked (a fresh
+    ``Sample`` each time; changing it changes nothing stored), except rows in ``overrides`` (row ->
+    the reader's own ``Sample``), returned as they are. A slice gives a list."""
+
+    def __init__(self, arrays: IndexArrays, rows: np.ndarray, overrides: dict[int, Sample] | None = None,
+                 prefix: str = ""):  # fmt: skip
+        self.arrays = arrays
+        self.rows = np.asarray(rows, np.int64)
+        self.overrides = overrides or {}
+        self.prefix = prefix  # written before each stored path (the indexed folder's own path)
+        ends = arrays.path_ends()
+        self._path_start = np.concatenate([[0], ends[:-1] + 1]).astype(np.int64)
+        self._path_end = ends
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, i):  # noqa: ANN001, ANN204 (int -> Sample, slice -> list[Sample])
+        if isinstance(i, slice):
+            return [self[k] for k in range(*i.indices(len(self)))]
+        row = int(self.rows[i])
+        if row in self.overrides:
+            return self.overrides[row]
+        return self.sample(row)
+
+    def __iter__(self) -> Iterator[Sample]:
+        for i in range(len(self)):
+            yield self[i]
+
+    def image(self, row: int) -> str:
+        """The image path of index row ``row``."""
+        a, b = int(self._path_start[row]), int(self._path_end[row])
+        return self.prefix + self.arrays.paths[a:b].decode("utf-8", "surrogateescape")
+
+    def sample(self, row: int) -> Sample:
+        """Index row ``row`` as a ``Sample`` (ignoring overrides)."""
+        arr = self.arrays
+        a, b = int(arr.box_start[row]), int(arr.box_start[row + 1])
+        w, h = arr.size[row].tolist()
+        return Sample(
+            self.image(row), arr.boxes[a:b].copy(), arr.classes[a:b].astype(np.int64),
+            np.zeros(b - a, bool), np.zeros(b - a, bool), int(w), int(h),
+        )  # fmt: skip
+
+
+class SampleChain(Sequence[Sample]):
+    """Several sequences of samples read as one (a split with several sources)."""
+
+    def __init__(self, parts: Sequence[Sequence[Sample]]):
+        self.parts = [p for p in parts if len(p)]
+        self._ends = np.cumsum([len(p) for p in self.parts]).astype(np.int64)
+
+    def __len__(self) -> int:
+        return int(self._ends[-1]) if len(self._ends) else 0
+
+    def __getitem__(self, i):  # noqa: ANN001, ANN204 (int -> Sample, slice -> list[Sample])
+        if isinstance(i, slice):
+            return [self[k] for k in range(*i.indices(len(self)))]
+        i = int(i)
+        if i < 0:
+            i += len(self)
+        if not 0 <= i < len(self):
+            raise IndexError(i)
+        part = int(np.searchsorted(self._ends, i, side="right"))
+        return self.parts[part][i - (int(self._ends[part - 1]) if part else 0)]
