@@ -41,9 +41,9 @@ from yolov3.data.formats.common import (
     read_names_file,
     resolve_listed,
 )
+from yolov3.data.index import SampleChain
 from yolov3.data.shard_read import load_shards_spec
 from yolov3.data.shards import is_shards_config
-from yolov3.data.index import SampleChain
 
 __all__ = ["DatasetSpec", "LoadReport", "load_dataset", "parse_names"]
 
