@@ -51,6 +51,12 @@ class Tiler(Protocol):
                        settings: InferConfig | None = None) -> list[Detections]: ...  # fmt: skip
 
 
+class TileSizeError(ImageError):
+    """A picture read well but narrower or lower than the tile: it cannot be cut into tiles."""
+
+    label = "smaller than the tile"
+
+
 def check_sliceable(width: int, height: int, tile: int, source: str = "picture", limit: int | None = None
                     ) -> None:  # fmt: skip
     """``ImageError`` naming ``source``, its size and the tile when a ``width`` x ``height`` picture
@@ -64,7 +70,7 @@ def check_sliceable(width: int, height: int, tile: int, source: str = "picture",
 def _check_size(width: int, height: int, tile: int, source: str) -> None:
     if width < tile or height < tile:
         why = f"{width}x{height} is smaller than the tile ({tile}x{tile}); detect it without --tile, or "
-        raise ImageError(source, why + "with a tile no larger than its shorter side")
+        raise TileSizeError(source, why + "with a tile no larger than its shorter side")
 
 
 def tile_grid(width: int, height: int, tile: int, overlap: float, source: str = "picture"
@@ -179,6 +185,7 @@ def predict_sliced(detector: Tiler, image: np.ndarray, path: str | None, setting
 __all__ = [
     "CUT_MARGIN",
     "TILE_IOS_THRESHOLD",
+    "TileSizeError",
     "check_sliceable",
     "cut_flags",
     "merge_tiles",

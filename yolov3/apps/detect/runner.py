@@ -73,7 +73,8 @@ class DetectReport:
     processed: int = 0
     skipped: int = 0
     speed_ms: dict[str, float] = field(default_factory=dict)
-    errors: list[tuple[str, str]] = field(default_factory=list)  # (image or "video frame N", reason)
+    # (image or "video frame N", reason, label: "unreadable", "smaller than the tile"... ImageError.label)
+    errors: list[tuple[str, str, str]] = field(default_factory=list)
     total: int = 0
     total_skipped: int = 0
     img_size: int | None = None
@@ -208,10 +209,11 @@ def detect_frames(detector: Detector, frames: Iterable[tuple[tuple[int, int], Fr
         where = frame.path + (f" frame {frame.index}" if frame.fps is not None and frame.index >= 0 else "")
         if o.error is not None:  # index -1: why a live source stopped (yolov3.infer.stream)
             mine.skipped += 1
-            mine.errors.append((where, o.reason))
-            job.write({"key": list(key), "path": where, "error": o.reason})
+            label = getattr(o.error, "label", "unreadable")
+            mine.errors.append((where, o.reason, label))
+            job.write({"key": list(key), "path": where, "error": o.reason, "label": label})
             if log:
-                log(f"skipped {where}: {o.reason}")
+                log(f"skipped {where} ({label}): {o.reason}")
             continue
         writers.add(o.detections, frame, key)
         mine.processed += 1
