@@ -44,6 +44,7 @@ from yolov3.files import make_dir, next_run_dir
 from yolov3.infer.detector import Detector
 from yolov3.infer.loop import detect_batches
 from yolov3.infer.results import Detections
+from yolov3.infer.slicing import TILE_BATCH
 from yolov3.infer.sources import Frame, open_source
 from yolov3.infer.video import VideoWriter
 
@@ -296,8 +297,8 @@ def detect(
     dev = init_distributed(info, select_device(device))
     if out is None:  # numbered by rank 0 alone, so that every rank writes into the same folder
         out = broadcast_object(next_run_dir("runs/detect", create=False) if info.is_main else None, info)
-    det = Detector.load(weights, cfg=cfg, names=names, device=str(dev), backend=backend, batch_size=1,
-                        settings=settings, backend_options=backend_options)  # fmt: skip
+    det = Detector.load(weights, cfg=cfg, names=names, device=str(dev), backend=backend, settings=settings,
+                        backend_options=backend_options, batch_size=TILE_BATCH if settings.tile else 1)
     if data_names is not None and len(data_names) != len(det.names):
         raise UserError(f"{weights} predicts {len(det.names)} classes but {data} has {len(data_names)} names")
     det.warmup()
