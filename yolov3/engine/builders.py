@@ -80,8 +80,9 @@ def build_run_data(
         warn=False,
     )  # the trainer reports skips itself
     train_ds = DetectionDataset(
-        spec.train, augment=data_cfg.augment, hsv=data_cfg.hsv, mosaic=data_cfg.mosaic, **common
-    )
+        spec.train, augment=data_cfg.augment, hsv=data_cfg.hsv, mosaic=data_cfg.mosaic, tile=data_cfg.tile,
+        min_visible=data_cfg.min_visible, **common,
+    )  # fmt: skip
     train_loader = build_loader(
         train_ds, batch_size=per_rank, shuffle=True, workers=data_cfg.workers, seed=train_cfg.seed,
         distributed=dist.enabled, multi_scale=data_cfg.multi_scale, drop_last=False,
