@@ -252,7 +252,8 @@ def test_merge_of_whole_boxes_is_torchvision_batched_nms(seed) -> None:
 def slow_merge(boxes, scores, ids, cut, iou_threshold, merge="nmm") -> list[tuple]:
     """SAHI's greedy NMM (and the NMS variant), written out: best box left takes each same-class box
     matching it (IoU, or intersection over the smaller area > 0.5 where one is cut); ``nmm`` keeps
-    their union, ``nms`` the best whole box of the group (the leader if whole), else the leader."""
+    their union, ``nms`` the best whole box of the group no smaller than the leader (the leader if
+    whole), else the leader."""
     left = sorted(range(len(boxes)), key=lambda i: -scores[i])
     out = []
     while left:
@@ -266,7 +267,8 @@ def slow_merge(boxes, scores, ids, cut, iou_threshold, merge="nmm") -> list[tupl
             if ids[j] == ids[i] and (inter / (a + b - inter) > iou_threshold or ios > TILE_IOS_THRESHOLD):
                 group.append(j)
         g = boxes[group]
-        whole = [m for m in group if not cut[m]]  # best first, as the group was built
+        area = [(x2 - x1) * (y2 - y1) for x1, y1, x2, y2 in boxes[group].tolist()]
+        whole = [m for m, a in zip(group, area) if not cut[m] and a >= area[0]]  # best first, as built
         kept = g[:, :2].min(0).tolist() + g[:, 2:].max(0).tolist() if merge == "nmm" else (
             boxes[whole[0] if whole else i].tolist())  # fmt: skip
         out.append((*kept, float(scores[i]), int(ids[i])))
@@ -298,6 +300,20 @@ def test_merge_of_many_boxes_in_blocks_against_the_slow_reference(monkeypatch) -
     rows = [(*b, s, c) for b, s, c in zip(got[0].tolist(), got[1].tolist(), got[2].tolist())]
     want = slow_merge(boxes, scores, ids, cut, 0.45, "nms")[:300]
     np.testing.assert_allclose(np.array(rows), np.array(want), rtol=1e-6)
+
+
+def test_a_cut_box_gives_way_to_the_whole_box_not_to_a_smaller_one_inside_it() -> None:
+    """A cut piece (best score) and, inside it, a small whole box: the small one is not the rest of
+    the object, so the piece stays; with the object's whole box there too, that one is kept."""
+    piece, small, full = [100, 100, 130, 140], [110, 110, 120, 120], [100, 100, 150, 140]
+    settings = InferConfig(tile=256, max_det=10)
+    boxes, scores = np.array([piece, small], np.float32), np.array([0.9, 0.5], np.float32)
+    got = merge_tiles(boxes, scores, np.zeros(2, int), np.array([True, False]), settings)
+    np.testing.assert_array_equal(got[0], [piece])
+    boxes, scores = np.array([piece, small, full], np.float32), np.array([0.9, 0.5, 0.4], np.float32)
+    got = merge_tiles(boxes, scores, np.zeros(3, int), np.array([True, False, False]), settings)
+    np.testing.assert_array_equal(got[0], [full])
+    np.testing.assert_array_equal(got[1], np.float32([0.9]))  # the leader's score
 
 
 def test_cut_flags_inner_edges_only() -> None:
