@@ -324,3 +324,17 @@ def test_cut_flags_inner_edges_only() -> None:
     np.testing.assert_array_equal(cut_flags(boxes, (100, 100), 128, (228, 228)), [1, 0, 1, 0, 0, 0])
     np.testing.assert_array_equal(cut_flags(boxes, (100, 100), 128, (400, 400)), [1, 0, 1, 1, 1, 0])
     assert not cut_flags(boxes - 100, (0, 0), 128, (128, 128)).any()  # a tile that is the picture
+
+
+@pytest.mark.parametrize(("w", "h", "tile", "overlap"), [
+    (1920, 1080, 192, 0.2), (1000, 700, 256, 0.2), (4000, 3000, 416, 0.2), (2000, 1500, 320, 0.25),
+    (640, 480, 480, 0.0), (1000, 1000, 256, 0.5),
+])  # fmt: skip
+def test_grid_is_sahis_where_its_overlap_rounding_agrees(w, h, tile, overlap) -> None:
+    """SAHI's own slices (``get_slice_bboxes``: step ``tile - int(overlap * tile)``, the last row and
+    column moved back to the edge) are our grid wherever ``round(tile * (1 - overlap))`` is that step."""
+    sahi = pytest.importorskip("sahi.slicing")
+    assert tile - int(overlap * tile) == round(tile * (1 - overlap))
+    want = sahi.get_slice_bboxes(h, w, slice_height=tile, slice_width=tile, overlap_height_ratio=overlap,
+                                 overlap_width_ratio=overlap, auto_slice_resolution=False)  # fmt: skip
+    assert [(x, y, x + tile, y + tile) for x, y in tile_grid(w, h, tile, overlap)] == [tuple(b) for b in want]
