@@ -13,6 +13,7 @@ import torch
 from seed_reference import SEED_ANCHORS, SEED_STRIDES, seed_preprocess_true_boxes
 from test_letterbox import seed_image_preporcess
 
+from yolov3.config import ConfigError, DataConfig
 from yolov3.data.dataset import DetectionDataset, SkippedImageWarning
 from yolov3.data.images import ImageError
 from yolov3.data.types import Sample
@@ -136,3 +137,38 @@ def test_missing_and_corrupt_images_are_skipped_with_a_warning(tmp_path):
 def test_bad_settings():
     with pytest.raises(UserError, match="multiple of the largest stride"):
         DetectionDataset([], C, img_size=100)
+
+
+def test_tile_items_are_windows_with_boxes_cut_as_written_out(tmp_path):
+    """``tile``: each item is a tile-sized window of the picture (found again from its pixels: red is
+    x, green is y), its boxes those at least ``min_visible`` inside, clipped and moved to the window."""
+    h, w, t = 200, 250, 64
+    yy, xx = np.mgrid[0:h, 0:w]
+    rgb = np.stack([xx, yy, np.zeros_like(xx)], axis=2).astype(np.uint8)
+    path = tmp_path / "big.png"
+    cv2.imwrite(str(path), rgb[..., ::-1].copy())
+    rng = np.random.default_rng(3)
+    xy = rng.uniform(0, [w - 30, h - 30], (40, 2))
+    boxes = np.concatenate([xy, xy + rng.uniform(8, 30, (40, 2))], axis=1).astype(np.float32)
+    classes = rng.integers(0, C, 40)
+    ds = DetectionDataset([Sample(str(path), boxes, classes, width=w, height=h)], C, img_size=t, tile=t,
+                          min_visible=0.6, strides=(8, 16, 32))  # fmt: skip
+    origins = set()
+    for epoch in range(12):
+        item = ds[(0, t, epoch)]
+        pixels = (item["image"].numpy() * 255).round().astype(int)
+        x0, y0 = int(pixels[0, 0, 0]), int(pixels[1, 0, 0])
+        origins.add((x0, y0))
+        assert pixels.shape == (3, t, t) and pixels[0, 0, -1] == x0 + t - 1 and pixels[1, -1, 0] == y0 + t - 1
+        want = []
+        for (x1, y1, x2, y2), c in zip(boxes.tolist(), classes.tolist()):
+            cx1, cy1, cx2, cy2 = max(x1, x0), max(y1, y0), min(x2, x0 + t), min(y2, y0 + t)
+            if cx2 > cx1 and cy2 > cy1 and (cx2 - cx1) * (cy2 - cy1) >= 0.6 * (x2 - x1) * (y2 - y1) - 1e-6:
+                want.append([cx1 - x0, cy1 - y0, cx2 - x0, cy2 - y0, c])
+        np.testing.assert_allclose(item["boxes"].numpy(), np.array(want).reshape(-1, 5), atol=1e-4)
+    assert len(origins) > 8  # random positions
+    with pytest.raises(UserError, match="tile with cache"):
+        DetectionDataset([Sample(str(path), boxes, classes)], C, img_size=t, tile=t, cache=True)
+    for bad in ({"tile": 100}, {"tile": 64, "cache": True}, {"min_visible": 0.0}):
+        with pytest.raises(ConfigError, match="tile|min_visible"):
+            DataConfig(**bad)

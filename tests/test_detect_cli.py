@@ -85,6 +85,27 @@ def test_folder_with_a_bad_image(tmp_path, weights, capsys) -> None:
     assert len((tmp_path / "g" / "results.jsonl").read_text().splitlines()) == 1
 
 
+def test_tile_listing_names_each_skip_for_what_it_is(tmp_path, weights, capsys) -> None:
+    """With --tile, a picture smaller than the tile is listed as such (not as unreadable), a broken
+    file as unreadable, and the large picture is detected; the labels survive the part files' merge."""
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    rng = np.random.default_rng(2)
+    cv2.imwrite(str(folder / "big.png"), (rng.random((150, 200, 3)) * 255).astype(np.uint8))
+    cv2.imwrite(str(folder / "small.png"), (rng.random((40, 90, 3)) * 255).astype(np.uint8))
+    (folder / "broken.jpg").write_bytes(b"not a jpeg")
+    out = tmp_path / "out"
+    assert detect(str(folder), "--weights", str(weights), "--out", str(out), "--tile", "64", "--no-save") == 0
+    lines = capsys.readouterr().out.splitlines()
+    small = [x for x in lines if "small.png" in x and not x.startswith("skipped ")]  # the final listing
+    broken = [x for x in lines if "broken.jpg" in x and not x.startswith("skipped ")]
+    assert not any("unreadable" in x for x in lines if "small.png" in x)
+    why = "90x40 is smaller than the tile (64x64); detect it without --tile, or with a tile no larger than"
+    assert small == [f"smaller than the tile: {folder / 'small.png'}: {why} its shorter side"]
+    assert len(broken) == 1 and broken[0].startswith("unreadable: ")
+    assert any("1 processed, 2 skipped" in x for x in lines)
+
+
 def test_bad_sources_and_names(tmp_path, weights, capsys) -> None:
     (tmp_path / "empty").mkdir()
     assert detect(str(tmp_path / "empty"), "--weights", str(weights)) == 2

@@ -113,6 +113,22 @@ def test_query_options_match_the_same_settings_in_process(client, weights, image
     assert default != got  # the query changed the answer
 
 
+def test_tile_query_slices_this_request_as_the_same_settings_in_process(client, weights, images):
+    """``tile``, ``tile_overlap``, ``tile_merge`` reach the detector per request: the answer equals an
+    in-process sliced ``Detector``; ``tile=0`` is whole-picture inference; a picture smaller than the
+    tile is this request's 400, naming its size."""
+    image = images[4]  # 224 x 152
+    query = {"tile": "64", "tile_overlap": "0.25", "tile_merge": "nmm", "conf_threshold": "0.1"}
+    got = client.post("/v1/detect", params=query, content=image.read_bytes()).json()["detections"]
+    settings = SETTINGS.replace(tile=64, tile_overlap=0.25, tile_merge="nmm", conf_threshold=0.1)
+    want = Detector.load(weights, device="cpu", settings=settings).predict(image)[0].to_json()["detections"]
+    assert got == want and got
+    whole = client.post("/v1/detect", params={"tile": "0"}, content=image.read_bytes()).json()["detections"]
+    assert whole == client.post("/v1/detect", content=image.read_bytes()).json()["detections"] != got
+    r = client.post("/v1/detect", params={"tile": "256"}, content=image.read_bytes())
+    assert r.status_code == 400 and "224x152 is smaller than the tile (256x256)" in r.json()["error"]
+
+
 def test_annotated_image_is_the_drawn_detections(client, images):
     image = images[0]
     dets = client.post("/v1/detect", content=image.read_bytes()).json()["detections"]
@@ -163,6 +179,8 @@ def bad_requests(image: bytes) -> dict[str, tuple[dict, int, str]]:
         ),
         "class out of range": ({"content": image, "params": {"classes": "7"}}, 400, "classes"),
         "unknown option": ({"content": image, "params": {"confidence": "0.5"}}, 400, "unknown query option"),
+        "tile not a multiple of 32": ({"content": image, "params": {"tile": "100"}}, 400, "multiple of 32"),
+        "tile_full not a flag": ({"content": image, "params": {"tile": "64", "tile_full": "x"}}, 400, "full"),
         "missing token": ({"content": image, "headers": {"Authorization": ""}}, 401, "token"),
         "wrong token": ({"content": image, "headers": {"Authorization": "Bearer nope"}}, 401, "token"),
     }

@@ -16,6 +16,7 @@ from yolov3.cli import main
 from yolov3.config import ConfigError, InferConfig
 from yolov3.data.images import MAX_PIXELS_ENV, PixelLimitError
 from yolov3.errors import UserError
+from yolov3.infer import slicing
 from yolov3.infer.detector import Detector
 from yolov3.infer.loop import detect_batches
 from yolov3.infer.slicing import TILE_IOS_THRESHOLD, cut_flags, merge_tiles, tile_grid
@@ -248,9 +249,11 @@ def test_merge_of_whole_boxes_is_torchvision_batched_nms(seed) -> None:
     np.testing.assert_array_equal(got[2], ids[keep])
 
 
-def slow_nmm(boxes, scores, ids, cut, iou_threshold) -> list[tuple]:
-    """SAHI's greedy NMM, written out: best box left takes each same-class box matching it (IoU, or
-    intersection over the smaller area > 0.5 where one is cut) and becomes their union."""
+def slow_merge(boxes, scores, ids, cut, iou_threshold, merge="nmm") -> list[tuple]:
+    """SAHI's greedy NMM (and the NMS variant), written out: best box left takes each same-class box
+    matching it (IoU, or intersection over the smaller area > 0.5 where one is cut); ``nmm`` keeps
+    their union, ``nms`` the best whole box of the group no smaller than the leader (the leader if
+    whole), else the leader."""
     left = sorted(range(len(boxes)), key=lambda i: -scores[i])
     out = []
     while left:
@@ -264,20 +267,53 @@ def slow_nmm(boxes, scores, ids, cut, iou_threshold) -> list[tuple]:
             if ids[j] == ids[i] and (inter / (a + b - inter) > iou_threshold or ios > TILE_IOS_THRESHOLD):
                 group.append(j)
         g = boxes[group]
-        out.append((*g[:, :2].min(0).tolist(), *g[:, 2:].max(0).tolist(), float(scores[i]), int(ids[i])))
+        area = [(x2 - x1) * (y2 - y1) for x1, y1, x2, y2 in boxes[group].tolist()]
+        whole = [m for m, a in zip(group, area) if not cut[m] and a >= area[0]]  # best first, as built
+        kept = g[:, :2].min(0).tolist() + g[:, 2:].max(0).tolist() if merge == "nmm" else (
+            boxes[whole[0] if whole else i].tolist())  # fmt: skip
+        out.append((*kept, float(scores[i]), int(ids[i])))
         left = [k for k in rest if k not in group]
-    return out
+    return sorted(out, key=lambda r: -r[4])
 
 
+@pytest.mark.parametrize("merge", ["nmm", "nms"])
 @pytest.mark.parametrize("seed", range(5))
-def test_nmm_against_a_slow_reference(seed) -> None:
+def test_merge_against_a_slow_reference(seed, merge) -> None:
     boxes, scores, ids = random_boxes(120, seed)
     cut = np.random.default_rng(seed).random(len(boxes)) < 0.3
-    got = merge_tiles(boxes, scores, ids, cut, InferConfig(tile=256, tile_merge="nmm", max_det=1000))
+    got = merge_tiles(boxes, scores, ids, cut, InferConfig(tile=256, tile_merge=merge, max_det=1000))
     rows = [(*b, s, c) for b, s, c in zip(got[0].tolist(), got[1].tolist(), got[2].tolist())]
-    want = slow_nmm(boxes, scores, ids, cut, 0.45)
+    want = slow_merge(boxes, scores, ids, cut, 0.45, merge)
     assert len(want) < len(boxes) * 0.8  # the clusters did merge
     np.testing.assert_allclose(np.array(rows), np.array(want), rtol=1e-6)
+
+
+def test_merge_of_many_boxes_in_blocks_against_the_slow_reference(monkeypatch) -> None:
+    """More boxes than a block of candidate pairs (``PAIR_BLOCK`` made small), spread over a wide
+    picture, several classes, max_det cutting the tail: the same as the reference."""
+    monkeypatch.setattr(slicing, "PAIR_BLOCK", 64)
+    boxes, scores, ids = random_boxes(800, 7)
+    boxes = boxes * np.float32(4)  # over 2,000 px, boxes up to 240 px
+    ids = np.random.default_rng(7).integers(0, 4, len(boxes))
+    cut = np.random.default_rng(8).random(len(boxes)) < 0.3
+    got = merge_tiles(boxes, scores, ids, cut, InferConfig(tile=256, max_det=300))
+    rows = [(*b, s, c) for b, s, c in zip(got[0].tolist(), got[1].tolist(), got[2].tolist())]
+    want = slow_merge(boxes, scores, ids, cut, 0.45, "nms")[:300]
+    np.testing.assert_allclose(np.array(rows), np.array(want), rtol=1e-6)
+
+
+def test_a_cut_box_gives_way_to_the_whole_box_not_to_a_smaller_one_inside_it() -> None:
+    """A cut piece (best score) and, inside it, a small whole box: the small one is not the rest of
+    the object, so the piece stays; with the object's whole box there too, that one is kept."""
+    piece, small, full = [100, 100, 130, 140], [110, 110, 120, 120], [100, 100, 150, 140]
+    settings = InferConfig(tile=256, max_det=10)
+    boxes, scores = np.array([piece, small], np.float32), np.array([0.9, 0.5], np.float32)
+    got = merge_tiles(boxes, scores, np.zeros(2, int), np.array([True, False]), settings)
+    np.testing.assert_array_equal(got[0], [piece])
+    boxes, scores = np.array([piece, small, full], np.float32), np.array([0.9, 0.5, 0.4], np.float32)
+    got = merge_tiles(boxes, scores, np.zeros(3, int), np.array([True, False, False]), settings)
+    np.testing.assert_array_equal(got[0], [full])
+    np.testing.assert_array_equal(got[1], np.float32([0.9]))  # the leader's score
 
 
 def test_cut_flags_inner_edges_only() -> None:
@@ -288,3 +324,17 @@ def test_cut_flags_inner_edges_only() -> None:
     np.testing.assert_array_equal(cut_flags(boxes, (100, 100), 128, (228, 228)), [1, 0, 1, 0, 0, 0])
     np.testing.assert_array_equal(cut_flags(boxes, (100, 100), 128, (400, 400)), [1, 0, 1, 1, 1, 0])
     assert not cut_flags(boxes - 100, (0, 0), 128, (128, 128)).any()  # a tile that is the picture
+
+
+@pytest.mark.parametrize(("w", "h", "tile", "overlap"), [
+    (1920, 1080, 192, 0.2), (1000, 700, 256, 0.2), (4000, 3000, 416, 0.2), (2000, 1500, 320, 0.25),
+    (640, 480, 480, 0.0), (1000, 1000, 256, 0.5),
+])  # fmt: skip
+def test_grid_is_sahis_where_its_overlap_rounding_agrees(w, h, tile, overlap) -> None:
+    """SAHI's own slices (``get_slice_bboxes``: step ``tile - int(overlap * tile)``, the last row and
+    column moved back to the edge) are our grid wherever ``round(tile * (1 - overlap))`` is that step."""
+    sahi = pytest.importorskip("sahi.slicing")
+    assert tile - int(overlap * tile) == round(tile * (1 - overlap))
+    want = sahi.get_slice_bboxes(h, w, slice_height=tile, slice_width=tile, overlap_height_ratio=overlap,
+                                 overlap_width_ratio=overlap, auto_slice_resolution=False)  # fmt: skip
+    assert [(x, y, x + tile, y + tile) for x, y in tile_grid(w, h, tile, overlap)] == [tuple(b) for b in want]

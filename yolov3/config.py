@@ -86,6 +86,8 @@ class DataConfig:
     multi_scale: bool = False  # a new size in 320..608 step 32 per batch
     workers: int = 2
     cache: bool = False
+    tile: int = 0  # > 0: train on a random tile of this side from each picture (yolov3.data.dataset)
+    min_visible: float = 0.5  # with tile: a box cut by the tile's edge is kept if this share lies inside
 
     def __post_init__(self) -> None:
         """Sizes and counts a loader can use; invalid values raise ``ConfigError`` naming the setting."""
@@ -99,6 +101,10 @@ class DataConfig:
             bad_setting("label_smoothing", self.label_smoothing, "a number in [0, 1)")
         if not 0.0 <= self.positive_iou < 1.0:
             bad_setting("positive_iou", self.positive_iou, "an IoU in [0, 1)")
+        if not _whole(self.tile) or self.tile < 0 or self.tile % 32 or (self.tile and self.cache):
+            bad_setting("tile", self.tile, "0 or a multiple of 32, without cache (it keeps pictures resized)")
+        if not 0.0 < self.min_visible <= 1.0:
+            bad_setting("min_visible", self.min_visible, "a fraction in (0, 1]")
 
 
 @dataclass

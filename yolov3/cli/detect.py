@@ -73,8 +73,8 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if report.processed:
         print(f"Speed per image: {format_speed(report.speed_ms)} at {report.img_size}x{report.img_size}")
-    for where, reason in report.errors:
-        print(f"unreadable: {where}: {reason}")
+    for where, reason, label in report.errors:
+        print(f"{label}: {where}: {reason}")
     ranks = f" by {info.world_size} processes" if info.enabled else ""
     done = f"{report.processed} processed, {report.skipped} skipped{ranks}"
     if args.resume and not report.processed + report.skipped:

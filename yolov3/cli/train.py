@@ -70,6 +70,8 @@ GROUPS: dict[str, dict[str, str]] = {
         "cache": "keep decoded, resized images in memory",
         "hsv": "HSV jitter (with augmentation)",
         "mosaic": "4-image mosaic (with augmentation)",
+        "tile": "train on a random tile of this many pixels of each picture, for large pictures (0: off)",
+        "min_visible": "with --tile: keep a box cut by the tile's edge when this share lies inside (0.5)",
     },
     "run folder": {
         "project": "parent folder of runs (default runs)",

@@ -33,6 +33,7 @@ from yolov3.config import COCO_ANCHORS, STRIDES, DataConfig
 from yolov3.data.augment import hsv_jitter, mosaic, seed_augment
 from yolov3.data.images import ImageError, read_image
 from yolov3.data.targets import TargetEncoder
+from yolov3.data.tiling import cut_boxes
 from yolov3.data.transforms import image_to_tensor, letterbox_uint8
 from yolov3.data.types import Sample
 from yolov3.errors import UserError
@@ -65,7 +66,9 @@ class DetectionDataset(Dataset):
     seed's (COCO anchors, 8/16/32). ``augment``: the seed's flip / crop / translate (p = 0.5 each);
     ``hsv`` / ``mosaic`` add HSV jitter / 4-image mosaic (only with ``augment``). ``cache``: decode
     every image once at construction, resized so its long side is ``img_size`` (as the letterbox
-    would), and keep it in RAM (shared with forked workers).
+    would), and keep it in RAM (shared with forked workers). ``tile`` > 0 (``train --tile``): each item
+    is a random ``tile`` x ``tile`` window of its picture (issue 25: large pictures, small objects),
+    boxes cut as ``yolov3 data tile`` cuts them (``min_visible``), before any augmentation.
 
     Item (``encode=True``, the default)::
 
@@ -99,6 +102,8 @@ class DetectionDataset(Dataset):
         label_smoothing: float = DataConfig.label_smoothing,
         encode: bool = True,
         warn: bool = True,
+        tile: int = 0,
+        min_visible: float = 0.5,
     ):
         if img_size % max(strides) != 0:
             raise UserError(f"img_size {img_size} must be a multiple of the largest stride {max(strides)}")
@@ -119,6 +124,9 @@ class DetectionDataset(Dataset):
         )
         self.augment, self.hsv, self.mosaic = bool(augment), bool(hsv), bool(mosaic)
         self.seed, self.strict, self.encode, self.warn = int(seed), bool(strict), bool(encode), bool(warn)
+        self.tile, self.min_visible = int(tile), float(min_visible)
+        if self.tile and cache:
+            raise UserError("tile with cache: the cache keeps pictures resized to the input size; drop one")
         self.epoch = 0
         self.unreadable: dict[str, str] = {}
         self._skipped_now: list[str] = []  # this item's replacements, handed out with it
@@ -186,6 +194,20 @@ class DetectionDataset(Dataset):
             f"{MAX_SUBSTITUTES} consecutive images from index {i} ({self.samples[i].image}) could not be read"
         )
 
+    def _loaded(self, i: int, rng: np.random.Generator) -> tuple[int, np.ndarray, np.ndarray, float, tuple]:
+        """``_load``, then with ``tile`` a random tile of the picture (a side shorter than the tile
+        whole) and its boxes by ``yolov3 data tile``'s rule (``cut_boxes``: clipped, kept when at least
+        ``min_visible`` of the box lies inside)."""
+        j, image, boxes, scale, orig = self._load(i)
+        if not self.tile:
+            return j, image, boxes, scale, orig
+        h, w = image.shape[:2]
+        tw, th = min(self.tile, w), min(self.tile, h)
+        x, y = int(rng.integers(0, w - tw + 1)), int(rng.integers(0, h - th + 1))
+        cut = cut_boxes(boxes[:, :4], (x, y, tw, th), self.min_visible)
+        boxes = np.concatenate([cut.boxes, boxes[cut.index, 4:5]], axis=1).astype(np.float32)
+        return j, image[y : y + th, x : x + tw], boxes, scale, orig
+
     # ----- one item --------------------------------------------------------------------------
     def _parse_key(self, key: Key) -> tuple[int, int, int]:
         """``index`` | ``(index, size)`` | ``(index, size, epoch)`` -> ``(index, size, epoch)``."""
@@ -199,10 +221,10 @@ class DetectionDataset(Dataset):
         index, size, epoch = self._parse_key(key)
         self._skipped_now = []
         rng = np.random.default_rng((self.seed, epoch, index))
-        j, image, boxes, scale, (orig_h, orig_w) = self._load(index)
+        j, image, boxes, scale, (orig_h, orig_w) = self._loaded(index, rng)
         if self.augment:
             if self.mosaic:
-                others = [self._load(int(k))[1:3] for k in rng.integers(0, len(self.samples), 3)]
+                others = [self._loaded(int(k), rng)[1:3] for k in rng.integers(0, len(self.samples), 3)]
                 image, boxes = mosaic(
                     [image, *(o[0] for o in others)], [boxes, *(o[1] for o in others)], rng, size
                 )

@@ -49,7 +49,10 @@ MAX_PIXELS_ENV = "YOLOV3_MAX_PIXELS"
 
 
 class ImageError(UserError):
-    """An image that is missing, unreadable or not an image. ``path`` names it."""
+    """An image that is missing, unreadable or not an image. ``path`` names it; ``label``: what kind of
+    refusal it is, for listings of skipped images (``yolov3 detect``'s)."""
+
+    label = "unreadable"
 
     def __init__(self, path: str | os.PathLike, reason: str):
         self.path = str(path)
@@ -59,6 +62,8 @@ class ImageError(UserError):
 
 class PixelLimitError(ImageError):
     """An image or frame over the pixel limit (``check_pixels``); ``path`` names its source."""
+
+    label = "over the pixel limit"
 
 
 def pixel_limit() -> int:

@@ -100,8 +100,9 @@ def build_run_data(
         train_loader = shard_train_loader(spec.source, data_cfg, train_cfg, common, per_rank, dist)
     else:
         train_ds = DetectionDataset(
-            spec.train, augment=data_cfg.augment, hsv=data_cfg.hsv, mosaic=data_cfg.mosaic, **common
-        )
+            spec.train, augment=data_cfg.augment, hsv=data_cfg.hsv, mosaic=data_cfg.mosaic,
+            tile=data_cfg.tile, min_visible=data_cfg.min_visible, **common,
+        )  # fmt: skip
         train_loader = build_loader(
             train_ds, batch_size=per_rank, shuffle=True, workers=data_cfg.workers, seed=train_cfg.seed,
             distributed=dist.enabled, multi_scale=data_cfg.multi_scale, drop_last=False,
@@ -120,7 +121,7 @@ def shard_train_loader(path: str, data_cfg: DataConfig, train_cfg: TrainConfig, 
                        per_rank: int, dist: DistInfo) -> ShardLoader:  # fmt: skip
     """The training loader of a shards.yaml: this rank's share of the train shards, shuffled in a buffer
     (``yolov3.data.shard_stream``) through the folder loader's per-sample transform."""
-    for flag, on in (("--mosaic", data_cfg.mosaic), ("--cache", data_cfg.cache)):
+    for flag, on in (("--mosaic", data_cfg.mosaic), ("--cache", data_cfg.cache), ("--tile", data_cfg.tile)):
         if on:
             raise UserError(f"{flag} reads a folder data set at random; {path} streams tar shards: "
                             "leave it off")

@@ -196,7 +196,7 @@ def run_detector(
     for o in detect_batches(detector, range(len(samples)), detector.batch_size,
                             picture=lambda i: samples[i].image, workers=max(1, workers)):  # fmt: skip
         if o.error is not None:
-            bar.write(f"skipped (unreadable): {o.error}")
+            bar.write(f"skipped ({getattr(o.error, 'label', 'unreadable')}): {o.error}")
         else:
             o.detections.image = None  # scoring needs the boxes only: keep memory flat on large sets
             dets.append(o.detections)

@@ -44,6 +44,7 @@ from yolov3.files import make_dir, next_run_dir
 from yolov3.infer.detector import Detector
 from yolov3.infer.loop import detect_batches
 from yolov3.infer.results import Detections
+from yolov3.infer.slicing import TILE_BATCH
 from yolov3.infer.sources import Frame, open_source
 from yolov3.infer.video import VideoWriter
 
@@ -73,7 +74,8 @@ class DetectReport:
     processed: int = 0
     skipped: int = 0
     speed_ms: dict[str, float] = field(default_factory=dict)
-    errors: list[tuple[str, str]] = field(default_factory=list)  # (image or "video frame N", reason)
+    # (image or "video frame N", reason, label: "unreadable", "smaller than the tile"... ImageError.label)
+    errors: list[tuple[str, str, str]] = field(default_factory=list)
     total: int = 0
     total_skipped: int = 0
     img_size: int | None = None
@@ -208,10 +210,11 @@ def detect_frames(detector: Detector, frames: Iterable[tuple[tuple[int, int], Fr
         where = frame.path + (f" frame {frame.index}" if frame.fps is not None and frame.index >= 0 else "")
         if o.error is not None:  # index -1: why a live source stopped (yolov3.infer.stream)
             mine.skipped += 1
-            mine.errors.append((where, o.reason))
-            job.write({"key": list(key), "path": where, "error": o.reason})
+            label = getattr(o.error, "label", "unreadable")
+            mine.errors.append((where, o.reason, label))
+            job.write({"key": list(key), "path": where, "error": o.reason, "label": label})
             if log:
-                log(f"skipped {where}: {o.reason}")
+                log(f"skipped {where} ({label}): {o.reason}")
             continue
         writers.add(o.detections, frame, key)
         mine.processed += 1
@@ -294,8 +297,8 @@ def detect(
     dev = init_distributed(info, select_device(device))
     if out is None:  # numbered by rank 0 alone, so that every rank writes into the same folder
         out = broadcast_object(next_run_dir("runs/detect", create=False) if info.is_main else None, info)
-    det = Detector.load(weights, cfg=cfg, names=names, device=str(dev), backend=backend, batch_size=1,
-                        settings=settings, backend_options=backend_options)  # fmt: skip
+    det = Detector.load(weights, cfg=cfg, names=names, device=str(dev), backend=backend, settings=settings,
+                        backend_options=backend_options, batch_size=TILE_BATCH if settings.tile else 1)
     if data_names is not None and len(data_names) != len(det.names):
         raise UserError(f"{weights} predicts {len(det.names)} classes but {data} has {len(data_names)} names")
     det.warmup()

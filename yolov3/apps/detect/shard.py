@@ -10,8 +10,9 @@ Layout inside the output folder::
 
 A part line is ``{"key": [file, frame], "id": stem number or null, "record": {...}, "coco": [...]}``
 (``record``: ``Detections.to_json()`` plus ``frame`` for video frames, without ``image_id``; ``coco``:
-its COCO entries without ``image_id``), ``{"key": ..., "path": ..., "error": ...}`` for an unreadable
-image / frame, or ``{"key": [file, END], "end": true}`` once a video is complete. ``file`` is the index
+its COCO entries without ``image_id``), ``{"key": ..., "path": ..., "error": ..., "label": ...}`` for a
+skipped image / frame (``label``: ``ImageError.label``; "unreadable" when absent), or
+``{"key": [file, END], "end": true}`` once a video is complete. ``file`` is the index
 into the source's sorted file list, the same on every rank; rank ``r`` of ``N`` takes files
 ``r, r + N, r + 2N...`` (videos go whole to one rank), so each part file is sorted by key and the
 merge is a streaming k-way merge whose memory does not grow with the number of images.
@@ -99,7 +100,7 @@ class RankReport:
 
     processed: int = 0
     skipped: int = 0
-    errors: list[tuple[str, str]] = field(default_factory=list)
+    errors: list[tuple[str, str, str]] = field(default_factory=list)  # (where, reason, label)
     ms_total: dict[str, float] = field(default_factory=dict)
 
 
@@ -249,7 +250,7 @@ def merge_parts(parts: list[Path], out: Path) -> RankReport:
             last = key
             if "error" in row:
                 report.skipped += 1
-                report.errors.append((row["path"], row["error"]))
+                report.errors.append((row["path"], row["error"], row.get("label", "unreadable")))
                 continue
             count += 1
             report.processed += 1

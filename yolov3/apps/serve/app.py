@@ -7,7 +7,9 @@
 ``POST /v1/detect``      an image as the raw body or a multipart file field -> ``Detections.to_json()``
                          (boxes ``[x1, y1, x2, y2]`` in original pixels); ``?annotated=1`` -> JPEG.
                          Query: ``conf_threshold``, ``iou_threshold``, ``max_det``, ``classes``
-                         (``0,2`` or repeated), the ``InferConfig`` names ``yolov3 detect`` uses.
+                         (``0,2`` or repeated), ``tile``, ``tile_overlap``, ``tile_full``,
+                         ``tile_merge`` (sliced inference; ``tile=0``: none): the ``InferConfig``
+                         names ``yolov3 detect`` uses.
 ``GET /v1/model``        names, input size, runtime, anchors, strides, default settings, limits.
 ``GET /healthz``         200 while the process runs.
 ``GET /readyz``          503 until the model is loaded and warmed up, then 200.
@@ -30,7 +32,7 @@ import logging
 import time
 from collections.abc import Callable
 from contextlib import asynccontextmanager
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from typing import Any
 
 import cv2
@@ -56,7 +58,8 @@ from yolov3.infer.results import Detections
 from yolov3.infer.slicing import check_sliceable
 
 log = logging.getLogger("yolov3.serve")
-QUERY_OPTIONS = ("conf_threshold", "iou_threshold", "max_det", "classes", "annotated")
+QUERY_OPTIONS = ("conf_threshold", "iou_threshold", "max_det", "classes", "tile", "tile_overlap", "tile_full",
+                 "tile_merge", "annotated")  # fmt: skip
 _TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off", ""}
 
 
@@ -96,16 +99,37 @@ def parse_query(query: dict[str, list[str]], detector: Detector) -> tuple[InferC
             "max_det": int(one["max_det"]) if "max_det" in one else None,
             # 0,2 / classes=0&classes=2 / names, as --classes takes them (config.parse_classes)
             "classes": parse_classes(query["classes"]) if "classes" in query else None,
+            **_tile_query(one),
         }
     except ValueError as exc:
         raise HTTPException(400, f"query option does not parse: {exc}") from exc
     # ConfigError (a UserError) -> 400; classes by name to indices, an unknown name or index -> 400:
     # checked here once, before the upload is read (Detector.resolve remembers it for the batch)
-    settings = detector.resolve(detector.settings.replace(**changes))
+    base = detector.settings.replace(**changes)
+    if one.get("tile", "").strip() == "0":  # tile=0: this picture whole, though the server slices
+        base = replace(base, tile=None)
+    settings = detector.resolve(base)
     flag = one.get("annotated", "0").lower()
     if flag not in _TRUE | _FALSE:
         raise HTTPException(400, f"annotated={flag!r}: expected 1 or 0")
     return settings, flag in _TRUE
+
+
+def _tile_query(one: dict[str, str]) -> dict:
+    """This request's sliced-inference settings (``tile=0``: none, whatever the server's ``--tile``)."""
+    out: dict = {}
+    if "tile" in one:
+        out["tile"] = int(one["tile"]) or None  # 0 (None here): parse_query turns slicing off
+    if "tile_overlap" in one:
+        out["tile_overlap"] = float(one["tile_overlap"])
+    if "tile_full" in one:
+        flag = one["tile_full"].lower()
+        if flag not in _TRUE | _FALSE:
+            raise ValueError(f"tile_full={flag!r}: expected 1 or 0")
+        out["tile_full"] = flag in _TRUE
+    if "tile_merge" in one:
+        out["tile_merge"] = one["tile_merge"]
+    return out
 
 
 async def read_body(request: Request, limit: int) -> bytes:

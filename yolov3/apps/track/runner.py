@@ -55,6 +55,7 @@ from yolov3.evaluate.mot import MIN_VISIBILITY, MOTEvaluation, evaluate_files
 from yolov3.files import make_dir
 from yolov3.infer.detector import Detector
 from yolov3.infer.loop import detect_batches
+from yolov3.infer.slicing import TILE_BATCH
 from yolov3.infer.sources import Frame, open_source
 from yolov3.infer.stream import LiveSource, is_stream
 
@@ -207,7 +208,7 @@ def track(
             detector = weights
         else:
             detector = Detector.load(weights, cfg=cfg, names=names, device=device, backend=backend,
-                                     batch_size=1, settings=infer,
+                                     batch_size=TILE_BATCH if infer.tile else 1, settings=infer,
                                      backend_options=backend_options)  # fmt: skip
             detector.warmup()
         writers = None
