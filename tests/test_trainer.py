@@ -346,3 +346,24 @@ def test_unreadable_training_images_are_reported(tmp_path):
     )
     assert f"lists them all): {images[0]}: not a readable image" in log
     assert f"skipped unreadable training image {images[1]}" in log
+
+
+def test_tile_training_validates_sliced_at_the_tile(tmp_path, monkeypatch):
+    """``train --tile S`` scores its val split by sliced inference at S (whole letterboxed pictures
+    of the size it trains for would score near 0): a picture of 128 px at tile 64 is cut into tiles."""
+    data = make_data(tmp_path / "big", n=4, size=128)
+    seen = []
+    real = trainer_mod.validate.__globals__["map_evaluate"]
+
+    def spy(model, samples, names, settings, *args, **kwargs):
+        seen.append(settings)
+        return real(model, samples, names, settings, *args, **kwargs)
+
+    monkeypatch.setitem(trainer_mod.validate.__globals__, "map_evaluate", spy)
+    model, data_cfg, train_cfg = configs(data, tmp_path, epochs=1)
+    metrics = trainer_mod.train(model, dataclasses.replace(data_cfg, tile=64), train_cfg)
+    assert seen and all(s.tile == 64 and s.img_size == 64 for s in seen)
+    assert "val/map50" in metrics
+    seen.clear()
+    trainer_mod.train(*configs(data, tmp_path, epochs=1))  # without --tile: whole pictures
+    assert seen and all(s.tile is None for s in seen)

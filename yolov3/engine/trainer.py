@@ -108,8 +108,10 @@ class Trainer:
         self.log = RunLogger(self.run_dir, enabled=self.dist.is_main)
         self._build_model(len(spec.names))
         self.data = builders.build_run_data(spec, self.data_cfg, self.cfg, self.raw_model, self.dist)
-        # validation: the seed's test settings with mAP's score threshold, at the training size and precision
-        self.val_settings = InferConfig.for_map(img_size=self.data_cfg.img_size, amp=self.cfg.amp)
+        # validation: the seed's test settings with mAP's score threshold, at the training size and precision;
+        # with --tile, sliced at that tile, as the model will detect on the large pictures it trains for
+        self.val_settings = InferConfig.for_map(img_size=self.data_cfg.img_size, amp=self.cfg.amp,
+                                                tile=self.data_cfg.tile or None)  # fmt: skip
         self.steps_per_epoch = math.ceil(len(self.data.train_loader) / self.cfg.accumulate)
         self.warmup_steps, self.total_steps = schedule_steps(self.cfg, self.steps_per_epoch)
         self.state = TrainState()
