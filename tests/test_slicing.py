@@ -92,6 +92,18 @@ def test_each_object_once_with_its_whole_box(merge, full) -> None:
     assert len(tiles) == 5 * 4 and ((0, 0, W, H) in det.seen) == full
 
 
+def test_a_picture_of_many_tiles_shows_its_own_progress(monkeypatch, capsys) -> None:
+    """At ``PROGRESS_TILES`` tiles or more a picture counts its tiles (a plain line off a terminal);
+    below, nothing is printed."""
+    pic = picture()
+    settings = InferConfig(img_size=TILE, tile=TILE)
+    Oracle(pic, OBJECTS, settings).predict_arrays([pic], ["big.jpg"])
+    assert "tiles of" not in capsys.readouterr().err
+    monkeypatch.setattr(slicing, "PROGRESS_TILES", 20)  # the picture's 5 x 4 tiles
+    Oracle(pic, OBJECTS, settings).predict_arrays([pic], ["big.jpg"])
+    assert "tiles of big.jpg: 20/20 tile (100%)" in capsys.readouterr().err
+
+
 def test_without_cut_marking_nms_would_keep_pieces() -> None:
     """The reference the merge is measured against: plain per-class NMS at IoU 0.45 over the mapped
     boxes keeps the cut pieces (their IoU with the whole box is small), so objects come out twice."""
