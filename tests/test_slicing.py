@@ -234,7 +234,8 @@ def test_serve_with_tiles(tmp_path: Path) -> None:
         got = client.post("/v1/detect", content=big.read_bytes())
         assert got.status_code == 200 and got.json()["detections"] == ref["detections"] and ref["detections"]
         refused = client.post("/v1/detect", files={"image": ("small.jpg", small.read_bytes())})
-        assert refused.status_code == 400 and "100x90 is smaller than the tile (128x128)" in refused.text
+        assert refused.status_code == 400
+        assert "100x90 is smaller than the tile (128x128); detect it with ?tile=0" in refused.text
 
 
 def random_boxes(n: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -66,19 +66,20 @@ class TileSizeError(ImageError):
     label = "smaller than the tile"
 
 
-def check_sliceable(width: int, height: int, tile: int, source: str = "picture", limit: int | None = None
-                    ) -> None:  # fmt: skip
+def check_sliceable(width: int, height: int, tile: int, source: str = "picture", limit: int | None = None,
+                    untiled: str = "without --tile") -> None:  # fmt: skip
     """``ImageError`` naming ``source``, its size and the tile when a ``width`` x ``height`` picture
     cannot be cut into ``tile`` x ``tile`` tiles: a side shorter than the tile, or over the pixel
     ``limit`` (``check_pixels``; default ``pixel_limit()``). ``detect_batches`` and the server check
-    each picture so, and report a refused one as its own error."""
+    each picture so, and report a refused one as its own error. ``untiled``: how the caller turns
+    tiling off, for the message (the server: a query field)."""
     check_pixels(width, height, source, limit)
-    _check_size(width, height, tile, source)
+    _check_size(width, height, tile, source, untiled)
 
 
-def _check_size(width: int, height: int, tile: int, source: str) -> None:
+def _check_size(width: int, height: int, tile: int, source: str, untiled: str = "without --tile") -> None:
     if width < tile or height < tile:
-        why = f"{width}x{height} is smaller than the tile ({tile}x{tile}); detect it without --tile, or "
+        why = f"{width}x{height} is smaller than the tile ({tile}x{tile}); detect it {untiled}, or "
         raise TileSizeError(source, why + "with a tile no larger than its shorter side")
 
 

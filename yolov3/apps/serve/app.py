@@ -219,7 +219,7 @@ async def read_and_detect(request: Request, batcher: MicroBatcher, settings: Inf
         image = await run_in_threadpool(decode_image, data, options.max_pixels)
         if settings.tile is not None:  # refused alone (400), not failing the batch it would join
             h, w = image.shape[:2]
-            check_sliceable(w, h, settings.tile, name or "upload", options.max_pixels)
+            check_sliceable(w, h, settings.tile, name or "upload", options.max_pixels, untiled="with ?tile=0")
     except BaseException:
         batcher.withdraw()
         raise
