@@ -108,3 +108,29 @@ def chromium() -> Iterator[object]:
             yield browser
         finally:
             browser.close()
+
+
+@contextlib.contextmanager
+def offline_page(path: Path, width: int = 1280, height: int = 900) -> Iterator[object]:
+    """A Chromium ``Page`` showing the local file ``path`` with the network refused: ``page.asked``
+    lists every request that left the file (``file:`` / ``data:`` URLs are its own), ``page.errors``
+    every script error."""
+    with chromium() as browser:
+        context = browser.new_context(viewport={"width": width, "height": height})
+        asked: list[str] = []
+
+        def refuse(route) -> None:  # noqa: ANN001
+            asked.append(route.request.url)
+            route.abort()
+
+        context.route("http*://**/*", refuse)
+        page = context.new_page()
+        page.errors, page.asked = [], asked
+        page.on("pageerror", lambda exc: page.errors.append(str(exc)))
+        page.on("request", lambda r: None if r.url.startswith(("file:", "data:")) else asked.append(r.url))
+        page.goto(path.as_uri())
+        page.wait_for_load_state("load")
+        try:
+            yield page
+        finally:
+            context.close()

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from serve_helpers import chromium
+from serve_helpers import offline_page
 from test_val_cli import NAMES, make_dataset, model, weights  # noqa: F401 (fixtures)
 
 from yolov3.evaluate.api import analyze
@@ -43,26 +43,11 @@ def analysis(tmp_path_factory, weights):  # noqa: F811
 @pytest.fixture(scope="module")
 def page(analysis):
     _, out = analysis
-    with chromium() as browser:
-        context = browser.new_context(viewport={"width": 1280, "height": 900})
-        asked: list[str] = []
-
-        def refuse(route) -> None:  # noqa: ANN001
-            asked.append(route.request.url)
-            route.abort()
-
-        context.route("http*://**/*", refuse)
-        p = context.new_page()
-        p.errors, p.asked = [], asked
-        p.on("pageerror", lambda exc: p.errors.append(str(exc)))
-        p.on("request", lambda r: None if r.url.startswith(("file:", "data:")) else asked.append(r.url))
-        p.goto((out / "analysis.html").as_uri())
-        p.wait_for_load_state("load")
+    with offline_page(out / "analysis.html") as p:
         p.screenshot(path=str(out / "analysis_page.png"), full_page=True)
         if os.environ.get("YOLOV3_SCREENSHOT") == "1":
             p.screenshot(path=str(README_PICTURE))
         yield p
-        context.close()
 
 
 def cells(page, selector: str) -> list[list[str]]:  # noqa: ANN001

@@ -13,7 +13,7 @@ Playwright, as ``test_analyze_browser.py``) opens the page from disk with every 
 from __future__ import annotations
 
 import pytest
-from serve_helpers import chromium
+from serve_helpers import offline_page
 from test_val_cli import make_dataset, model, weights  # noqa: F401 (fixtures)
 
 from yolov3.data.dataset_config import load_dataset
@@ -33,23 +33,8 @@ def audited(tmp_path_factory, weights):  # noqa: F811
 
 @pytest.fixture(scope="module")
 def page(audited):
-    with chromium() as browser:
-        context = browser.new_context(viewport={"width": 1280, "height": 900})
-        asked: list[str] = []
-
-        def refuse(route) -> None:  # noqa: ANN001
-            asked.append(route.request.url)
-            route.abort()
-
-        context.route("http*://**/*", refuse)
-        p = context.new_page()
-        p.errors, p.asked = [], asked
-        p.on("pageerror", lambda exc: p.errors.append(str(exc)))
-        p.on("request", lambda r: None if r.url.startswith(("file:", "data:")) else asked.append(r.url))
-        p.goto((audited[2] / "audit.html").as_uri())
-        p.wait_for_load_state("load")
+    with offline_page(audited[2] / "audit.html") as p:
         yield p
-        context.close()
 
 
 def test_tables_show_the_records(audited, page) -> None:  # noqa: ANN001
