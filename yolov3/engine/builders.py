@@ -59,9 +59,10 @@ def load_spec(path: str, dist: DistInfo | None = None) -> DatasetSpec:
     if not path:
         raise UserError("no data set given: pass --data path/to/data.yaml (or a Darknet .data)")
     if is_shards_config(path):  # train streams from its shards; val is read out of them once
-        check_reachable(read_shards_config(path), ["train"])
+        shards = read_shards_config(path)
+        check_reachable(shards, ["train"])
         spec = load_shards_spec(path, splits=("val",))
-        if not read_shards_config(path).samples("train"):
+        if not shards.samples("train"):
             raise UserError(f"{path}: no training shard listed; nothing to train on")
         return spec
     dist = dist or DistInfo()
