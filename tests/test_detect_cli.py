@@ -104,6 +104,9 @@ def test_tile_listing_names_each_skip_for_what_it_is(tmp_path, weights, capsys) 
     assert small == [f"smaller than the tile: {folder / 'small.png'}: {why} its shorter side"]
     assert len(broken) == 1 and broken[0].startswith("unreadable: ")
     assert any("1 processed, 2 skipped" in x for x in lines)
+    (folder / "big.png").unlink()  # every picture skipped: an error that says so, not "unreadable"
+    assert detect(str(folder), "--weights", str(weights), "--out", str(tmp_path / "no"), "--tile", "64") == 1
+    assert "nothing detected: every input was skipped (listed above)" in capsys.readouterr().err
 
 
 def test_bad_sources_and_names(tmp_path, weights, capsys) -> None:

@@ -85,6 +85,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"{done}. Results saved to {report.out}")
     cleanup(info)
     if not report.total:
-        print("yolov3 detect: error: nothing could be read from the source", file=sys.stderr)
+        why = "every input was skipped (listed above)" if report.total_skipped else "the source held nothing"
+        print(f"yolov3 detect: error: nothing detected: {why}", file=sys.stderr)
         return 1
     return 0
