@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from yolov3.data import index as index_mod
 from yolov3.data.check import check_dataset
 from yolov3.data.dataset_config import load_dataset
 from yolov3.data.formats import yolo_index as index_build
@@ -230,13 +231,38 @@ def test_a_torn_index_is_rebuilt_with_a_note(data, capsys):
 def test_an_index_of_a_newer_version_is_a_clear_error(data):
     _same_as_fresh(data)
     path = data / "images" / f"train{INDEX_SUFFIX}"
-    with np.load(path) as z:
-        arrays = dict(z)
-    arrays["version"] = np.int64(99)
-    with open(path, "wb") as f:
-        np.savez(f, **arrays)
+    arrays, ours = read_index(path), index_mod.INDEX_VERSION
+    index_mod.INDEX_VERSION = 99  # as a newer yolov3 would write it
+    try:
+        index_mod.write_index(path, arrays)
+    finally:
+        index_mod.INDEX_VERSION = ours
     with pytest.raises(IndexVersionError, match=r"version 99, written by a newer yolov3.*delete the file"):
         load_dataset(data / "data.yaml")
+
+
+def test_an_index_of_version_1_is_rebuilt_with_a_note(data, capsys, reads):
+    _same_as_fresh(data)
+    path = data / "images" / f"train{INDEX_SUFFIX}"
+    old = read_index(path)
+    fields = {f: getattr(old, f) for f in index_mod.FIELDS if f != "paths"}
+    with open(path, "wb") as f:  # version 1's layout: the same arrays in an .npz
+        np.savez(f, version=np.int64(1), paths=np.frombuffer(old.paths, np.uint8), **fields)
+    capsys.readouterr()
+    _same_as_fresh(data)
+    assert "is unreadable (version 1, not 2): rebuilding it" in capsys.readouterr().err
+    assert reads == [N, 4, N] and len(read_index(path)) == N
+
+
+def test_a_flipped_byte_is_found_by_the_checksum(data, capsys):
+    _same_as_fresh(data)
+    path = data / "images" / f"train{INDEX_SUFFIX}"
+    raw = bytearray(path.read_bytes())
+    raw[-5] ^= 0x10  # inside the last array (the classes)
+    path.write_bytes(raw)
+    capsys.readouterr()
+    _same_as_fresh(data)
+    assert "checksum does not match" in capsys.readouterr().err
 
 
 def test_a_read_only_folder_keeps_its_index_in_the_cache(data, tmp_path_factory, monkeypatch):

@@ -6,14 +6,18 @@ found in a few NumPy arrays (``IndexArrays``), saved beside the source (``index_
 ``PackedSamples`` serves it as a ``Sequence[Sample]`` that makes one ``Sample`` when asked: the
 dataset, loader and evaluation take it as they take a list.
 
-File (``np.savez``, no pickles; written to a temporary file and ``os.replace``d, so a reader sees the
-old or the new index, never half of one): ``version`` (``INDEX_VERSION``); ``paths`` (every image
-path below the indexed folder, or as a list file gives them; UTF-8, each ended by a NUL byte);
-``image_stat`` / ``label_stat`` ``(N, 3)`` int64 size, mtime_ns, inode (-1 for a missing label
-file), the key an image's row is reused by; ``size`` ``(N, 2)`` int32 width, height; ``flag``
-``(N,)`` uint8 (``NO_LABEL``, ``REREAD``); ``box_start`` ``(N + 1,)`` int64 offsets into ``boxes``
-``(M, 4)`` float32 ``(x1, y1, x2, y2)`` pixels (clipped, empty boxes dropped, as the reader leaves
-them) and ``classes`` ``(M,)`` int32.
+File (``write_index``; written to a temporary file and ``os.replace``d, so a reader sees the old or
+the new index, never half of one): ``MAGIC``, the version (``INDEX_VERSION``) and a JSON header that
+gives each array's dtype, shape and place and a CRC-32 of them all, then the arrays' raw bytes, each
+at a 64-byte boundary. No pickles, and no zip: a million-image index (about 125 MB) is read in one
+call and its arrays are views of that buffer, in a tenth of a second where ``np.load`` of the same
+arrays in an ``.npz`` took 1.5-1.8 s. The arrays: ``paths`` (every image path below the indexed
+folder, or as a list file gives them; UTF-8, each ended by a NUL byte); ``image_stat`` /
+``label_stat`` ``(N, 3)`` int64 size, mtime_ns, inode (-1 for a missing label file), the key an
+image's row is reused by; ``size`` ``(N, 2)`` int32 width, height; ``flag`` ``(N,)`` uint8
+(``NO_LABEL``, ``REREAD``); ``box_start`` ``(N + 1,)`` int64 offsets into ``boxes`` ``(M, 4)``
+float32 ``(x1, y1, x2, y2)`` pixels (clipped, empty boxes dropped, as the reader leaves them) and
+``classes`` ``(M,)`` int32.
 
 A row whose reading met anything the load report must show (a warning, a bad line, a bad image)
 carries ``REREAD``: the loader reads that image again with the format's own reader, so the report's
@@ -23,9 +27,11 @@ messages are the reader's own; rows read cleanly are never reread.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+import struct
 import tempfile
-import zipfile
+import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,7 +41,10 @@ import numpy as np
 from yolov3.data.types import Sample
 from yolov3.errors import UserError
 
-INDEX_VERSION = 1
+INDEX_VERSION = 2  # 1: the same arrays in an .npz
+MAGIC = b"YOLOV3IX"
+_HEAD = struct.Struct("<8sII")  # MAGIC, version, header length
+_ALIGN = 64
 INDEX_SUFFIX = ".yolov3-index"
 NO_LABEL = 1  # no label file: a negative (counted in the load report)
 REREAD = 2  # the reader reported something for this image: read it again at load
@@ -126,15 +135,34 @@ def index_path_for(source: Path) -> Path:
     return cache / f"{source.name}-{key}{INDEX_SUFFIX}"
 
 
+def _encode(arrays: IndexArrays) -> tuple[bytes, list[tuple[int, np.ndarray]]]:
+    """The header (``MAGIC``, version, JSON) padded to ``_ALIGN``, and the arrays to write after it
+    with their offsets from its end."""
+    data = [np.frombuffer(arrays.paths, np.uint8)]
+    data += [np.ascontiguousarray(getattr(arrays, f)) for f in FIELDS[1:]]
+    fields, offset, crc = [], 0, 0
+    for name, a in zip(FIELDS, data):
+        offset = -(-offset // _ALIGN) * _ALIGN
+        fields.append([name, a.dtype.str, list(a.shape), offset, a.nbytes])
+        crc = zlib.crc32(a, crc)
+        offset += a.nbytes
+    header = json.dumps({"fields": fields, "crc32": crc, "payload": offset}).encode()
+    head = _HEAD.pack(MAGIC, INDEX_VERSION, len(header)) + header
+    return head + bytes(-len(head) % _ALIGN), [(f[3], a) for f, a in zip(fields, data)]
+
+
 def write_index(path: Path, arrays: IndexArrays) -> None:
     """Save atomically: a temporary file in the same folder, then ``os.replace``; two processes
     writing at once leave one whole index (the last one's)."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    head, data = _encode(arrays)
     fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
-            data = {f: getattr(arrays, f) for f in FIELDS if f != "paths"}
-            np.savez(f, version=np.int64(INDEX_VERSION), paths=np.frombuffer(arrays.paths, np.uint8), **data)
+            f.write(head)
+            for offset, a in data:
+                f.write(bytes(len(head) + offset - f.tell()))  # up to the array's boundary
+                f.write(a.reshape(-1).view(np.uint8))
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)  # as open() would create it (mkstemp makes it private)
@@ -149,22 +177,48 @@ class IndexUnreadable(Exception):
 
 
 def read_index(path: Path) -> IndexArrays | None:
-    """The index at ``path``; None when there is none. ``IndexUnreadable`` for a torn or corrupt file,
-    ``IndexVersionError`` for one written by a newer version."""
-    if not path.is_file():
-        return None
+    """The index at ``path``; None when there is none. ``IndexUnreadable`` for a torn, corrupt or
+    older file, ``IndexVersionError`` for one written by a newer version."""
     try:
-        with np.load(path, allow_pickle=False) as z:
-            version = int(z["version"])
-            if version > INDEX_VERSION:
-                raise IndexVersionError(
-                    f"{path}: an index of version {version}, written by a newer yolov3 (this one reads "
-                    f"version {INDEX_VERSION}): upgrade yolov3, or delete the file to rebuild it"
-                )
-            if version != INDEX_VERSION:
-                raise IndexUnreadable(f"version {version}, not {INDEX_VERSION}")
-            got = {f: z[f] for f in FIELDS}
-    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
+        with open(path, "rb") as f:
+            buf = bytearray(os.fstat(f.fileno()).st_size)
+            got = f.readinto(buf)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise IndexUnreadable(f"{exc.__class__.__name__}: {exc}") from exc
+    if buf[:4] == b"PK\x03\x04":  # version 1 was an .npz (a zip)
+        raise IndexUnreadable(f"version 1, not {INDEX_VERSION}")
+    if got != len(buf) or len(buf) < _HEAD.size:
+        raise IndexUnreadable("it is cut short")
+    magic, version, size = _HEAD.unpack_from(buf)
+    if magic != MAGIC:
+        raise IndexUnreadable("not an index file")
+    if version > INDEX_VERSION:
+        raise IndexVersionError(
+            f"{path}: an index of version {version}, written by a newer yolov3 (this one reads "
+            f"version {INDEX_VERSION}): upgrade yolov3, or delete the file to rebuild it"
+        )
+    if version != INDEX_VERSION:
+        raise IndexUnreadable(f"version {version}, not {INDEX_VERSION}")
+    start = _HEAD.size + size + (-(_HEAD.size + size) % _ALIGN)
+    try:
+        header = json.loads(bytes(buf[_HEAD.size : _HEAD.size + size]))
+        end = start + header["payload"]
+        if end != len(buf):
+            raise IndexUnreadable("it is cut short" if end > len(buf) else "it is too long")
+        got, crc = {}, 0
+        for name, dtype, shape, offset, nbytes in header["fields"]:
+            a = np.frombuffer(buf, np.dtype(dtype), int(np.prod(shape)), start + offset).reshape(shape)
+            if a.nbytes != nbytes:
+                raise ValueError(f"{name}: {a.nbytes} bytes, not {nbytes}")
+            crc = zlib.crc32(a, crc)
+            got[name] = a
+        if sorted(got) != sorted(FIELDS):
+            raise IndexUnreadable(f"fields {sorted(got)}, not {sorted(FIELDS)}")
+        if crc != header["crc32"]:
+            raise IndexUnreadable("its checksum does not match")
+    except (ValueError, KeyError, TypeError) as exc:
         raise IndexUnreadable(f"{exc.__class__.__name__}: {exc}") from exc
     arrays = IndexArrays(got.pop("paths").tobytes(), **got)
     _check_shapes(arrays)
