@@ -23,8 +23,11 @@ from yolov3.data import index as index_mod
 from yolov3.data.check import check_dataset
 from yolov3.data.dataset_config import load_dataset
 from yolov3.data.formats import yolo_index as index_build
+from yolov3.data.formats import yolo_scan
 from yolov3.data.formats.common import LabelError
+from yolov3.data.formats.yolo import label_path_for
 from yolov3.data.formats.yolo_index import INDEX_MIN_ENV
+from yolov3.data.images import list_images
 from yolov3.data.index import INDEX_SUFFIX, IndexVersionError, PackedSamples, index_path_for, read_index
 
 N = 24
@@ -348,6 +351,45 @@ def test_a_build_in_worker_processes_equals_the_reader(data, monkeypatch):
     monkeypatch.setattr(index_build, "PARALLEL_MIN", 2)
     monkeypatch.setattr(index_build, "CHUNK", 5)  # several tasks, the last one short
     _same_as_fresh(data)
+
+
+def _plain_stat(path: Path, regular: bool = False) -> tuple[int, int, int]:
+    try:
+        st = path.stat()
+    except OSError:
+        return (-1, -1, -1)
+    return (-1, -1, -1) if regular and not path.is_file() else (st.st_size, st.st_mtime_ns, st.st_ino)
+
+
+@pytest.mark.parametrize("where", ["here", "workers", "whole paths"])
+def test_the_listing_equals_plain_stats_of_each_file(data, monkeypatch, where):
+    train = data / "images" / "train"
+    (train / "d0" / "gone.jpg").symlink_to(train / "nowhere.jpg")  # a dangling link: (-1, -1, -1)
+    (data / "labels" / "train" / "d1" / "017.txt").unlink()
+    (data / "labels" / "train" / "d1" / "017.txt").mkdir()  # a folder where the label file would be
+    (train / "d1" / "deeper").mkdir()
+    _image(train / "d1" / "deeper" / "a.b.jpg", 16, 16, 1)  # a second dot: the label is a.b.txt
+    _label(data / "labels" / "train" / "d1" / "deeper" / "a.b.txt", "0 0.5 0.5 0.5 0.5\n")
+    (train / "top.jpg").write_bytes((train / "d0" / "000.jpg").read_bytes())  # before and after folders
+    (train / "zz.jpg").write_bytes((train / "d0" / "000.jpg").read_bytes())
+    if where == "workers":
+        monkeypatch.setattr(yolo_scan, "SMALL", 1)
+        monkeypatch.setattr(yolo_scan, "STAT_CHUNK", 3)
+    elif where == "whole paths":
+        monkeypatch.setattr(yolo_scan, "_AT_DIR", False)
+    for listing, sources in (
+        (yolo_scan.scan_folder(train), None),
+        (yolo_scan.stat_listed([str(p) for p in sorted(train.rglob("*.jpg"))[::-1]]), "list"),
+    ):
+        paths = [listing.prefix + p for p in listing.path_list()]
+        if sources is None:  # the reference order: yolov3.data.images.list_images
+            assert paths == [str(p) for p in list_images(train)] and "gone.jpg" in " ".join(paths)
+        want_img = [_plain_stat(Path(p)) for p in paths]
+        want_lbl = [_plain_stat(label_path_for(p), regular=True) for p in paths]
+        assert listing.image_stat.tolist() == [list(t) for t in want_img]
+        assert listing.label_stat.tolist() == [list(t) for t in want_lbl]
+        missing = [Path(p).stem for p, t in zip(paths, want_lbl) if t == (-1, -1, -1)]
+        assert (-1, -1, -1) in want_img and sorted(missing) == ["005", "017", "gone", "top", "zz"]
 
 
 @pytest.mark.parametrize("rank", [0, 1])

@@ -2,9 +2,9 @@
 
 ``read_source(entry, base, num_classes, report)`` is what ``read_split`` calls for a YOLO entry; a
 folder or list file of at least ``index_min_images()`` images goes to ``read_indexed``, which lists
-the images (``scan_folder``: ``os.scandir``, one ``DirEntry.stat`` per image and per label file; a list
-file's images are stat'ed one by one), compares each row's key (path, image size / mtime / inode,
-label size / mtime / inode) with the saved index, reads only the rows that are new or changed
+the images with their stats (``yolov3.data.formats.yolo_scan``), compares each row's key (path,
+image size / mtime / inode, label size / mtime / inode) with the saved index, reads only the rows
+that are new or changed
 (``read_rows``: ``yolo_fast.quick_row`` for the common clean JPEG, the format's own reader for the
 rest; in forked processes when there are many, with a progress bar), writes the index back when
 anything changed, and returns a ``PackedSamples`` whose load report says what a fresh read would
@@ -19,10 +19,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-from array import array
 from collections.abc import Sequence
-from dataclasses import dataclass
-from operator import attrgetter
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +28,7 @@ from yolov3.console import Progress, note
 from yolov3.data.formats.common import LoadReport
 from yolov3.data.formats.yolo import label_path_for, list_source, read_yolo_images, source_path
 from yolov3.data.formats.yolo_fast import quick_row
-from yolov3.data.images import IMAGE_SUFFIXES
+from yolov3.data.formats.yolo_scan import Listing, scan_folder, stat_listed
 from yolov3.data.index import (
     NO_LABEL,
     REREAD,
@@ -40,7 +37,6 @@ from yolov3.data.index import (
     PackedSamples,
     concat,
     index_path_for,
-    pack_paths,
     read_index,
     write_index,
 )
@@ -49,117 +45,8 @@ from yolov3.errors import UserError
 
 PARALLEL_MIN = 2000  # rows to read before worker processes pay for themselves
 CHUNK = 1000  # rows per task of a worker process
-MISSING = (-1, -1, -1)
 INDEX_MIN = 1000  # images in a source below which it is read directly (an index would not pay)
 INDEX_MIN_ENV = "YOLOV3_INDEX_MIN"
-_name = attrgetter("name")
-
-
-@dataclass
-class Listing:
-    """A source's images as listed now: ``paths`` (NUL-terminated UTF-8, as ``IndexArrays.paths``),
-    ``image_stat`` / ``label_stat`` ``(N, 3)`` int64 size, mtime_ns, inode (-1s: no such file)."""
-
-    paths: bytes
-    image_stat: np.ndarray
-    label_stat: np.ndarray
-    prefix: str = ""  # what each of ``paths`` follows in ``Sample.image``: a folder's own path, kept out
-    # of the index so that naming the folder otherwise (from another working directory) changes nothing
-
-    def __len__(self) -> int:
-        return len(self.image_stat)
-
-    def path_list(self) -> list[str]:
-        """The paths as stored (without ``prefix``)."""
-        return self.paths.decode("utf-8", "surrogateescape").split("\0")[:-1] if self.paths else []
-
-    def _bounds(self) -> tuple[np.ndarray, np.ndarray]:
-        if not hasattr(self, "_ends"):
-            self._ends = np.flatnonzero(np.frombuffer(self.paths, np.uint8) == 0)
-            self._starts = np.concatenate([[0], self._ends[:-1] + 1]).astype(np.int64)
-        return self._starts, self._ends
-
-    def paths_of(self, rows: np.ndarray) -> list[str]:
-        """The full paths (``prefix`` + stored path) of ``rows``."""
-        starts, ends = self._bounds()
-        blob = self.paths
-        return [
-            self.prefix + blob[a:b].decode("utf-8", "surrogateescape")
-            for a, b in zip(starts[rows].tolist(), ends[rows].tolist())
-        ]
-
-    def packed(self, rows: np.ndarray) -> bytes:
-        """The paths of ``rows`` as an ``IndexArrays.paths`` blob."""
-        starts, ends = self._bounds()
-        return b"".join(self.paths[a : b + 1] for a, b in zip(starts[rows].tolist(), ends[rows].tolist()))
-
-
-def _label_stats(folder: str) -> dict[str, tuple[int, int, int]]:
-    """``{file name: (size, mtime_ns, inode)}`` of the ``.txt`` files directly in ``folder``."""
-    out = {}
-    try:
-        with os.scandir(folder) as it:
-            for e in it:
-                if e.name.endswith(".txt") and e.is_file():
-                    st = e.stat()
-                    out[e.name] = (st.st_size, st.st_mtime_ns, st.st_ino)
-    except OSError:
-        pass
-    return out
-
-
-def scan_folder(folder: Path) -> Listing:
-    """The images under ``folder`` in the order and spelling of ``yolov3.data.images.list_images``
-    (hidden files and folders skipped, symlinked folders not entered), with their label files' stats.
-    A few bytes an image: paths are packed a folder at a time, stats go to flat integer arrays."""
-    blobs: list[bytes] = []
-    img, lbl = array("q"), array("q")
-    top = str(folder)
-    joined = top if top.endswith(os.sep) else top + os.sep  # how os.scandir writes entries' paths
-    cut = len(joined)  # e.path[cut:]: the path below the folder
-    prefix = "" if top == "." else joined  # Path('.') / 'a.jpg' is 'a.jpg', not './a.jpg'
-
-    def walk(d: str) -> None:
-        with os.scandir(d) as it:
-            entries = sorted((e for e in it if not e.name.startswith(".")), key=_name)
-        files = [e for e in entries if e.name.lower().endswith(IMAGE_SUFFIXES) and not e.is_dir()]
-        labels = _label_stats(str(label_path_for(os.path.join(d, "x.jpg")).parent)) if files else {}
-        names = []
-        for e in entries:
-            if e.is_dir():
-                if not e.is_symlink():
-                    blobs.append(pack_paths(names))
-                    names = []
-                    walk(e.path)
-            elif e.name.lower().endswith(IMAGE_SUFFIXES):
-                try:
-                    st = e.stat()
-                    img.extend((st.st_size, st.st_mtime_ns, st.st_ino))
-                except OSError:
-                    img.extend(MISSING)  # a dangling link: the reader reports it
-                names.append(e.path[cut:])
-                lbl.extend(labels.get(e.name.rsplit(".", 1)[0] + ".txt", MISSING))
-        blobs.append(pack_paths(names))
-
-    walk(top)
-    return Listing(b"".join(blobs), _as_stats(img), _as_stats(lbl), prefix)
-
-
-def stat_listed(paths: list[str]) -> Listing:
-    """A list file's images with their stats, one ``os.stat`` each."""
-    img, lbl = array("q"), array("q")
-    for p in paths:
-        for out, q in ((img, p), (lbl, label_path_for(p))):
-            try:
-                st = os.stat(q)
-                out.extend((st.st_size, st.st_mtime_ns, st.st_ino))
-            except OSError:
-                out.extend(MISSING)
-    return Listing(pack_paths(paths), _as_stats(img), _as_stats(lbl))
-
-
-def _as_stats(flat: array) -> np.ndarray:
-    return np.frombuffer(flat, np.int64).reshape(-1, 3) if len(flat) else np.zeros((0, 3), np.int64)
 
 
 def _read_chunk(paths: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -303,8 +190,8 @@ def read_indexed(source: Path, listing: list[tuple[Path, str]] | None, num_class
     arrays = load_or_build(source, files)
     redo = (arrays.flag & REREAD) != 0
     if num_classes is not None and len(arrays.classes):
-        bad = arrays.box_rows()[arrays.classes >= num_classes]
-        redo[bad] = True
+        bad = np.flatnonzero(arrays.classes >= num_classes)  # boxes; their rows by where they start
+        redo[np.searchsorted(arrays.box_start, bad, side="right") - 1] = True
     packed = PackedSamples(arrays, np.arange(len(arrays)), prefix=files.prefix)
     no_label = np.flatnonzero((arrays.flag & NO_LABEL) != 0)
     if len(no_label) and not report.no_label_example:  # the first in order, as a fresh read finds it
@@ -318,8 +205,10 @@ def read_indexed(source: Path, listing: list[tuple[Path, str]] | None, num_class
         else:
             skipped.append(row)
     report.no_label_file += int((~redo[no_label]).sum())  # the reread ones counted themselves
-    rows = np.setdiff1d(np.arange(len(arrays)), np.array(skipped, np.int64), assume_unique=True)
-    return PackedSamples(arrays, rows, overrides, files.prefix)
+    if skipped:
+        packed.rows = np.setdiff1d(packed.rows, np.array(skipped, np.int64), assume_unique=True)
+    packed.overrides = overrides
+    return packed
 
 
 def index_min_images() -> int:
