@@ -11,6 +11,7 @@ or data set with other classes is refused, naming what differs).
 from __future__ import annotations
 
 import argparse
+import os
 import typing
 
 from yolov3.cli import VERBS
@@ -121,6 +122,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.data and os.environ.get("RANK", "0") == "0":  # torchrun's other ranks wait for rank 0's read
+        from yolov3.data import prefetch
+
+        prefetch.start(args.data)  # the data set is read while torch is imported
     from yolov3.distributed import env_dist_info
     from yolov3.engine.options import build_configs
     from yolov3.engine.trainer import train

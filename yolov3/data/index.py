@@ -33,7 +33,7 @@ import struct
 import tempfile
 import zlib
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -255,6 +255,17 @@ class PackedSamples(Sequence[Sample]):
 
     def __len__(self) -> int:
         return len(self.rows)
+
+    def __getstate__(self) -> dict:
+        """Pickled without the file stats (the index's key, which no sample needs: 48 bytes an image)
+        or the path bounds (remade on unpickling)."""
+        no_stat = np.zeros((0, 3), np.int64)
+        state = {k: v for k, v in self.__dict__.items() if k not in ("_path_start", "_path_end")}
+        state["arrays"] = replace(self.arrays, image_stat=no_stat, label_stat=no_stat)
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(state["arrays"], state["rows"], state["overrides"], state["prefix"])
 
     def __getitem__(self, i):  # noqa: ANN001, ANN204 (int -> Sample, slice -> list[Sample])
         if isinstance(i, slice):

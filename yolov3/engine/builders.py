@@ -18,6 +18,7 @@ from torch.utils.data import DataLoader, Sampler
 from yolov3.builder import build_model
 from yolov3.config import DataConfig, ModelConfig, TrainConfig
 from yolov3.darknet.weights import load_darknet_weights
+from yolov3.data import prefetch
 from yolov3.data.dataset import DetectionDataset
 from yolov3.data.dataset_config import DatasetSpec, load_dataset
 from yolov3.data.loader import DetectionLoader, build_loader
@@ -68,7 +69,7 @@ def load_spec(path: str, dist: DistInfo | None = None) -> DatasetSpec:
     dist = dist or DistInfo()
     if not dist.is_main:
         barrier(dist)
-    spec = load_dataset(path)
+    spec = (prefetch.take(path) if dist.is_main else None) or load_dataset(path)
     if dist.is_main:
         barrier(dist)
     if not spec.train:
@@ -124,8 +125,9 @@ def shard_train_loader(path: str, data_cfg: DataConfig, train_cfg: TrainConfig, 
     (``yolov3.data.shard_stream``) through the folder loader's per-sample transform."""
     for flag, on in (("--mosaic", data_cfg.mosaic), ("--cache", data_cfg.cache), ("--tile", data_cfg.tile)):
         if on:
-            raise UserError(f"{flag} reads a folder data set at random; {path} streams tar shards: "
-                            "leave it off")
+            raise UserError(
+                f"{flag} reads a folder data set at random; {path} streams tar shards: leave it off"
+            )
     items = RecordItems([], augment=data_cfg.augment, hsv=data_cfg.hsv, encode=False, **common)
     stream = ShardStream(read_shards_config(path).splits["train"], items, per_rank, shuffle=True,
                          seed=train_cfg.seed, rank=dist.rank, world=dist.world_size,
