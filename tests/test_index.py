@@ -398,11 +398,60 @@ def test_under_torchrun_rank_0_builds_while_the_others_wait(data, monkeypatch, r
     from yolov3.engine import builders
 
     events: list[str] = []
-    monkeypatch.setattr(builders, "barrier", lambda info: events.append("barrier"))
+    keys = {"rank 0's index": (1, 2, 3)}
+
+    def broadcast(obj, info):  # rank 0 sends; the others get what it sent
+        events.append("broadcast")
+        return obj if info.is_main else keys
+
+    monkeypatch.setattr(builders, "broadcast_object", broadcast)
     real = builders.load_dataset
-    monkeypatch.setattr(builders, "load_dataset", lambda path: events.append("load") or real(path))
+    trusted = []
+
+    def load(path):
+        events.append("load")
+        trusted.append(dict(index_build._TRUSTED))
+        return real(path)
+
+    monkeypatch.setattr(builders, "load_dataset", load)
     builders.load_spec(str(data / "data.yaml"), DistInfo(rank=rank, local_rank=rank, world_size=2))
-    assert events == (["load", "barrier"] if rank == 0 else ["barrier", "load"])
+    assert events == (["load", "broadcast"] if rank == 0 else ["broadcast", "load"])
+    assert trusted == [{} if rank == 0 else keys] and index_build._TRUSTED == {}
+
+
+def _rank_0_keys(data: Path) -> dict:
+    from yolov3.engine.builders import split_index_keys
+
+    keys = split_index_keys(load_dataset(data / "data.yaml"))
+    assert sorted(Path(k).name for k in keys) == [f"train{INDEX_SUFFIX}", f"val{INDEX_SUFFIX}"]
+    return keys
+
+
+def test_the_other_ranks_read_rank_0s_index_without_listing_the_folders(data, monkeypatch, reads):
+    keys = _rank_0_keys(data)
+    listed = []
+    real = index_build.scan_folder
+    monkeypatch.setattr(index_build, "scan_folder", lambda f: listed.append(f) or real(f))
+    (data / "labels" / "train" / "d0" / "002.txt").unlink()  # after rank 0's read: not seen by the others
+    with index_build.trusting(keys):
+        spec = load_dataset(data / "data.yaml")
+    assert listed == [] and reads == [N, 4]
+    (data / "labels" / "train" / "d0" / "002.txt").write_text("2 0.5 0.5 0.25 0.5\n1 0.3 0.4 0.1 0.2\n")
+    _touch_later(data / "labels" / "train" / "d0" / "002.txt")
+    assert _rows(spec.train) == _rows(_fresh(data / "data.yaml").train)  # rank 0's rows, as it read them
+
+
+def test_an_index_saved_again_since_is_listed_as_usual(data, monkeypatch, reads):
+    keys = _rank_0_keys(data)
+    _image(data / "images" / "train" / "d1" / "100.jpg", 64, 24, 99)
+    load_dataset(data / "data.yaml")  # another job updates the train index meanwhile
+    listed = []
+    real = index_build.scan_folder
+    monkeypatch.setattr(index_build, "scan_folder", lambda f: listed.append(f) or real(f))
+    with index_build.trusting(keys):
+        spec = load_dataset(data / "data.yaml")
+    assert len(spec.train) == N + 1 and [Path(f).name for f in listed] == ["train"]  # val: trusted
+    assert _rows(spec.train) == _rows(_fresh(data / "data.yaml").train)
 
 
 def test_the_index_does_not_depend_on_how_the_folder_is_named(data, reads, monkeypatch):

@@ -249,7 +249,11 @@ class PackedSamples(Sequence[Sample]):
         self.rows = np.asarray(rows, np.int64)
         self.overrides = overrides or {}
         self.prefix = prefix  # written before each stored path (the indexed folder's own path)
-        ends = arrays.path_ends()
+        self.index_key: tuple[str, tuple[int, int, int]] | None = None  # the index file, if read from one
+        self._bounds()
+
+    def _bounds(self) -> None:
+        ends = self.arrays.path_ends()
         self._path_start = np.concatenate([[0], ends[:-1] + 1]).astype(np.int64)
         self._path_end = ends
 
@@ -265,7 +269,8 @@ class PackedSamples(Sequence[Sample]):
         return state
 
     def __setstate__(self, state: dict) -> None:
-        self.__init__(state["arrays"], state["rows"], state["overrides"], state["prefix"])
+        self.__dict__.update(state)
+        self._bounds()
 
     def __getitem__(self, i):  # noqa: ANN001, ANN204 (int -> Sample, slice -> list[Sample])
         if isinstance(i, slice):

@@ -21,12 +21,14 @@ from yolov3.darknet.weights import load_darknet_weights
 from yolov3.data import prefetch
 from yolov3.data.dataset import DetectionDataset
 from yolov3.data.dataset_config import DatasetSpec, load_dataset
+from yolov3.data.formats.common import SPLITS
+from yolov3.data.formats.yolo_index import index_keys, trusting
 from yolov3.data.loader import DetectionLoader, build_loader
 from yolov3.data.shard_read import load_shards_spec
 from yolov3.data.shard_stream import RecordItems, ShardLoader, ShardStream, build_shard_loader
 from yolov3.data.shards import check_reachable, is_shards_config, read_shards_config
 from yolov3.data.types import Sample
-from yolov3.distributed import DistInfo, barrier
+from yolov3.distributed import DistInfo, broadcast_object
 from yolov3.errors import UserError
 from yolov3.modelfile import CheckpointError, read_checkpoint
 
@@ -56,7 +58,8 @@ def seed_everything(cfg: TrainConfig, rank: int) -> None:
 def load_spec(path: str, dist: DistInfo | None = None) -> DatasetSpec:
     """The data set, refusing one with no usable training image before anything is built. Under
     torchrun rank 0 reads it first (building or updating the split indexes, ``yolov3.data.index``)
-    while the others wait, then they read the indexes it wrote."""
+    while the others wait, then they read the indexes it wrote, without listing the folders again
+    (``yolov3.data.formats.yolo_index.trusting``)."""
     if not path:
         raise UserError("no data set given: pass --data path/to/data.yaml (or a Darknet .data)")
     if is_shards_config(path):  # train streams from its shards; val is read out of them once
@@ -67,16 +70,22 @@ def load_spec(path: str, dist: DistInfo | None = None) -> DatasetSpec:
             raise UserError(f"{path}: no training shard listed; nothing to train on")
         return spec
     dist = dist or DistInfo()
-    if not dist.is_main:
-        barrier(dist)
-    spec = (prefetch.take(path) if dist.is_main else None) or load_dataset(path)
     if dist.is_main:
-        barrier(dist)
+        spec = prefetch.take(path) or load_dataset(path)
+        broadcast_object(split_index_keys(spec), dist)  # the others wait for this, then read the same
+    else:
+        with trusting(broadcast_object(None, dist)):
+            spec = load_dataset(path)
     if not spec.train:
         skipped = spec.report.skipped_images
         why = f" ({skipped} listed image(s) missing or unreadable)" if skipped else ""
         raise UserError(f"{path}: no usable training image{why}; nothing to train on")
     return spec
+
+
+def split_index_keys(spec: DatasetSpec) -> dict[str, tuple[int, int, int]]:
+    """The index files ``spec``'s splits were read from, with their keys (``index_keys``)."""
+    return {k: v for split in SPLITS for k, v in index_keys(getattr(spec, split, None) or []).items()}
 
 
 def build_run_data(

@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -28,13 +29,14 @@ from yolov3.console import Progress, note
 from yolov3.data.formats.common import LoadReport
 from yolov3.data.formats.yolo import label_path_for, list_source, read_yolo_images, source_path
 from yolov3.data.formats.yolo_fast import quick_row
-from yolov3.data.formats.yolo_scan import Listing, scan_folder, stat_listed
+from yolov3.data.formats.yolo_scan import Listing, folder_prefix, scan_folder, stat_listed
 from yolov3.data.index import (
     NO_LABEL,
     REREAD,
     IndexArrays,
     IndexUnreadable,
     PackedSamples,
+    SampleChain,
     concat,
     index_path_for,
     read_index,
@@ -157,21 +159,69 @@ def update_index(listing: Listing, old: IndexArrays | None) -> tuple[IndexArrays
     return merged, len(todo)
 
 
-def load_or_build(source: Path, listing: Listing) -> IndexArrays:
-    """The up-to-date index of ``source``'s ``listing``, saved back when it changed."""
-    path = index_path_for(source)
+def load_or_build(path: Path, listing: Listing) -> tuple[IndexArrays, IndexKey | None]:
+    """The up-to-date index of ``listing`` (the index file ``path`` updated and saved back when it
+    changed), and the key of that file when it now holds exactly these arrays."""
     try:
         old = read_index(path)
     except IndexUnreadable as exc:
         note(f"index {path} is unreadable ({exc}): rebuilding it")
         old = None
-    arrays, read = update_index(listing, old)
-    if read or old is None or len(old) != len(arrays):
+    arrays, _ = update_index(listing, old)
+    if arrays is not old:
         try:
             write_index(path, arrays)
         except OSError as exc:
             note(f"cannot save the index {path} ({exc.strerror}): the next start reads the images again")
-    return arrays
+            return arrays, None
+    return arrays, index_key(path)
+
+
+IndexKey = tuple[int, int, int]  # an index file's inode, mtime_ns and size
+_TRUSTED: dict[str, IndexKey] = {}  # index files taken as current without a listing (``trusting``)
+
+
+def index_key(path: Path) -> IndexKey | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_ino, st.st_mtime_ns, st.st_size
+
+
+@contextmanager
+def trusting(keys: dict[str, IndexKey]) -> Iterator[None]:
+    """Within it an index file whose key is one of ``keys`` ({path: key}, from ``index_keys`` of a
+    data set read by torchrun's rank 0 in this run) is taken as current without listing its source:
+    the other ranks then read the data set rank 0 checked, in 0.2 s instead of a listing each (4 s at
+    1 M images), and the same rows even if a file changed since. A file whose key differs (saved
+    again since) is read as usual."""
+    _TRUSTED.update(keys)
+    try:
+        yield
+    finally:
+        for k in keys:
+            _TRUSTED.pop(k, None)
+
+
+def index_keys(samples: Sequence[Sample]) -> dict[str, IndexKey]:
+    """The index files ``samples`` (a split, or a ``SampleChain`` of splits) were read from, with the
+    key each had then."""
+    if isinstance(samples, SampleChain):
+        return {k: v for part in samples.parts for k, v in index_keys(part).items()}
+    got = getattr(samples, "index_key", None)
+    return {got[0]: got[1]} if got else {}
+
+
+def _trusted_index(path: Path, rows: int | None) -> IndexArrays | None:
+    key = _TRUSTED.get(str(path))
+    if key is None or index_key(path) != key:
+        return None
+    try:
+        arrays = read_index(path)
+    except IndexUnreadable:
+        return None
+    return arrays if arrays is not None and rows in (None, len(arrays)) else None
 
 
 def read_indexed(source: Path, listing: list[tuple[Path, str]] | None, num_classes: int | None,
@@ -180,19 +230,26 @@ def read_indexed(source: Path, listing: list[tuple[Path, str]] | None, num_class
     ``(image, listed by)`` pairs) through its index, with ``report`` filled as a fresh read would
     fill it: rows flagged ``REREAD`` or with a class id >= ``num_classes`` are read again by the
     reader (which reports them, or raises when ``report.collect`` is False). ``scanned``: the
-    folder's ``scan_folder`` when the caller has it."""
-    if listing is None:
-        files = scanned or scan_folder(source)
-        listed_by: list[str] | str = str(source)
+    folder's ``scan_folder`` when the caller has it. The result's ``index_key`` is ``(index file,
+    key)`` when that file holds what was read (``index_keys``)."""
+    path = index_path_for(source)
+    listed_by: list[str] | str = str(source) if listing is None else [by for _, by in listing]
+    prefix = folder_prefix(source) if listing is None else ""
+    arrays = _trusted_index(path, None if listing is None else len(listing))
+    if arrays is not None:
+        key = _TRUSTED[str(path)]
     else:
-        files = stat_listed([str(p) for p, _ in listing])
-        listed_by = [by for _, by in listing]
-    arrays = load_or_build(source, files)
+        if listing is None:
+            files = scanned or scan_folder(source)
+        else:
+            files = stat_listed([str(p) for p, _ in listing])
+        arrays, key = load_or_build(path, files)
     redo = (arrays.flag & REREAD) != 0
     if num_classes is not None and len(arrays.classes):
         bad = np.flatnonzero(arrays.classes >= num_classes)  # boxes; their rows by where they start
         redo[np.searchsorted(arrays.box_start, bad, side="right") - 1] = True
-    packed = PackedSamples(arrays, np.arange(len(arrays)), prefix=files.prefix)
+    packed = PackedSamples(arrays, np.arange(len(arrays)), prefix=prefix)
+    packed.index_key = (str(path), key) if key else None
     no_label = np.flatnonzero((arrays.flag & NO_LABEL) != 0)
     if len(no_label) and not report.no_label_example:  # the first in order, as a fresh read finds it
         report.no_label_example = str(label_path_for(packed.image(int(no_label[0]))))
@@ -228,6 +285,8 @@ def read_source(entry: str | os.PathLike, base: Path, num_classes: int | None,
     a single image) by the reader directly."""
     path = source_path(entry, base)
     if path.is_dir():
+        if str(index_path_for(path)) in _TRUSTED:  # rank 0 read it through this index in this run
+            return read_indexed(path, None, num_classes, report)
         files = scan_folder(path)
         if len(files) < index_min_images():
             images = [(Path(files.prefix + p), str(path)) for p in files.path_list()]
