@@ -14,7 +14,6 @@ once, never stored: not the untrusted pickle the project refuses to load from fi
 from __future__ import annotations
 
 import atexit
-import fcntl
 import os
 import pickle
 import signal
@@ -39,9 +38,11 @@ def start(path: str | os.PathLike) -> None:
         stream.flush()  # else the child would write the parent's buffered output a second time
     read_end, write_end = os.pipe()
     try:  # a 1 MB pipe: 16x fewer hand-overs between the two processes for 100 MB of arrays
+        import fcntl
+
         fcntl.fcntl(write_end, getattr(fcntl, "F_SETPIPE_SZ", 1031), 1 << 20)
-    except OSError:
-        pass
+    except (ImportError, OSError):
+        pass  # the default pipe: slower, the same bytes
     pid = os.fork()
     if pid == 0:  # the child: load, send, and leave without running the parent's exit handlers
         os.close(read_end)
