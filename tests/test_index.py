@@ -253,7 +253,9 @@ def test_an_index_of_version_1_is_rebuilt_with_a_note(data, capsys, reads):
         np.savez(f, version=np.int64(1), paths=np.frombuffer(old.paths, np.uint8), **fields)
     capsys.readouterr()
     _same_as_fresh(data)
-    assert "is unreadable (version 1, not 2): rebuilding it" in capsys.readouterr().err
+    assert "written by an older yolov3 (version 1; this one writes version 2): rebuilding it" in (
+        capsys.readouterr().err
+    )
     assert reads == [N, 4, N] and len(read_index(path)) == N
 
 

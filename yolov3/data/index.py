@@ -176,9 +176,13 @@ class IndexUnreadable(Exception):
     """A torn, corrupt or inconsistent index file (the caller rebuilds it); the message says why."""
 
 
+class IndexOutdated(IndexUnreadable):
+    """An index file of an older version (the caller rebuilds it, saying so); the message is its version."""
+
+
 def read_index(path: Path) -> IndexArrays | None:
-    """The index at ``path``; None when there is none. ``IndexUnreadable`` for a torn, corrupt or
-    older file, ``IndexVersionError`` for one written by a newer version."""
+    """The index at ``path``; None when there is none. ``IndexUnreadable`` for a torn or corrupt file
+    (``IndexOutdated`` for an older one), ``IndexVersionError`` for one written by a newer version."""
     try:
         with open(path, "rb") as f:
             buf = bytearray(os.fstat(f.fileno()).st_size)
@@ -188,7 +192,7 @@ def read_index(path: Path) -> IndexArrays | None:
     except OSError as exc:
         raise IndexUnreadable(f"{exc.__class__.__name__}: {exc}") from exc
     if buf[:4] == b"PK\x03\x04":  # version 1 was an .npz (a zip)
-        raise IndexUnreadable(f"version 1, not {INDEX_VERSION}")
+        raise IndexOutdated("version 1")
     if got != len(buf) or len(buf) < _HEAD.size:
         raise IndexUnreadable("it is cut short")
     magic, version, size = _HEAD.unpack_from(buf)
@@ -200,7 +204,7 @@ def read_index(path: Path) -> IndexArrays | None:
             f"version {INDEX_VERSION}): upgrade yolov3, or delete the file to rebuild it"
         )
     if version != INDEX_VERSION:
-        raise IndexUnreadable(f"version {version}, not {INDEX_VERSION}")
+        raise IndexOutdated(f"version {version}")
     start = _HEAD.size + size + (-(_HEAD.size + size) % _ALIGN)
     try:
         header = json.loads(bytes(buf[_HEAD.size : _HEAD.size + size]))

@@ -31,9 +31,11 @@ from yolov3.data.formats.yolo import label_path_for, list_source, read_yolo_imag
 from yolov3.data.formats.yolo_fast import quick_row
 from yolov3.data.formats.yolo_scan import Listing, folder_prefix, scan_folder, stat_listed
 from yolov3.data.index import (
+    INDEX_VERSION,
     NO_LABEL,
     REREAD,
     IndexArrays,
+    IndexOutdated,
     IndexUnreadable,
     PackedSamples,
     SampleChain,
@@ -164,6 +166,10 @@ def load_or_build(path: Path, listing: Listing) -> tuple[IndexArrays, IndexKey |
     changed), and the key of that file when it now holds exactly these arrays."""
     try:
         old = read_index(path)
+    except IndexOutdated as exc:
+        note(f"index {path} was written by an older yolov3 ({exc}; this one writes version "
+             f"{INDEX_VERSION}): rebuilding it")  # fmt: skip
+        old = None
     except IndexUnreadable as exc:
         note(f"index {path} is unreadable ({exc}): rebuilding it")
         old = None
