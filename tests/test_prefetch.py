@@ -11,6 +11,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import cv2
@@ -27,7 +29,9 @@ from yolov3.engine import builders
 
 @pytest.fixture
 def data(tmp_path: Path) -> Path:
-    """12 train images in two folders (one label sticks out: clipped, a warning; one has none), 3 val."""
+    """12 train images in two folders (one label sticks out: clipped, a warning; one has none), 3 val.
+    No other thread may run (``start`` does not fork beside one)."""
+    assert threading.active_count() == 1, f"threads left by another test: {threading.enumerate()}"
     for split, n in (("train", 12), ("val", 3)):
         for i in range(n):
             img = tmp_path / "images" / split / f"d{i % 2}" / f"{i:02d}.jpg"
@@ -59,6 +63,12 @@ def test_the_childs_data_set_equals_one_read_here(data, monkeypatch, indexed):
     assert isinstance(got.train, PackedSamples) == indexed
     assert _view(got) == _view(ref) and got.report.clipped == 1 and got.report.no_label_file == 1
     assert prefetch.take(data) is None  # taken once
+    for _ in range(200):  # and the child, once it has exited, is collected (no zombie left)
+        prefetch._reap()
+        if not prefetch._exited:
+            break
+        time.sleep(0.05)
+    assert not prefetch._exited
 
 
 def test_a_failing_child_gives_none_and_the_callers_load_raises(data, monkeypatch):
@@ -88,10 +98,18 @@ def test_a_child_never_taken_is_stopped_at_exit(data):
         os.waitpid(pid, os.WNOHANG)  # reaped: no such child any more
 
 
-def test_nothing_is_started_for_a_missing_file_or_shards(tmp_path):
+def test_nothing_is_started_for_a_missing_file_shards_or_beside_another_thread(tmp_path, data):
     prefetch.start(tmp_path / "nope.yaml")
     (tmp_path / "shards.yaml").write_text("format: yolov3-shards\n")
     prefetch.start(tmp_path / "shards.yaml")
+    stop = threading.Event()
+    other = threading.Thread(target=stop.wait)
+    other.start()
+    try:
+        prefetch.start(data)  # a fork now could copy a lock that thread holds
+    finally:
+        stop.set()
+        other.join()
     assert not prefetch._pending
 
 

@@ -26,14 +26,19 @@ from yolov3.data.shards import is_shards_config
 
 _LEN = struct.Struct("<Q")
 _pending: dict[str, tuple[int, int]] = {}  # absolute data path -> (child pid, read end of its pipe)
+_exited: list[int] = []  # children whose data set was taken, not yet collected
 
 
 def start(path: str | os.PathLike) -> None:
-    """Begin ``load_dataset(path)`` in a forked child (nothing when one is running for it, or where
-    ``os.fork`` is missing). Call it before importing torch: the child needs none of it."""
+    """Begin ``load_dataset(path)`` in a forked child (nothing when one is running for it, where
+    ``os.fork`` is missing, or when this process has other threads). Call it before importing torch:
+    the child needs none of it."""
     key = os.path.abspath(path)
     if key in _pending or not hasattr(os, "fork") or not os.path.isfile(path) or is_shards_config(path):
         return  # a missing file is load_dataset's error to word; shards are streamed, not read ahead
+    if threading.active_count() > 1:
+        return  # another thread may hold a lock (stdout's, say) that the child would wait on forever
+    _reap()
     for stream in (sys.stdout, sys.stderr):
         stream.flush()  # else the child would write the parent's buffered output a second time
     read_end, write_end = os.pipe()
@@ -89,9 +94,21 @@ def take(path: str | os.PathLike) -> DatasetSpec | None:
             buffers = [_read(f, n) for n in sizes]
     except (OSError, EOFError):
         head = b""
-    finally:  # reaped aside: a child of a few hundred MB takes a while to exit
-        threading.Thread(target=os.waitpid, args=(pid, 0), daemon=True).start()
+    finally:  # not waited for: a child of a few hundred MB takes a while to exit
+        _exited.append(pid)
+        _reap()
     return pickle.loads(head, buffers=buffers) if head else None
+
+
+def _reap() -> None:
+    """Collect the children in ``_exited`` that have exited (the others stay listed)."""
+    for pid in list(_exited):
+        try:
+            done, _ = os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            done = pid
+        if done:
+            _exited.remove(pid)
 
 
 def _read(f, size: int) -> bytearray:  # noqa: ANN001 (an unbuffered binary file)
