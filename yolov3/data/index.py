@@ -88,14 +88,17 @@ class IndexArrays:
         """``(M,)`` the row of each box."""
         return np.repeat(np.arange(len(self), dtype=np.int64), np.diff(self.box_start))
 
+    def box_index(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(indices into boxes / classes of every box of rows, in order; boxes per row)``."""
+        counts = np.diff(self.box_start)[rows]
+        starts = self.box_start[rows]
+        first = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
+        return np.repeat(starts - first, counts) + np.arange(counts.sum()), counts
+
     def take(self, rows: np.ndarray) -> IndexArrays:
         """The index of ``rows`` only (in that order)."""
         rows = np.asarray(rows, np.int64)
-        counts = np.diff(self.box_start)[rows]
-        starts = self.box_start[rows]
-        box_idx = np.repeat(starts - np.concatenate([[0], np.cumsum(counts)[:-1]]), counts) + np.arange(
-            counts.sum()
-        )
+        box_idx, counts = self.box_index(rows)
         names = self.path_list()
         return IndexArrays(
             pack_paths([names[r] for r in rows.tolist()]), self.image_stat[rows], self.label_stat[rows],
@@ -186,13 +189,13 @@ def read_index(path: Path) -> IndexArrays | None:
     (``IndexOutdated`` for an older one), ``IndexVersionError`` for one written by a newer version."""
     try:
         with open(path, "rb") as f:
-            buf = bytearray(os.fstat(f.fileno()).st_size)
+            buf = np.empty(os.fstat(f.fileno()).st_size, np.uint8)  # NumPy asks for huge pages
             got = f.readinto(buf)
     except FileNotFoundError:
         return None
     except OSError as exc:
         raise IndexUnreadable(f"{exc.__class__.__name__}: {exc}") from exc
-    if buf[:4] == b"PK\x03\x04":  # version 1 was an .npz (a zip)
+    if bytes(buf[:4]) == b"PK\x03\x04":  # version 1 was an .npz (a zip)
         raise IndexOutdated("version 1")
     if got != len(buf) or len(buf) < _HEAD.size:
         raise IndexUnreadable("it is cut short")
@@ -293,6 +296,19 @@ class PackedSamples(Sequence[Sample]):
         for i in range(len(self)):
             yield self[i]
 
+    def box_table(self) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """Every box of this sequence, in order, without making a ``Sample``: ``(boxes (M, 4) float32
+        xyxy pixels, classes (M,) int64, (M, 2) width and height of each box's image)``. None when a
+        row is the reader's own ``Sample`` (``overrides``) or an image's size is unknown: the caller
+        then reads the samples."""
+        if self.overrides and np.isin(np.fromiter(self.overrides, np.int64), self.rows).any():
+            return None
+        idx, counts = self.arrays.box_index(self.rows)
+        sizes = np.repeat(self.arrays.size[self.rows], counts, axis=0)
+        if (sizes <= 0).any():  # an image of unknown size: the caller's own check names it
+            return None
+        return self.arrays.boxes[idx], self.arrays.classes[idx].astype(np.int64), sizes
+
     def image(self, row: int) -> str:
         """The image path of index row ``row``."""
         a, b = int(self._path_start[row]), int(self._path_end[row])
@@ -307,6 +323,17 @@ class PackedSamples(Sequence[Sample]):
             self.image(row), arr.boxes[a:b].copy(), arr.classes[a:b].astype(np.int64),
             np.zeros(b - a, bool), np.zeros(b - a, bool), int(w), int(h),
         )  # fmt: skip
+
+
+def box_tables(samples: Sequence[Sample]) -> list[tuple | Sequence[Sample]]:
+    """``samples`` (a ``SampleChain`` read part by part) as a list of parts: each index part's
+    ``box_table()``, and any other part (a list, or an index part with overrides) as it is."""
+    parts = samples.parts if isinstance(samples, SampleChain) else [samples]
+    out: list[tuple | Sequence[Sample]] = []
+    for part in parts:
+        table = part.box_table() if isinstance(part, PackedSamples) else None
+        out.append(part if table is None else table)
+    return out
 
 
 class SampleChain(Sequence[Sample]):
