@@ -462,3 +462,34 @@ def test_the_index_does_not_depend_on_how_the_folder_is_named(data, reads, monke
     relative = Path(data.name)
     spec = _same_as_fresh(relative)  # the same folders named from another working directory
     assert spec.train[0].image.startswith(f"{data.name}/images/train/") and reads == [N, 4]
+
+
+def test_anchors_and_guessed_names_from_the_index_arrays_equal_the_readers(data, monkeypatch):
+    from yolov3.anchors import box_sizes, fit_anchors
+
+    _label(data / "labels" / "train" / "d1" / "009.txt", "0 0.5 0.5 0.2 0.2\n")  # no row read again
+    spec, ref = load_dataset(data / "data.yaml"), _fresh(data / "data.yaml")
+    assert spec.train.overrides == {} and spec.train.box_table() is not None  # the arrays' path
+    made = []
+    monkeypatch.setattr(PackedSamples, "sample", lambda self, row: made.append(row))  # none may be made
+    np.testing.assert_array_equal(box_sizes(spec.train, 416), box_sizes(ref.train, 416))
+    ours, theirs = fit_anchors(spec.train, 416, 6, 3, seed=1), fit_anchors(ref.train, 416, 6, 3, seed=1)
+    assert ours.anchors == theirs.anchors and ours.mean_iou == theirs.mean_iou and made == []
+    monkeypatch.undo()
+    monkeypatch.setenv(INDEX_MIN_ENV, "1")
+    (data / "data.yaml").write_text("train: images/train\nval: images/val\n")  # no names: guessed
+    spec = _same_as_fresh(data)
+    assert spec.names == ["class0", "class1", "class2"]
+
+
+def test_a_mapped_index_reads_as_a_read_one(data, monkeypatch):
+    _same_as_fresh(data)
+    path = data / "images" / f"train{INDEX_SUFFIX}"
+    read = read_index(path)
+    monkeypatch.setattr(index_mod, "MAP_FILES", True)
+    mapped = read_index(path)
+    for field in index_mod.FIELDS[1:]:
+        np.testing.assert_array_equal(getattr(mapped, field), getattr(read, field))
+    assert mapped.paths == read.paths and mapped.boxes.flags.writeable  # private: writes stay here
+    mapped.boxes[0] = -1
+    assert read_index(path).boxes[0].tolist() != [-1, -1, -1, -1]

@@ -57,9 +57,9 @@ def _view(spec) -> tuple:
 @pytest.mark.parametrize("indexed", [True, False])
 def test_the_childs_data_set_equals_one_read_here(data, monkeypatch, indexed):
     monkeypatch.setenv(INDEX_MIN_ENV, "1" if indexed else str(10**12))
+    ref = load_dataset(data)  # (builds the indexes, which the child then maps)
     prefetch.start(data)
     got = prefetch.take(str(data))  # another spelling of the same path
-    ref = load_dataset(data)
     assert isinstance(got.train, PackedSamples) == indexed
     assert _view(got) == _view(ref) and got.report.clipped == 1 and got.report.no_label_file == 1
     assert prefetch.take(data) is None  # taken once

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import mmap
 import os
 import struct
 import tempfile
@@ -48,6 +49,8 @@ _ALIGN = 64
 INDEX_SUFFIX = ".yolov3-index"
 NO_LABEL = 1  # no label file: a negative (counted in the load report)
 REREAD = 2  # the reader reported something for this image: read it again at load
+MAP_FILES = False  # read_index maps files rather than reading them (yolov3.data.prefetch's child only:
+# a mapped file cut short under the reader is a SIGBUS, which there loses only the read-ahead)
 CACHE_ENV = "YOLOV3_INDEX_CACHE"  # where indexes of read-only data sets go (default ~/.cache/yolov3/index)
 FIELDS = ("paths", "image_stat", "label_stat", "size", "flag", "box_start", "boxes", "classes")
 STORED = (*FIELDS, "path_end")  # and each path's end, which takes 0.15 s to find again at 1 M rows
@@ -189,8 +192,13 @@ def read_index(path: Path) -> IndexArrays | None:
     (``IndexOutdated`` for an older one), ``IndexVersionError`` for one written by a newer version."""
     try:
         with open(path, "rb") as f:
-            buf = np.empty(os.fstat(f.fileno()).st_size, np.uint8)  # NumPy asks for huge pages
-            got = f.readinto(buf)
+            size = os.fstat(f.fileno()).st_size
+            if MAP_FILES and size:  # the file's own pages, private: no fresh memory to fault in
+                buf = np.frombuffer(mmap.mmap(f.fileno(), size, access=mmap.ACCESS_COPY), np.uint8)
+                got = size
+            else:
+                buf = np.empty(size, np.uint8)  # NumPy asks for huge pages
+                got = f.readinto(buf)
     except FileNotFoundError:
         return None
     except OSError as exc:
