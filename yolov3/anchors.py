@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from yolov3.boxes import box_convert
+from yolov3.data.index import box_tables
 from yolov3.data.types import Sample
 from yolov3.errors import UserError
 
@@ -26,17 +27,24 @@ MAX_BOXES = 1_000_000  # k-means on a uniform sample above this (the mean barely
 
 def box_sizes(samples: Sequence[Sample], img_size: int) -> np.ndarray:
     """``(N, 2)`` float64 widths and heights of every non-crowd box, in input pixels after the
-    letterbox to ``img_size`` (each image's own scale). Samples need ``width`` / ``height``."""
+    letterbox to ``img_size`` (each image's own scale). Samples need ``width`` / ``height``. A split
+    read through its index is taken from its arrays, without a ``Sample`` per image."""
     sizes = []
-    for s in samples:
-        if not len(s.boxes):
+    for part in box_tables(samples):
+        if isinstance(part, tuple):  # boxes, classes, image sizes of an index part
+            boxes, _, wh = part
+            scale = np.minimum(img_size / wh[:, 0].astype(np.float64), img_size / wh[:, 1].astype(np.float64))
+            sizes.append(box_convert(boxes.astype(np.float64), "xyxy", "xywh")[:, 2:] * scale[:, None])
             continue
-        if s.width <= 0 or s.height <= 0:
-            raise UserError(f"{s.image}: image size unknown, cannot scale its boxes to the input")
-        scale = min(img_size / s.width, img_size / s.height)
-        keep = ~np.asarray(s.iscrowd, bool) if len(s.iscrowd) == len(s.boxes) else slice(None)
-        b = np.asarray(s.boxes, np.float64)[keep]
-        sizes.append(box_convert(b, "xyxy", "xywh")[:, 2:] * scale)  # (n, 2) w, h at the input size
+        for s in part:
+            if not len(s.boxes):
+                continue
+            if s.width <= 0 or s.height <= 0:
+                raise UserError(f"{s.image}: image size unknown, cannot scale its boxes to the input")
+            scale = min(img_size / s.width, img_size / s.height)
+            keep = ~np.asarray(s.iscrowd, bool) if len(s.iscrowd) == len(s.boxes) else slice(None)
+            b = np.asarray(s.boxes, np.float64)[keep]
+            sizes.append(box_convert(b, "xyxy", "xywh")[:, 2:] * scale)  # (n, 2) w, h at the input size
     out = np.concatenate(sizes) if sizes else np.zeros((0, 2))
     return out[(out[:, 0] > 0) & (out[:, 1] > 0)]
 

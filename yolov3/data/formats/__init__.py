@@ -27,7 +27,7 @@ from yolov3.data.formats.common import (
     split_of,
 )
 from yolov3.data.formats.yolo_index import read_source
-from yolov3.data.index import SampleChain
+from yolov3.data.index import SampleChain, box_tables
 from yolov3.data.types import Sample
 
 FORMATS = ("seed", "yolo", "coco", "voc")
@@ -130,7 +130,12 @@ def read_split(
 
 def infer_names(samples: Sequence[Sample], report: LoadReport, where: str) -> list[str]:
     """``class0 .. classK`` for labels read without names (K = the largest class id), with a warning."""
-    top = max((int(s.classes.max()) for s in samples if len(s.classes)), default=-1)
+    top = -1
+    for part in box_tables(samples):  # an index part by its arrays, without a Sample per image
+        if isinstance(part, tuple):
+            top = max(top, int(part[1].max()) if len(part[1]) else -1)
+        else:
+            top = max([top, *(int(s.classes.max()) for s in part if len(s.classes))])
     report.warn(where, f"no class names given: using class0..class{top} (pass names)", "names")
     return [f"class{i}" for i in range(top + 1)]
 
