@@ -203,9 +203,22 @@ def read_index(path: Path) -> IndexArrays | None:
         return None
     except OSError as exc:
         raise IndexUnreadable(f"{exc.__class__.__name__}: {exc}") from exc
+    if got != len(buf):
+        raise IndexUnreadable("it is cut short")
+    got = _arrays_of(buf, _payload_start(buf, path))
+    ends = got.pop("path_end")
+    arrays = IndexArrays(got.pop("paths").tobytes(), **got)
+    arrays.__dict__["_ends"] = (arrays.paths, ends)  # what path_ends() would find
+    _check_shapes(arrays)
+    return arrays
+
+
+def _payload_start(buf: np.ndarray, path: Path) -> tuple[int, dict]:
+    """``(where the arrays begin, the JSON header)`` of an index file's bytes, its magic and version
+    checked."""
     if bytes(buf[:4]) == b"PK\x03\x04":  # version 1 was an .npz (a zip)
         raise IndexOutdated("version 1")
-    if got != len(buf) or len(buf) < _HEAD.size:
+    if len(buf) < _HEAD.size:
         raise IndexUnreadable("it is cut short")
     magic, version, size = _HEAD.unpack_from(buf)
     if magic != MAGIC:
@@ -217,9 +230,19 @@ def read_index(path: Path) -> IndexArrays | None:
         )
     if version != INDEX_VERSION:
         raise IndexOutdated(f"version {version}")
-    start = _HEAD.size + size + (-(_HEAD.size + size) % _ALIGN)
+    if len(buf) < _HEAD.size + size:
+        raise IndexUnreadable("it is cut short")
     try:
         header = json.loads(bytes(buf[_HEAD.size : _HEAD.size + size]))
+    except ValueError as exc:
+        raise IndexUnreadable(f"{exc.__class__.__name__}: {exc}") from exc
+    return _HEAD.size + size + (-(_HEAD.size + size) % _ALIGN), header
+
+
+def _arrays_of(buf: np.ndarray, where: tuple[int, dict]) -> dict[str, np.ndarray]:
+    """The arrays the header names, as views of ``buf``, their sizes, names and checksum checked."""
+    start, header = where
+    try:
         end = start + header["payload"]
         if end != len(buf):
             raise IndexUnreadable("it is cut short" if end > len(buf) else "it is too long")
@@ -236,11 +259,7 @@ def read_index(path: Path) -> IndexArrays | None:
             raise IndexUnreadable("its checksum does not match")
     except (ValueError, KeyError, TypeError) as exc:
         raise IndexUnreadable(f"{exc.__class__.__name__}: {exc}") from exc
-    ends = got.pop("path_end")
-    arrays = IndexArrays(got.pop("paths").tobytes(), **got)
-    arrays.__dict__["_ends"] = (arrays.paths, ends)  # what path_ends() would find
-    _check_shapes(arrays)
-    return arrays
+    return got
 
 
 def _check_shapes(a: IndexArrays) -> None:

@@ -39,8 +39,8 @@ def start(path: str | os.PathLike) -> None:
     key = os.path.abspath(path)
     if key in _pending or not hasattr(os, "fork") or not os.path.isfile(path) or is_shards_config(path):
         return  # a missing file is load_dataset's error to word; shards are streamed, not read ahead
-    if threading.active_count() > 1:
-        return  # another thread may hold a lock (stdout's, say) that the child would wait on forever
+    if not _forkable():
+        return
     _reap()
     for stream in (sys.stdout, sys.stderr):
         stream.flush()  # else the child would write the parent's buffered output a second time
@@ -62,6 +62,11 @@ def start(path: str | os.PathLike) -> None:
     if not _pending:
         atexit.register(_discard)
     _pending[key] = (pid, read_end)
+
+
+def _forkable() -> bool:
+    """No other thread runs: one might hold a lock (stdout's, say) that the child would wait on forever."""
+    return threading.active_count() == 1
 
 
 def _send(fd: int, path: str | os.PathLike) -> None:
