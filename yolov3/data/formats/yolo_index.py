@@ -130,9 +130,9 @@ def _to_arrays(n: int, sizes: np.ndarray, flags: np.ndarray, counts: np.ndarray,
     return IndexArrays(b"", zeros, zeros.copy(), sizes, flags, starts, boxes, classes)
 
 
-def update_index(listing: Listing, old: IndexArrays | None) -> tuple[IndexArrays, int]:
-    """The index of ``listing``, reusing ``old``'s rows whose key is unchanged; returns it and the
-    number of rows read."""
+def update_index(listing: Listing, old: IndexArrays | None) -> IndexArrays:
+    """The index of ``listing``, reusing ``old``'s rows whose key is unchanged (``old`` itself when
+    nothing changed)."""
     n = len(listing)
     if old is not None and old.paths == listing.paths:
         same = (old.image_stat == listing.image_stat).all(1) & (old.label_stat == listing.label_stat).all(1)
@@ -150,7 +150,7 @@ def update_index(listing: Listing, old: IndexArrays | None) -> tuple[IndexArrays
         source = np.full(n, -1, np.int64)
     todo = np.flatnonzero(source < 0)
     if old is not None and len(todo) == 0 and np.array_equal(source, np.arange(len(old))):
-        return old, 0
+        return old
     if len(todo) == 0 and old is not None:  # rows removed or moved (a list file reordered), none to read
         merged = old.take(source)
     else:
@@ -158,7 +158,7 @@ def update_index(listing: Listing, old: IndexArrays | None) -> tuple[IndexArrays
         source[todo] = (len(old) if old is not None else 0) + np.arange(len(todo))
         merged = fresh if len(todo) == n else concat([old, fresh]).take(source)
     merged.paths, merged.image_stat, merged.label_stat = listing.paths, listing.image_stat, listing.label_stat
-    return merged, len(todo)
+    return merged
 
 
 def load_or_build(path: Path, listing: Listing) -> tuple[IndexArrays, IndexKey | None]:
@@ -173,7 +173,7 @@ def load_or_build(path: Path, listing: Listing) -> tuple[IndexArrays, IndexKey |
     except IndexUnreadable as exc:
         note(f"index {path} is unreadable ({exc}): rebuilding it")
         old = None
-    arrays, _ = update_index(listing, old)
+    arrays = update_index(listing, old)
     if arrays is not old:
         try:
             write_index(path, arrays)
@@ -220,14 +220,18 @@ def index_keys(samples: Sequence[Sample]) -> dict[str, IndexKey]:
 
 
 def _trusted_index(path: Path, rows: int | None) -> IndexArrays | None:
+    """The index at ``path`` if it is the file rank 0 read (its key checked after reading it: a file
+    replaced before the read has another inode), with ``rows`` rows when given; else None."""
     key = _TRUSTED.get(str(path))
-    if key is None or index_key(path) != key:
+    if key is None:
         return None
     try:
         arrays = read_index(path)
     except IndexUnreadable:
         return None
-    return arrays if arrays is not None and rows in (None, len(arrays)) else None
+    if arrays is None or index_key(path) != key or rows not in (None, len(arrays)):
+        return None
+    return arrays
 
 
 def read_indexed(source: Path, listing: list[tuple[Path, str]] | None, num_classes: int | None,

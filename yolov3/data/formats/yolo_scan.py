@@ -25,7 +25,7 @@ import numpy as np
 
 from yolov3.data.formats.yolo import label_path_for
 from yolov3.data.images import IMAGE_SUFFIXES
-from yolov3.data.index import pack_paths
+from yolov3.data.index import pack_paths, path_ends, path_starts
 
 STAT_CHUNK = 8192  # images a worker task stats
 SMALL = 4096  # images listed here before the rest goes to worker processes (a small source never does)
@@ -53,8 +53,8 @@ class Listing:
 
     def _bounds(self) -> tuple[np.ndarray, np.ndarray]:
         if not hasattr(self, "_ends"):
-            self._ends = np.flatnonzero(np.frombuffer(self.paths, np.uint8) == 0)
-            self._starts = np.concatenate([[0], self._ends[:-1] + 1]).astype(np.int64)
+            self._ends = path_ends(self.paths)
+            self._starts = path_starts(self._ends)
         return self._starts, self._ends
 
     def paths_of(self, rows: np.ndarray) -> list[str]:
@@ -152,7 +152,8 @@ def _scan_part(part: tuple) -> tuple[bytes, bytes, bytes]:
             todo.extend(reversed(inner))
             continue
         folder, below, names = got
-        blobs.append(pack_paths([below + n for n in names]))
+        if below is not None:  # None: a list file's run, whose paths the caller packs as listed
+            blobs.append(pack_paths([below + n for n in names]))
         _stat_names(folder, names, img, lbl)
     return b"".join(blobs), img.tobytes(), lbl.tobytes()
 
@@ -213,5 +214,5 @@ def stat_listed(paths: list[str]) -> Listing:
         if parts and parts[-1][0] == folder:
             parts[-1][2].append(name)
         else:
-            parts.append((folder, "", [name]))
+            parts.append((folder, None, [name]))
     return _listing(_scan_parts(parts), paths=pack_paths(paths))
